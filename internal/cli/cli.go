@@ -1,0 +1,119 @@
+// Package cli holds previewd's commands (serve, demo, validate, db, ls,
+// version), built with cobra. Each command parses its flags and calls into
+// the packages that do the work.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/previewd/previewd/internal/config"
+)
+
+// Version is set at build time with -ldflags "-X .../cli.Version=v1.2.3".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// exitError carries an exit code other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+// Run runs the command line args and returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "previewd:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "previewd:", err)
+	return 1
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "previewd",
+		Short:         "A preview environment for every pull request",
+		Long:          "previewd gives every pull request or branch its own running copy of an app, with its own database and URL, and removes it when the change goes away.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServe(), newDemo(), newValidate(), newLs(), newDB(), newVersion())
+	return root
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "previewd", version())
+			return nil
+		},
+	}
+}
+
+func newValidate() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "Check a config file; name each bad field",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := config.Load(path); err != nil {
+				return configError(cmd, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), path+": ok")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
+	return cmd
+}
+
+// configError prints each bad field on its own line and exits 1.
+func configError(cmd *cobra.Command, err error) error {
+	var es config.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			fmt.Fprintln(cmd.ErrOrStderr(), e.Error())
+		}
+		return &exitError{code: 1}
+	}
+	return err
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/daemon"
+	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/env"
+)
+
+func newDB() *cobra.Command {
+	var path, key string
+	cmd := &cobra.Command{
+		Use:   "db create|migrate|drop --config FILE --key KEY",
+		Short: "One environment's database step on its own, for CI pipelines",
+		Long: `create makes the environment's database if it is missing and prints its
+variables as NAME=value lines; migrate also runs the config's migrate command
+with them; drop removes it. All three are idempotent, use only the config's
+database section (and migrate), and run the same code as serve.`,
+	}
+	cmd.PersistentFlags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
+	cmd.PersistentFlags().StringVar(&key, "key", "", "environment key, e.g. pr-42 (required)")
+	setup := func(c *cobra.Command) (*config.Config, database.Provider, database.Target, error) {
+		if err := env.CheckKey(key); err != nil {
+			return nil, nil, database.Target{}, fmt.Errorf("--key: %w", err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			return nil, nil, database.Target{}, configError(c, err)
+		}
+		p, err := daemon.OpenDatabase(c.Context(), cfg)
+		if err != nil {
+			return nil, nil, database.Target{}, err
+		}
+		return cfg, p, database.Target{Key: key, Production: key == env.ProductionKey}, nil
+	}
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create the database if missing and print its variables",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			_, p, t, err := setup(c)
+			if err != nil {
+				return err
+			}
+			conn, err := p.Ensure(c.Context(), t)
+			if err != nil {
+				return err
+			}
+			printVars(c, conn.Vars)
+			return nil
+		},
+	}
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create the database if missing, then run the migrate command with its variables",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, p, t, err := setup(c)
+			if err != nil {
+				return err
+			}
+			if cfg.Migrate == "" {
+				return errors.New("migrate: the config has no migrate command")
+			}
+			conn, err := p.Ensure(c.Context(), t)
+			if err != nil {
+				return err
+			}
+			vars := env.Vars(env.Source{Key: t.Key, Kind: kindOf(t)}, cfg.EnvURL(t.Key))
+			for k, v := range conn.Vars {
+				vars[k] = v
+			}
+			run := exec.CommandContext(c.Context(), "/bin/sh", "-c", cfg.Migrate)
+			run.Env = os.Environ()
+			for k, v := range vars {
+				run.Env = append(run.Env, k+"="+v)
+			}
+			run.Stdout, run.Stderr = c.OutOrStdout(), c.ErrOrStderr()
+			if err := run.Run(); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			return nil
+		},
+	}
+	drop := &cobra.Command{
+		Use:   "drop",
+		Short: "Drop the environment's database and role (never production's)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			_, p, t, err := setup(c)
+			if err != nil {
+				return err
+			}
+			if t.Production {
+				return database.ErrProduction
+			}
+			if err := p.Drop(c.Context(), p.Items(t)); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "dropped %s\n", t.Key)
+			return nil
+		},
+	}
+	cmd.AddCommand(create, migrate, drop)
+	return cmd
+}
+
+func kindOf(t database.Target) env.Kind {
+	if t.Production {
+		return env.KindProduction
+	}
+	return env.KindBranch
+}
+
+func printVars(c *cobra.Command, vars map[string]string) {
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(c.OutOrStdout(), "%s=%s\n", k, vars[k])
+	}
+}

@@ -1,0 +1,31 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/daemon"
+)
+
+func newServe() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the controller, API, dashboard, webhooks and preview proxy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return configError(cmd, err)
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel)
+			d, err := daemon.New(cmd.Context(), cfg, daemon.Options{Version: version(), Logger: log})
+			if err != nil {
+				return err
+			}
+			return d.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
+	return cmd
+}

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, &net.AddrError{Err: "bad port", Addr: addr}
+	}
+	return h, n, nil
+}
+
+// ListenPort returns the port of Listen.
+func (c *Config) ListenPort() int {
+	_, p, _ := splitHostPort(c.Listen)
+	return p
+}
+
+// URLData is what the url template sees.
+type URLData struct {
+	Key, Host, Domain string
+	Port              int
+}
+
+// EnvURL returns an environment's URL: the url template if set, else
+// http://<key>.<domain>:<listen port>.
+func (c *Config) EnvURL(key string) string {
+	d := URLData{Key: key, Host: key + "." + c.Domain, Domain: c.Domain, Port: c.ListenPort()}
+	if c.URL != "" {
+		t, err := template.New("url").Option("missingkey=error").Parse(c.URL)
+		if err == nil {
+			var b strings.Builder
+			if err := t.Execute(&b, d); err == nil {
+				return b.String()
+			}
+		}
+	}
+	if d.Port == 80 {
+		return "http://" + d.Host
+	}
+	return "http://" + d.Host + ":" + strconv.Itoa(d.Port)
+}
+
+func checkURLTemplate(s string) error {
+	t, err := template.New("url").Option("missingkey=error").Parse(s)
+	if err != nil {
+		return err
+	}
+	return t.Execute(&strings.Builder{}, URLData{Key: "k", Host: "k.d", Domain: "d", Port: 1})
+}
+
+func checkGlobs(bad func(string, string, ...any), field string, globs []string) {
+	for i, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			bad(field+"["+strconv.Itoa(i)+"]", "%q is not a valid glob: %v", g, err)
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/reconcile"
+	"github.com/previewd/previewd/internal/store"
+)
+
+// metrics counts status changes and exposes environments by status.
+type metrics struct {
+	transitions *prometheus.CounterVec
+	readyTime   prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, st *store.Store) *metrics {
+	m := &metrics{
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "previewd_environment_transitions_total",
+			Help: "Environment status changes, by status.",
+		}, []string{"status"}),
+		readyTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "previewd_rollout_seconds",
+			Help:    "Time from the start of a rollout to ready.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
+	}
+	reg.MustRegister(m.transitions, m.readyTime, &envCollector{st: st})
+	return m
+}
+
+// Notify implements reconcile.Notifier.
+func (m *metrics) Notify(ctx context.Context, n reconcile.Notice) error {
+	m.transitions.WithLabelValues(string(n.Env.Status)).Inc()
+	if n.Env.Status == env.StatusReady {
+		m.readyTime.Observe(n.Took.Seconds())
+	}
+	return nil
+}
+
+var envDesc = prometheus.NewDesc("previewd_environments", "Live environments, by status.", []string{"status"}, nil)
+
+// envCollector reads the store at scrape time.
+type envCollector struct{ st *store.Store }
+
+func (c *envCollector) Describe(ch chan<- *prometheus.Desc) { ch <- envDesc }
+
+func (c *envCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	live, err := c.st.Live(ctx)
+	if err != nil {
+		return
+	}
+	counts := map[env.Status]int{}
+	for _, e := range live {
+		counts[e.Status]++
+	}
+	for _, s := range []env.Status{env.StatusPending, env.StatusBuilding, env.StatusMigrating, env.StatusStarting, env.StatusReady, env.StatusFailed, env.StatusDeleting} {
+		ch <- prometheus.MustNewConstMetric(envDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}

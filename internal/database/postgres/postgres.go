@@ -1,0 +1,696 @@
+// Package postgres is the database provider that gives each environment
+// its own PostgreSQL role and either its own schema (isolation: schema, in
+// the admin URL's database) or its own database (isolation: database,
+// cloned from a template).
+//
+// Safety by construction:
+//
+//   - Names come only from validated keys (Name): Prefix plus the key, at
+//     most 63 bytes, never public, pg_*, information_schema, production's
+//     database or user, or the template. Keys that are not valid keys are
+//     refused before any SQL runs.
+//   - Every identifier is quoted with pgx.Identifier.Sanitize. The only
+//     literals in utility statements (which take no bind parameters) are
+//     marker comments and SCRAM verifiers: they are checked against a small
+//     alphabet and then quoted by pgx's literal sanitizer as simple-protocol
+//     arguments (see checkLiteral).
+//   - Each environment has its own LOGIN role (NOSUPERUSER NOCREATEDB
+//     NOCREATEROLE NOINHERIT, a connection limit) whose search_path is set on
+//     the role, so apps need no session SET and PgBouncer (which pools per
+//     role) never hands one environment's server connection to another.
+//   - Every object carries a marker comment; Drop and Collect never touch a
+//     preview-named object that lacks it, nor anything that is production's.
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/env"
+)
+
+// Isolation modes.
+const (
+	IsolationSchema   = "schema"
+	IsolationDatabase = "database"
+)
+
+// ErrForeign is returned when an object with a preview name exists but was
+// not made by previewd for that key (it has no matching marker). previewd
+// neither takes it over nor drops it.
+var ErrForeign = errors.New("exists but was not made by previewd")
+
+// Provider gives environments PostgreSQL roles and schemas or databases.
+// It is safe for concurrent use.
+type Provider struct {
+	isolation string
+	template  string
+	connLimit int
+	secret    []byte
+	wait      time.Duration
+	log       *slog.Logger
+	maxConns  int32
+
+	pool      *pgxpool.Pool
+	adminCfg  *pgx.ConnConfig
+	adminDB   string
+	adminUser string
+	appHost   string // host:port in DATABASE_URL
+	sslmode   string
+
+	prodURL  string
+	prodDB   string
+	prodUser string
+
+	verifiers sync.Map // role -> SCRAM verifier
+
+	// afterRole, if set (by tests), runs in database mode after the role
+	// is committed and before the database is created, to simulate a
+	// crash there.
+	afterRole func(ctx context.Context, name string) error
+}
+
+var (
+	_ database.Provider  = (*Provider)(nil)
+	_ database.Collector = (*Provider)(nil)
+)
+
+// Option configures New.
+type Option func(*Provider)
+
+// WithSecret sets the secret role passwords are derived from when the
+// config has no passwordSecret (the daemon passes the random secret it
+// keeps in its data directory). A secret in the config wins.
+func WithSecret(secret []byte) Option {
+	return func(p *Provider) {
+		if len(p.secret) == 0 {
+			p.secret = append([]byte(nil), secret...)
+		}
+	}
+}
+
+// WithTemplateWait bounds how long Ensure retries CREATE DATABASE while
+// the template is in use by other sessions. Default 30s.
+func WithTemplateWait(d time.Duration) Option { return func(p *Provider) { p.wait = d } }
+
+// WithLogger sets where retries and drops are logged. Default: nowhere.
+func WithLogger(l *slog.Logger) Option { return func(p *Provider) { p.log = l } }
+
+// WithMaxConns sets the admin connection pool's size. Default 8.
+func WithMaxConns(n int32) Option { return func(p *Provider) { p.maxConns = n } }
+
+// New returns a provider for cfg. It does not connect: the admin pool
+// connects on first use, so a provider is cheap to make in a CLI.
+func New(cfg config.Postgres, opts ...Option) (*Provider, error) {
+	p := &Provider{
+		isolation: cfg.Isolation,
+		template:  cfg.Template,
+		connLimit: cfg.ConnectionLimit,
+		wait:      30 * time.Second,
+		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		maxConns:  8,
+		prodURL:   cfg.ProductionURL,
+	}
+	if cfg.PasswordSecret != "" {
+		p.secret = []byte(cfg.PasswordSecret)
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.isolation == "" {
+		p.isolation = IsolationSchema
+	}
+	if p.connLimit == 0 {
+		p.connLimit = 20
+	}
+	switch {
+	case p.isolation != IsolationSchema && p.isolation != IsolationDatabase:
+		return nil, fmt.Errorf("postgres: isolation %q: want schema or database", p.isolation)
+	case p.connLimit < 1:
+		return nil, fmt.Errorf("postgres: connectionLimit %d: want at least 1", p.connLimit)
+	case len(p.secret) == 0:
+		return nil, errors.New("postgres: no password secret: set database.postgres.passwordSecret or pass WithSecret")
+	case cfg.AdminURL == "":
+		return nil, errors.New("postgres: adminURL is required")
+	}
+	pc, err := pgxpool.ParseConfig(cfg.AdminURL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: adminURL: %w", err)
+	}
+	pc.MaxConns = p.maxConns
+	pc.MinConns = 0
+	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pc.ConnConfig.RuntimeParams["application_name"] = "previewd"
+	}
+	p.adminCfg = pc.ConnConfig.Copy()
+	p.adminDB, p.adminUser = pc.ConnConfig.Database, pc.ConnConfig.User
+	if p.adminDB == "" {
+		p.adminDB = p.adminUser
+	}
+	if p.isolation == IsolationDatabase && p.template != "" && p.template == p.adminDB {
+		return nil, fmt.Errorf("postgres: template %q is the adminURL's database; PostgreSQL cannot clone a database previewd is connected to", p.template)
+	}
+	if u, err := url.Parse(cfg.AdminURL); err == nil {
+		p.sslmode = u.Query().Get("sslmode")
+	}
+	p.appHost = net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port)))
+	if cfg.AppHost != "" {
+		h, port, err := net.SplitHostPort(cfg.AppHost)
+		if err != nil {
+			h, port = cfg.AppHost, "5432"
+		}
+		if h == "" || strings.ContainsAny(h, "/@?# ") {
+			return nil, fmt.Errorf("postgres: appHost %q: want host or host:port", cfg.AppHost)
+		}
+		p.appHost = net.JoinHostPort(h, port)
+	}
+	p.prodDB, p.prodUser = p.adminDB, p.adminUser
+	if cfg.ProductionURL != "" {
+		c, err := pgconn.ParseConfig(cfg.ProductionURL)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: productionURL: %w", err)
+		}
+		p.prodDB, p.prodUser = c.Database, c.User
+	}
+	if p.pool, err = pgxpool.NewWithConfig(context.Background(), pc); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return p, nil
+}
+
+// Close closes the admin connections.
+func (p *Provider) Close() { p.pool.Close() }
+
+// Isolation returns schema or database.
+func (p *Provider) Isolation() string { return p.isolation }
+
+// itemData is what an inventory item records besides its name.
+type itemData struct {
+	// Database is where a schema lives (the admin database when it was
+	// made).
+	Database string `json:"database,omitempty"`
+}
+
+// Items implements database.Provider: the role and the schema or database
+// Ensure makes for t. It returns nothing for production and for keys Ensure
+// would refuse.
+func (p *Provider) Items(t database.Target) []env.Item {
+	if isProduction(t) {
+		return nil
+	}
+	name, err := p.previewName(t.Key)
+	if err != nil {
+		return nil
+	}
+	role := env.Item{Kind: env.ItemRole, Name: name}
+	if p.isolation == IsolationDatabase {
+		return []env.Item{role, {Kind: env.ItemDatabase, Name: name}}
+	}
+	data, _ := json.Marshal(itemData{Database: p.adminDB})
+	return []env.Item{role, {Kind: env.ItemSchema, Name: name, Data: data}}
+}
+
+func isProduction(t database.Target) bool { return t.Production || t.Key == env.ProductionKey }
+
+// previewName returns key's name, refusing keys and names Ensure must not
+// touch. It runs no SQL.
+func (p *Provider) previewName(key string) (string, error) {
+	name, err := Name(key)
+	if err != nil {
+		return "", err
+	}
+	if err := p.checkOwned(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// checkOwned returns an error wrapping database.ErrProduction unless name
+// is a name previewd makes and none of production's (its database and
+// user, the admin database and user, the template) or the server's
+// reserved names.
+func (p *Provider) checkOwned(name string) error {
+	key, ok := KeyOf(name)
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %q is not a %s name", database.ErrProduction, name, Prefix)
+	case key == env.ProductionKey,
+		name == p.prodDB, name == p.prodUser, name == p.adminDB, name == p.adminUser,
+		name == p.template, name == "public", name == "information_schema",
+		strings.HasPrefix(name, "pg_"), name == "template0", name == "template1", name == "postgres":
+		return fmt.Errorf("%w: %q is production's or the server's", database.ErrProduction, name)
+	}
+	return nil
+}
+
+// Ensure implements database.Provider. For production it creates nothing
+// and returns productionURL (or the admin URL's database and user) with
+// schema public.
+func (p *Provider) Ensure(ctx context.Context, t database.Target) (database.Conn, error) {
+	if isProduction(t) {
+		return p.production()
+	}
+	name, err := p.previewName(t.Key)
+	if err != nil {
+		return database.Conn{}, err
+	}
+	if p.isolation == IsolationDatabase {
+		if err := p.ensureDatabase(ctx, t.Key, name); err != nil {
+			return database.Conn{}, err
+		}
+		return p.conn(name, name, "public")
+	}
+	if err := p.ensureSchema(ctx, t.Key, name); err != nil {
+		return database.Conn{}, err
+	}
+	return p.conn(name, p.adminDB, name)
+}
+
+// conn returns the variables for role in db.
+func (p *Provider) conn(role, db, schema string) (database.Conn, error) {
+	pw := password(p.secret, role)
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(role, pw), Host: p.appHost, Path: "/" + db}
+	if p.sslmode != "" {
+		u.RawQuery = url.Values{"sslmode": {p.sslmode}}.Encode()
+	}
+	name := schema
+	if p.isolation == IsolationDatabase {
+		name = db
+	}
+	return database.Conn{
+		Vars: map[string]string{"DATABASE_URL": u.String(), "DATABASE_SCHEMA": schema},
+		Name: name,
+	}, nil
+}
+
+func (p *Provider) production() (database.Conn, error) {
+	if p.prodURL != "" {
+		return database.Conn{
+			Vars: map[string]string{"DATABASE_URL": p.prodURL, "DATABASE_SCHEMA": "public"},
+			Name: p.prodDB,
+		}, nil
+	}
+	c := p.adminCfg
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(c.User, c.Password), Host: p.appHost, Path: "/" + p.adminDB}
+	if c.Password == "" {
+		u.User = url.User(c.User)
+	}
+	if p.sslmode != "" {
+		u.RawQuery = url.Values{"sslmode": {p.sslmode}}.Encode()
+	}
+	return database.Conn{
+		Vars: map[string]string{"DATABASE_URL": u.String(), "DATABASE_SCHEMA": "public"},
+		Name: p.adminDB,
+	}, nil
+}
+
+func ident(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
+
+// lockClass is the first key of previewd's advisory locks ("prev").
+const lockClass = 0x70726576
+
+// lockID returns the second advisory lock key for name; 0 is the global
+// lock that serializes updates of a database's ACL.
+func lockID(name string) int32 {
+	s := sha256.Sum256([]byte(name))
+	id := int32(binary.BigEndian.Uint32(s[:4]))
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// sqlGlobalLock serializes statements that rewrite the admin database's
+// pg_database row (GRANT/REVOKE CONNECT, DROP OWNED), which concurrent
+// transactions would otherwise fail with "tuple concurrently updated".
+const sqlGlobalLock = "SELECT pg_advisory_xact_lock(1886545270, 0);\n"
+
+// state is what exists of one environment's objects.
+type state struct {
+	roleExists    bool
+	roleComment   string
+	schemaExists  bool
+	schemaComment string
+	schemaOwner   string
+	connectGrant  bool // the role has an explicit CONNECT on the admin database
+}
+
+const sqlInspect = `SELECT
+  r.oid IS NOT NULL, COALESCE(shobj_description(r.oid, 'pg_authid'), ''),
+  n.oid IS NOT NULL, COALESCE(obj_description(n.oid, 'pg_namespace'), ''), COALESCE(pg_get_userbyid(n.nspowner), ''),
+  EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
+          WHERE d.datname = current_database() AND a.grantee = r.oid AND a.privilege_type = 'CONNECT')
+FROM (SELECT $1::text AS name) q
+LEFT JOIN pg_roles r ON r.rolname = q.name
+LEFT JOIN pg_namespace n ON n.nspname = q.name`
+
+func inspect(ctx context.Context, q pgx.Tx, name string) (state, error) {
+	var s state
+	err := q.QueryRow(ctx, sqlInspect, name).Scan(&s.roleExists, &s.roleComment, &s.schemaExists, &s.schemaComment, &s.schemaOwner, &s.connectGrant)
+	return s, err
+}
+
+func lockName(ctx context.Context, tx pgx.Tx, name string) error {
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", int32(lockClass), lockID(name))
+	return err
+}
+
+func (p *Provider) verifier(role string) (string, error) {
+	if v, ok := p.verifiers.Load(role); ok {
+		return v.(string), nil
+	}
+	v, err := scramVerifier(p.secret, role, password(p.secret, role))
+	if err != nil {
+		return "", err
+	}
+	p.verifiers.Store(role, v)
+	return v, nil
+}
+
+// roleSQL returns the statements that create (or repair) the role and
+// mark it, and their literal arguments.
+func (p *Provider) roleSQL(key, name string, s state) (string, []any, error) {
+	if s.roleExists && s.roleComment != marker(key) {
+		return "", nil, fmt.Errorf("postgres: role %q %w (comment %q)", name, ErrForeign, s.roleComment)
+	}
+	v, err := p.verifier(name)
+	if err != nil {
+		return "", nil, err
+	}
+	m := marker(key)
+	if err := errors.Join(checkLiteral(v), checkLiteral(m)); err != nil {
+		return "", nil, err
+	}
+	r := ident(name)
+	var b strings.Builder
+	if !s.roleExists {
+		fmt.Fprintf(&b, "CREATE ROLE %s WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT %d PASSWORD $1;\n", r, p.connLimit)
+		fmt.Fprintf(&b, "COMMENT ON ROLE %s IS $2;\n", r)
+	} else {
+		// Repair what a person may have changed. SUPERUSER, REPLICATION
+		// and BYPASSRLS can only be granted by a superuser, and previewd
+		// never does; the verifier is the same as before, so this does not
+		// disturb connections PgBouncer holds.
+		fmt.Fprintf(&b, "ALTER ROLE %s WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT %d PASSWORD $1;\n", r, p.connLimit)
+	}
+	return b.String(), []any{pgx.QueryExecModeSimpleProtocol, v, m}, nil
+}
+
+// ensureSchema makes the role and schema in one transaction, serialized
+// per name by an advisory lock, so it is all or nothing and concurrent
+// Ensures of one key wait for each other.
+func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := lockName(ctx, tx, name); err != nil {
+		return fmt.Errorf("postgres: locking %s: %w", name, err)
+	}
+	s, err := inspect(ctx, tx, name)
+	if err != nil {
+		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
+	}
+	if s.schemaExists && s.schemaComment != marker(key) {
+		return fmt.Errorf("postgres: schema %q %w (comment %q)", name, ErrForeign, s.schemaComment)
+	}
+	sql, args, err := p.roleSQL(key, name, s)
+	if err != nil {
+		return err
+	}
+	r := ident(name)
+	var b strings.Builder
+	b.WriteString(sql)
+	if !s.schemaExists {
+		fmt.Fprintf(&b, "CREATE SCHEMA %s AUTHORIZATION %s;\n", r, r)
+		fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", r)
+	} else if s.schemaOwner != name {
+		fmt.Fprintf(&b, "ALTER SCHEMA %s OWNER TO %s;\n", r, r)
+	}
+	fmt.Fprintf(&b, "ALTER ROLE %s SET search_path TO %s;\n", r, r)
+	if !s.connectGrant {
+		b.WriteString(sqlGlobalLock)
+		fmt.Fprintf(&b, "GRANT CONNECT ON DATABASE %s TO %s;\n", ident(p.adminDB), r)
+	}
+	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
+	}
+	if err := checkNoCreateElsewhere(ctx, tx, name, name); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
+	}
+	return nil
+}
+
+// checkNoCreateElsewhere fails (and so rolls back) if role may create
+// objects in any schema but own, e.g. in public on a server older than
+// PostgreSQL 15 or where someone granted CREATE on public to PUBLIC.
+func checkNoCreateElsewhere(ctx context.Context, tx pgx.Tx, role, own string) error {
+	var others []string
+	err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(nspname ORDER BY nspname), '{}') FROM pg_namespace
+		WHERE nspname <> $2 AND has_schema_privilege($1, oid, 'CREATE')`, role, own).Scan(&others)
+	if err != nil {
+		return fmt.Errorf("postgres: checking %s's privileges: %w", role, err)
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("postgres: role %s could create objects in schema(s) %s, so environments would not be isolated; "+
+			"revoke CREATE from PUBLIC there (PostgreSQL 15's default for public: REVOKE CREATE ON SCHEMA public FROM PUBLIC)",
+			role, strings.Join(others, ", "))
+	}
+	return nil
+}
+
+// Drop implements database.Provider. It drops databases, then schemas,
+// then roles (after DROP OWNED), each with IF EXISTS, so it can be called
+// again after a crash to finish. It refuses, with database.ErrProduction,
+// every item that is not a preview name or is one of production's, and
+// with ErrForeign every existing object without previewd's marker.
+func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
+	type want struct {
+		role, schema, db bool
+		schemaDB         string
+	}
+	byName := map[string]*want{}
+	var errs []error
+	for _, it := range items {
+		switch it.Kind {
+		case env.ItemRole, env.ItemSchema, env.ItemDatabase:
+		default:
+			continue
+		}
+		if err := p.checkOwned(it.Name); err != nil {
+			errs = append(errs, fmt.Errorf("postgres: refusing to drop %s: %w", it.Kind, err))
+			continue
+		}
+		w := byName[it.Name]
+		if w == nil {
+			w = &want{}
+			byName[it.Name] = w
+		}
+		switch it.Kind {
+		case env.ItemRole:
+			w.role = true
+		case env.ItemDatabase:
+			w.db = true
+		case env.ItemSchema:
+			w.schema = true
+			var d itemData
+			if len(it.Data) > 0 && json.Unmarshal(it.Data, &d) == nil {
+				w.schemaDB = d.Database
+			}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		w := byName[name]
+		key, _ := KeyOf(name)
+		if w.db {
+			if err := p.dropDatabase(ctx, key, name); err != nil {
+				errs = append(errs, err)
+				continue // keep the role: it owns the database
+			}
+		}
+		if w.schema && w.schemaDB != "" && w.schemaDB != p.adminDB {
+			if err := p.dropSchemaIn(ctx, w.schemaDB, key, name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if w.role || (w.schema && (w.schemaDB == "" || w.schemaDB == p.adminDB)) {
+			if err := p.dropRoleAndSchema(ctx, key, name, w.role, w.schema && (w.schemaDB == "" || w.schemaDB == p.adminDB)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dropRoleAndSchema drops the schema and/or the role in one transaction on
+// the admin database.
+func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role, schema bool) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := lockName(ctx, tx, name); err != nil {
+		return fmt.Errorf("postgres: locking %s: %w", name, err)
+	}
+	s, err := inspect(ctx, tx, name)
+	if err != nil {
+		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
+	}
+	r := ident(name)
+	var b strings.Builder
+	if role && s.roleExists {
+		if s.roleComment != marker(key) {
+			return fmt.Errorf("postgres: not dropping role %q: it %w (comment %q)", name, ErrForeign, s.roleComment)
+		}
+		// Sessions of the role (the app, PgBouncer's server connections)
+		// would hold locks that DROP SCHEMA waits for.
+		b.WriteString("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid();\n")
+	}
+	if schema && s.schemaExists {
+		if s.schemaComment != marker(key) {
+			return fmt.Errorf("postgres: not dropping schema %q: it %w (comment %q)", name, ErrForeign, s.schemaComment)
+		}
+		fmt.Fprintf(&b, "DROP SCHEMA IF EXISTS %s CASCADE;\n", r)
+	}
+	if role && s.roleExists {
+		// DROP OWNED also revokes the role's CONNECT on this database,
+		// which rewrites its pg_database row.
+		b.WriteString(sqlGlobalLock)
+		fmt.Fprintf(&b, "DROP OWNED BY %s CASCADE;\n", r)
+		fmt.Fprintf(&b, "DROP ROLE IF EXISTS %s;\n", r)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, b.String(), pgx.QueryExecModeSimpleProtocol, name); err != nil {
+		return fmt.Errorf("postgres: dropping %s: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: dropping %s: %w", name, err)
+	}
+	p.log.Info("dropped", "name", name, "role", role, "schema", schema)
+	return nil
+}
+
+// dropSchemaIn drops a schema that lives in another database than the
+// admin one (the admin URL changed since it was made).
+func (p *Provider) dropSchemaIn(ctx context.Context, db, key, name string) error {
+	if err := p.checkOwned(name); err != nil {
+		return err
+	}
+	cfg := p.adminCfg.Copy()
+	cfg.Database = db
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "3D000" { // the database is gone
+			return nil
+		}
+		return fmt.Errorf("postgres: connecting to %s to drop schema %s: %w", db, name, err)
+	}
+	defer conn.Close(context.Background())
+	var comment *string
+	err = conn.QueryRow(ctx, "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1", name).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
+	}
+	if comment == nil || *comment != marker(key) {
+		return fmt.Errorf("postgres: not dropping schema %q in %s: it %w", name, db, ErrForeign)
+	}
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+ident(name)+" CASCADE"); err != nil {
+		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
+	}
+	return nil
+}
+
+// Collect implements database.Collector: it drops every role, schema (in
+// the admin database) and database whose name has Prefix and whose marker
+// names a key that is not live, and returns what it dropped as "role x",
+// "schema x", "database x". A database is also collected when it has no
+// marker (a crash between CREATE DATABASE and COMMENT) but is owned by its
+// marked role. Production's names are never collected.
+func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `
+SELECT 'role', rolname, COALESCE(shobj_description(oid, 'pg_authid'), ''), '' FROM pg_roles WHERE starts_with(rolname, $1)
+UNION ALL
+SELECT 'schema', nspname, COALESCE(obj_description(oid, 'pg_namespace'), ''), '' FROM pg_namespace WHERE starts_with(nspname, $1)
+UNION ALL
+SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), ''),
+       CASE WHEN o.rolname = d.datname THEN COALESCE(shobj_description(o.oid, 'pg_authid'), '') ELSE '' END
+  FROM pg_database d JOIN pg_roles o ON o.oid = d.datdba WHERE starts_with(d.datname, $1)`, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
+	}
+	kinds := map[string]env.ItemKind{"role": env.ItemRole, "schema": env.ItemSchema, "database": env.ItemDatabase}
+	dead := map[string][]env.Item{} // by name
+	for rows.Next() {
+		var kind, name, comment, ownerComment string
+		if err := rows.Scan(&kind, &name, &comment, &ownerComment); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		key, ok := markedKey(comment, name)
+		if !ok && kind == "database" {
+			key, ok = markedKey(ownerComment, name)
+		}
+		if !ok || live[key] || p.checkOwned(name) != nil {
+			continue
+		}
+		dead[name] = append(dead[name], env.Item{Kind: kinds[kind], Name: name})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
+	}
+	names := make([]string, 0, len(dead))
+	for n := range dead {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var removed []string
+	var errs []error
+	for _, name := range names {
+		// One environment at a time, so one that cannot be dropped does
+		// not keep the others; Drop orders database, schema, role.
+		if err := p.Drop(ctx, dead[name]); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, it := range dead[name] {
+			removed = append(removed, strings.TrimPrefix(string(it.Kind), "pg-")+" "+name)
+		}
+	}
+	return removed, errors.Join(errs...)
+}

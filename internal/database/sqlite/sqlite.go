@@ -1,0 +1,165 @@
+// Package sqlite is the database provider that gives each environment its
+// own SQLite file, copied from a seed file when one is configured.
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/env"
+)
+
+// Provider keeps one database file per environment under Dir.
+type Provider struct {
+	dir  string
+	seed string
+}
+
+// New returns a provider keeping files in dir, seeded from seed if not
+// empty.
+func New(dir, seed string) (*Provider, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{dir: abs, seed: seed}, nil
+}
+
+var _ database.Provider = (*Provider)(nil)
+
+// Path returns the database file of key. Keys are validated DNS labels, so
+// the path cannot leave the directory.
+func (p *Provider) Path(key string) string {
+	return filepath.Join(p.dir, key+".sqlite")
+}
+
+type itemData struct {
+	Path string `json:"path"`
+}
+
+// Items implements database.Provider.
+func (p *Provider) Items(t database.Target) []env.Item {
+	if t.Production {
+		return nil
+	}
+	data, _ := json.Marshal(itemData{Path: p.Path(t.Key)})
+	return []env.Item{{Kind: env.ItemSQLite, Name: t.Key, Data: data}}
+}
+
+// Ensure implements database.Provider: it creates the file (from the seed,
+// through a temporary file and a rename, so a crash never leaves a
+// half-copied database) if it does not exist yet.
+func (p *Provider) Ensure(ctx context.Context, t database.Target) (database.Conn, error) {
+	if err := env.CheckKey(t.Key); err != nil {
+		return database.Conn{}, err
+	}
+	path := p.Path(t.Key)
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return database.Conn{}, fmt.Errorf("creating database directory: %w", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := p.create(path); err != nil {
+			return database.Conn{}, err
+		}
+	} else if err != nil {
+		return database.Conn{}, fmt.Errorf("checking database file: %w", err)
+	}
+	return database.Conn{
+		Vars: map[string]string{"DATABASE_PATH": path, "DATABASE_URL": "sqlite:" + path},
+		Name: filepath.Base(path),
+	}, nil
+}
+
+func (p *Provider) create(path string) error {
+	tmp, err := os.CreateTemp(p.dir, ".new-*")
+	if err != nil {
+		return fmt.Errorf("creating database file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if p.seed != "" {
+		src, err := os.Open(p.seed)
+		if err != nil {
+			tmp.Close()
+			return fmt.Errorf("opening seed database: %w", err)
+		}
+		_, err = io.Copy(tmp, src)
+		src.Close()
+		if err != nil {
+			tmp.Close()
+			return fmt.Errorf("copying seed database: %w", err)
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing database file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("creating database file: %w", err)
+	}
+	return nil
+}
+
+// Drop implements database.Provider. It removes the file and its -wal and
+// -shm companions, and never production's file.
+func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
+	var errs []error
+	for _, it := range env.Find(items, env.ItemSQLite) {
+		if it.Name == env.ProductionKey {
+			errs = append(errs, database.ErrProduction)
+			continue
+		}
+		var d itemData
+		if err := json.Unmarshal(it.Data, &d); err != nil || d.Path == "" {
+			d.Path = p.Path(it.Name)
+		}
+		if d.Path == p.Path(env.ProductionKey) {
+			errs = append(errs, database.ErrProduction)
+			continue
+		}
+		for _, f := range []string{d.Path, d.Path + "-wal", d.Path + "-shm", d.Path + "-journal"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Collect implements database.Collector: it removes database files whose key
+// no live environment has, and never production's.
+func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
+	entries, err := os.ReadDir(p.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if filepath.Ext(name) == "" || name[0] == '.' {
+			if len(name) > 5 && name[:5] == ".new-" {
+				os.Remove(filepath.Join(p.dir, name))
+			}
+			continue
+		}
+		key := name[:len(name)-len(filepath.Ext(name))]
+		if filepath.Ext(name) != ".sqlite" || live[key] || key == env.ProductionKey || env.CheckKey(key) != nil {
+			continue
+		}
+		data, _ := json.Marshal(itemData{Path: filepath.Join(p.dir, name)})
+		if err := p.Drop(ctx, []env.Item{{Kind: env.ItemSQLite, Name: key, Data: data}}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, name)
+	}
+	return removed, errors.Join(errs...)
+}

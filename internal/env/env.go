@@ -1,0 +1,147 @@
+package env
+
+import (
+	"strconv"
+	"time"
+)
+
+// Kind says what an environment tracks.
+type Kind string
+
+// The kinds of environment.
+const (
+	KindPullRequest Kind = "pull_request"
+	KindBranch      Kind = "branch"
+	KindProduction  Kind = "production"
+)
+
+// Status is where an environment is in its life.
+type Status string
+
+// The statuses an environment moves through. The names are part of the HTTP
+// API contract.
+const (
+	StatusPending   Status = "pending"
+	StatusBuilding  Status = "building"
+	StatusMigrating Status = "migrating"
+	StatusStarting  Status = "starting"
+	StatusReady     Status = "ready"
+	StatusFailed    Status = "failed"
+	StatusDeleting  Status = "deleting"
+)
+
+// ProductionKey is the key of the environment that tracks the production
+// branch.
+const ProductionKey = "production"
+
+// Source is what a forge reports for one environment that should exist: an
+// open pull request, a branch, or the production branch.
+type Source struct {
+	Key    string `json:"key"`
+	Kind   Kind   `json:"kind"`
+	Number int    `json:"number,omitempty"`
+	Branch string `json:"branch"`
+	SHA    string `json:"sha"`
+	// Repo is the git URL (or local path) the runtime fetches the code
+	// from. It holds no credentials.
+	Repo string `json:"repo,omitempty"`
+	// Ref is the ref the runtime fetches to get SHA, e.g. refs/heads/x or
+	// refs/pull/7/head.
+	Ref string `json:"ref,omitempty"`
+	// Title of the pull request, if any.
+	Title string `json:"title,omitempty"`
+	// Fork is true for a pull request whose head lives in another repository.
+	Fork bool `json:"fork,omitempty"`
+	// Trusted says whether the environment may receive secrets meant for
+	// same-repository changes. Forks are untrusted unless configured.
+	Trusted bool `json:"trusted"`
+	// Hold, when not empty, says why the change must not be deployed yet
+	// (e.g. waiting for checks). The environment stays pending.
+	Hold string `json:"hold,omitempty"`
+}
+
+// Production reports whether the source is the production branch.
+func (s Source) Production() bool { return s.Kind == KindProduction }
+
+// Environment is one environment as the store and the API see it.
+type Environment struct {
+	Key     string `json:"key"`
+	Kind    Kind   `json:"kind"`
+	Number  int    `json:"number,omitempty"`
+	Branch  string `json:"branch"`
+	SHA     string `json:"sha"`
+	Status  Status `json:"status"`
+	Message string `json:"message"`
+	URL     string `json:"url"`
+	// Database names the environment's database (file, schema or database
+	// name), for people.
+	Database  string    `json:"database,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// ReadyAt is when the current SHA became ready.
+	ReadyAt *time.Time `json:"readyAt,omitempty"`
+	// DeletedAt is set once the environment has been removed.
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+	// Events are the recent history, newest first; only filled for a single
+	// environment.
+	Events []Event `json:"events,omitempty"`
+}
+
+// Production reports whether e is the production environment.
+func (e Environment) Production() bool { return e.Kind == KindProduction }
+
+// ShortSHA returns the first seven characters of the SHA.
+func ShortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// Event is one line of an environment's history.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+	SHA     string    `json:"sha,omitempty"`
+}
+
+// Vars returns the variables every app and migrate command receives,
+// without the database's (see the database provider) and PORT.
+func Vars(s Source, url string) map[string]string {
+	v := map[string]string{
+		"PREVIEW_KEY":        s.Key,
+		"PREVIEW_URL":        url,
+		"PREVIEW_SHA":        s.SHA,
+		"PREVIEW_BRANCH":     s.Branch,
+		"PREVIEW_PRODUCTION": strconv.FormatBool(s.Production()),
+	}
+	if s.Kind == KindPullRequest {
+		v["PREVIEW_NUMBER"] = strconv.Itoa(s.Number)
+	}
+	return v
+}
+
+// Release is one version of an environment to roll out: the source at a
+// SHA, its URL and every variable its processes get.
+type Release struct {
+	Source
+	// URL is where the environment is reached.
+	URL string
+	// Vars are given to build, migrate and the app: the PREVIEW_*
+	// variables and the database's.
+	Vars map[string]string
+}
+
+// StepError is a failure of the app's own step (build, migrate, start) for
+// one SHA. It is terminal for that SHA: retrying without a change would
+// fail the same way. Tail holds the last lines of the step's output.
+type StepError struct {
+	Step string
+	Err  error
+	Tail string
+}
+
+func (e *StepError) Error() string { return e.Step + " failed: " + e.Err.Error() }
+
+func (e *StepError) Unwrap() error { return e.Err }

@@ -1,0 +1,158 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/previewd/previewd/internal/env"
+)
+
+// Recover is called once at start-up with every environment's inventory.
+// It adopts app processes that still run and answer their health check,
+// stops every process of this instance that it cannot account for (so no
+// second copy of an app is left running), and removes files no inventory
+// names.
+func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) error {
+	adopted := map[int]bool{}
+	keepDirs := map[string]bool{}
+	for key, items := range inventory {
+		for _, it := range env.Find(items, env.ItemWorkDir) {
+			keepDirs[it.Name] = true
+		}
+		var newest *proc
+		for _, it := range env.Find(items, env.ItemProcess) {
+			var p proc
+			if err := json.Unmarshal(it.Data, &p); err != nil || p.PID <= 0 {
+				r.inv.DeleteItem(ctx, key, it)
+				continue
+			}
+			if !sameProcess(p.PID, p.Start) || !r.healthy(ctx, p.Port) {
+				if sameProcess(p.PID, p.Start) {
+					stopDetached(p.PID, r.o.StopTimeout)
+				}
+				r.inv.DeleteItem(ctx, key, it)
+				continue
+			}
+			if newest != nil {
+				// Two live processes for one key: a crash came between
+				// starting the new one and stopping the old. Keep one.
+				stopDetached(newest.PID, r.o.StopTimeout)
+				r.inv.DeleteItem(ctx, key, newest.item())
+				delete(adopted, newest.PID)
+			}
+			q := p
+			newest = &q
+			adopted[p.PID] = true
+		}
+		if newest != nil {
+			r.adopt(newest)
+		}
+	}
+	r.stopStrays(adopted)
+	r.removeStrayFiles(keepDirs, inventory)
+	return nil
+}
+
+// adopt takes over a process a previous previewd started.
+func (r *Runtime) adopt(p *proc) {
+	p.done = make(chan struct{})
+	r.mu.Lock()
+	r.procs[p.Key] = p
+	r.mu.Unlock()
+	r.log.Info("process adopted", "env", p.Key, "pid", p.PID, "sha", env.ShortSHA(p.SHA))
+	go func() {
+		for sameProcess(p.PID, p.Start) {
+			time.Sleep(250 * time.Millisecond)
+		}
+		r.exited(p)
+	}()
+}
+
+func (r *Runtime) healthy(ctx context.Context, port int) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + r.o.HealthPath
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 300
+}
+
+// stopStrays kills every process carrying this instance's marker that was
+// not adopted: apps started just before a crash, before their pid was
+// recorded, and steps (build, migrate) cut off by the crash.
+func (r *Runtime) stopStrays(adopted map[int]bool) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	marker := []byte("PREVIEWD_INSTANCE=" + r.instance + "\x00")
+	self := os.Getpid()
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self || adopted[pid] {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(append(b, 0), marker) {
+			continue
+		}
+		// A child of an adopted app inherits the marker; leave the
+		// adopted groups alone.
+		if pg := pgid(pid); adopted[pg] {
+			continue
+		}
+		r.log.Warn("stopping stray process", "pid", pid)
+		stopDetached(pid, r.o.StopTimeout)
+	}
+}
+
+func pgid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[2])
+	return n
+}
+
+// removeStrayFiles removes environment directories of keys that own
+// nothing any more, and work dirs no inventory names.
+func (r *Runtime) removeStrayFiles(keep map[string]bool, inventory map[string][]env.Item) {
+	dirs, _ := filepath.Glob(filepath.Join(r.o.Dir, "envs", "*"))
+	for _, d := range dirs {
+		key := filepath.Base(d)
+		if _, ok := inventory[key]; !ok {
+			r.log.Info("removing stray directory", "dir", d)
+			os.RemoveAll(d)
+			continue
+		}
+		srcs, _ := filepath.Glob(filepath.Join(d, "src-*"))
+		for _, s := range srcs {
+			base := strings.TrimSuffix(strings.TrimSuffix(s, ".ok"), ".tmp")
+			if !keep[base] || strings.HasSuffix(s, ".tmp") {
+				r.log.Info("removing stray work dir", "dir", s)
+				os.RemoveAll(s)
+			}
+		}
+	}
+}

@@ -1,0 +1,300 @@
+package server
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/store"
+)
+
+// Store is what the server reads.
+type Store interface {
+	Live(ctx context.Context) ([]env.Environment, error)
+	Get(ctx context.Context, key string) (env.Environment, error)
+	Events(ctx context.Context, key string, limit int) ([]env.Event, error)
+	Set(ctx context.Context, key string, u store.Update) error
+}
+
+// Options configure the server.
+type Options struct {
+	Store Store
+	// Domain is the base domain of preview hosts.
+	Domain string
+	// Route returns the address an environment is served on, if it runs
+	// locally; nil when no local runtime serves traffic.
+	Route func(key string) (string, bool)
+	// Enqueue asks for a key to be reconciled; Resync asks for every
+	// source to be listed now.
+	Enqueue func(key string)
+	Resync  func()
+	// SourceStatus returns the last listing error and time.
+	SourceStatus func() (error, time.Time)
+	// Ready reports whether previewd can do its work (for /readyz).
+	Ready func() error
+	// Webhooks are extra handlers mounted under /webhooks/, by path.
+	Webhooks map[string]http.Handler
+	// Gatherer is the metrics registry served on /metrics.
+	Gatherer prometheus.Gatherer
+	Version  string
+	Logger   *slog.Logger
+}
+
+// Server serves the API, dashboard, webhooks, metrics and preview proxy.
+type Server struct {
+	o     Options
+	mux   *http.ServeMux
+	proxy *httputil.ReverseProxy
+	tmpl  *template.Template
+}
+
+//go:embed templates
+var templates embed.FS
+
+type routeKey struct{}
+
+// New returns a server.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{o: o, mux: http.NewServeMux()}
+	s.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html"))
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			addr, _ := pr.In.Context().Value(routeKey{}).(string)
+			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			o.Logger.Warn("proxying", "host", r.Host, "err", err)
+			http.Error(w, "the environment did not answer: "+err.Error(), http.StatusBadGateway)
+		},
+		FlushInterval: -1,
+	}
+	s.mux.HandleFunc("GET /api/v1/environments", s.listEnvironments)
+	s.mux.HandleFunc("GET /api/v1/environments/{key}", s.getEnvironment)
+	s.mux.HandleFunc("POST /api/v1/environments/{key}/redeploy", s.redeploy)
+	s.mux.HandleFunc("POST /api/v1/sync", s.sync)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if o.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	for path, h := range o.Webhooks {
+		s.mux.Handle("POST /webhooks/"+path, h)
+	}
+	s.mux.HandleFunc("GET /{$}", s.dashboard)
+	s.mux.HandleFunc("GET /environments/{key}", s.environmentPage)
+	return s
+}
+
+// ServeHTTP sends preview hosts to the proxy and everything else to the
+// API and dashboard.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if key, ok := s.previewKey(r.Host); ok {
+		s.servePreview(w, r, key)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// previewKey returns the key of a host <key>.<domain>[:port].
+func (s *Server) previewKey(host string) (string, bool) {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	suffix := "." + strings.ToLower(s.o.Domain)
+	if s.o.Domain == "" || !strings.HasSuffix(host, suffix) {
+		return "", false
+	}
+	key := strings.TrimSuffix(host, suffix)
+	return key, key != "" && !strings.Contains(key, ".")
+}
+
+func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, key string) {
+	if s.o.Route != nil && env.ValidKey(key) {
+		if addr, ok := s.o.Route(key); ok {
+			s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, addr)))
+			return
+		}
+	}
+	live, err := s.o.Store.Live(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	var this *env.Environment
+	for i := range live {
+		if live[i].Key == key {
+			this = &live[i]
+		}
+	}
+	status := http.StatusNotFound
+	if this != nil {
+		// Known but not serving (yet): building, failed, ...
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "2")
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	s.tmpl.ExecuteTemplate(w, "notfound.html", map[string]any{"Key": key, "Env": this, "Live": live, "Domain": s.o.Domain})
+}
+
+type sourceStatus struct {
+	OK       bool       `json:"ok"`
+	Error    string     `json:"error,omitempty"`
+	LastSync *time.Time `json:"lastSync,omitempty"`
+}
+
+func (s *Server) sourceStatus() sourceStatus {
+	if s.o.SourceStatus == nil {
+		return sourceStatus{OK: true}
+	}
+	err, last := s.o.SourceStatus()
+	st := sourceStatus{OK: err == nil}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	if !last.IsZero() {
+		st.LastSync = &last
+	}
+	return st
+}
+
+func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) {
+	live, err := s.o.Store.Live(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if live == nil {
+		live = []env.Environment{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"environments": live, "source": s.sourceStatus()})
+}
+
+func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) {
+	e, err := s.environment(r.Context(), r.PathValue("key"))
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) environment(ctx context.Context, key string) (env.Environment, error) {
+	if err := env.CheckKey(key); err != nil {
+		return env.Environment{}, badRequest{err}
+	}
+	e, err := s.o.Store.Get(ctx, key)
+	if err != nil {
+		return e, err
+	}
+	if e.Events, err = s.o.Store.Events(ctx, key, 50); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+type badRequest struct{ error }
+
+func statusOf(err error) int {
+	var br badRequest
+	switch {
+	case errors.As(err, &br):
+		return http.StatusBadRequest
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+// redeploy clears a failure so the environment's SHA is tried again.
+func (s *Server) redeploy(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if _, err := s.environment(r.Context(), key); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	empty := ""
+	if err := s.o.Store.Set(r.Context(), key, store.Update{FailedSHA: &empty}); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	s.o.Enqueue(key)
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
+	if s.o.Resync != nil {
+		s.o.Resync()
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.o.Ready != nil {
+		if err := s.o.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
+	live, err := s.o.Store.Live(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	err = s.tmpl.ExecuteTemplate(w, "dashboard.html", map[string]any{
+		"Envs": live, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(),
+	})
+	if err != nil {
+		s.o.Logger.Error("rendering dashboard", "err", err)
+	}
+}
+
+func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
+	e, err := s.environment(r.Context(), r.PathValue("key"))
+	if err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version}); err != nil {
+		s.o.Logger.Error("rendering environment page", "err", err)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
