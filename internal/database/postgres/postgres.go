@@ -83,10 +83,19 @@ type Provider struct {
 
 	verifiers sync.Map // role -> SCRAM verifier
 
-	// afterRole, if set (by tests), runs in database mode after the role
-	// is committed and before the database is created, to simulate a
-	// crash there.
-	afterRole func(ctx context.Context, name string) error
+	// hook, if set (by tests), runs at the named stages of Ensure, to
+	// simulate a crash there: "schema-tx" (schema mode, everything made
+	// but not committed), "role" (database mode, role committed, no
+	// database yet), "database" (database made, not yet finished and
+	// marked).
+	hook func(ctx context.Context, stage, name string) error
+}
+
+func (p *Provider) runHook(ctx context.Context, stage, name string) error {
+	if p.hook == nil {
+		return nil
+	}
+	return p.hook(ctx, stage, name)
 }
 
 var (
@@ -352,20 +361,22 @@ type state struct {
 	schemaComment string
 	schemaOwner   string
 	connectGrant  bool // the role has an explicit CONNECT on the admin database
+	adminSuper    bool // previewd's own role is a superuser
 }
 
 const sqlInspect = `SELECT
   r.oid IS NOT NULL, COALESCE(shobj_description(r.oid, 'pg_authid'), ''),
   n.oid IS NOT NULL, COALESCE(obj_description(n.oid, 'pg_namespace'), ''), COALESCE(pg_get_userbyid(n.nspowner), ''),
   EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
-          WHERE d.datname = current_database() AND a.grantee = r.oid AND a.privilege_type = 'CONNECT')
+          WHERE d.datname = current_database() AND a.grantee = r.oid AND a.privilege_type = 'CONNECT'),
+  (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
 FROM (SELECT $1::text AS name) q
 LEFT JOIN pg_roles r ON r.rolname = q.name
 LEFT JOIN pg_namespace n ON n.nspname = q.name`
 
 func inspect(ctx context.Context, q pgx.Tx, name string) (state, error) {
 	var s state
-	err := q.QueryRow(ctx, sqlInspect, name).Scan(&s.roleExists, &s.roleComment, &s.schemaExists, &s.schemaComment, &s.schemaOwner, &s.connectGrant)
+	err := q.QueryRow(ctx, sqlInspect, name).Scan(&s.roleExists, &s.roleComment, &s.schemaExists, &s.schemaComment, &s.schemaOwner, &s.connectGrant, &s.adminSuper)
 	return s, err
 }
 
@@ -412,6 +423,11 @@ func (p *Provider) roleSQL(key, name string, s state) (string, []any, error) {
 		// disturb connections PgBouncer holds.
 		fmt.Fprintf(&b, "ALTER ROLE %s WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT %d PASSWORD $1;\n", r, p.connLimit)
 	}
+	if !s.adminSuper {
+		// A non-superuser admin (CREATEROLE, CREATEDB) must be a member
+		// of the role to make it the owner of a schema or database.
+		fmt.Fprintf(&b, "GRANT %s TO CURRENT_USER;\n", r)
+	}
 	return b.String(), []any{pgx.QueryExecModeSimpleProtocol, v, m}, nil
 }
 
@@ -456,6 +472,9 @@ func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
 		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
 	}
 	if err := checkNoCreateElsewhere(ctx, tx, name, name); err != nil {
+		return err
+	}
+	if err := p.runHook(ctx, "schema-tx", name); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -1,0 +1,326 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// withSessionLock runs fn on one admin connection holding name's advisory
+// lock. CREATE and DROP DATABASE cannot run in a transaction, so database
+// mode cannot use a transaction-scoped lock.
+func (p *Provider) withSessionLock(ctx context.Context, name string, fn func(*pgxpool.Conn) error) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", int32(lockClass), lockID(name)); err != nil {
+		conn.Conn().Close(context.Background())
+		return fmt.Errorf("postgres: locking %s: %w", name, err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1, $2)", int32(lockClass), lockID(name)); err != nil {
+			// Closing the session is what releases the lock then.
+			conn.Conn().Close(context.Background())
+		}
+	}()
+	return fn(conn)
+}
+
+// ensureDatabase makes the role (in one transaction), then the database
+// (CREATE DATABASE cannot be in a transaction), takes ownership of the
+// template's objects, revokes PUBLIC's access and finally marks the
+// database. A crash at any point leaves a state the next Ensure finishes
+// and Drop or Collect removes: the role is marked as it is created, and an
+// unmarked database owned by its marked role is known to be previewd's.
+func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
+	return p.withSessionLock(ctx, name, func(conn *pgxpool.Conn) error {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		defer tx.Rollback(context.Background())
+		s, err := inspect(ctx, tx, name)
+		if err != nil {
+			return fmt.Errorf("postgres: inspecting %s: %w", name, err)
+		}
+		sql, args, err := p.roleSQL(key, name, s)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			return fmt.Errorf("postgres: creating role %s: %w", name, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("postgres: creating role %s: %w", name, err)
+		}
+		if err := p.runHook(ctx, "role", name); err != nil {
+			return err
+		}
+
+		var comment, owner string
+		err = conn.QueryRow(ctx, `SELECT COALESCE(shobj_description(oid, 'pg_database'), ''), pg_get_userbyid(datdba)
+			FROM pg_database WHERE datname = $1`, name).Scan(&comment, &owner)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if err := p.createDatabase(ctx, conn, name); err != nil {
+				return err
+			}
+			owner = name
+		case err != nil:
+			return fmt.Errorf("postgres: inspecting database %s: %w", name, err)
+		case comment != marker(key) && owner != name:
+			return fmt.Errorf("postgres: database %q %w (owner %q, comment %q)", name, ErrForeign, owner, comment)
+		}
+		if comment == marker(key) && owner == name {
+			return nil
+		}
+		if err := p.runHook(ctx, "database", name); err != nil {
+			return err
+		}
+		if p.template != "" {
+			if err := p.adoptObjects(ctx, name); err != nil {
+				return err
+			}
+		}
+		m := marker(key)
+		if err := checkLiteral(m); err != nil {
+			return err
+		}
+		d := ident(name)
+		_, err = conn.Exec(ctx, "BEGIN;\n"+
+			"ALTER DATABASE "+d+" OWNER TO "+d+";\n"+
+			"REVOKE ALL ON DATABASE "+d+" FROM PUBLIC;\n"+
+			"COMMENT ON DATABASE "+d+" IS $1;\n"+
+			"COMMIT;", pgx.QueryExecModeSimpleProtocol, m)
+		if err != nil {
+			conn.Exec(context.Background(), "ROLLBACK")
+			return fmt.Errorf("postgres: finishing database %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// createDatabase runs CREATE DATABASE, retrying with backoff while the
+// template is in use (SQLSTATE 55006), for at most the template wait.
+func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name string) error {
+	stmt := "CREATE DATABASE " + ident(name) + " OWNER " + ident(name)
+	if p.template != "" {
+		stmt += " TEMPLATE " + ident(p.template)
+		if major(conn.Conn().PgConn()) >= 15 {
+			// One server-side copy of the files: much faster than
+			// WAL-logging every page of a large template.
+			stmt += " STRATEGY FILE_COPY"
+		}
+	}
+	start := time.Now()
+	backoff := 20 * time.Millisecond
+	for {
+		_, err := conn.Exec(ctx, stmt)
+		if err == nil || pgCode(err) == "42P04" { // 42P04: made meanwhile
+			return nil
+		}
+		if pgCode(err) != "55006" {
+			return fmt.Errorf("postgres: creating database %s: %w", name, err)
+		}
+		waited := time.Since(start)
+		if waited+backoff > p.wait || ctx.Err() != nil {
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			holders, herr := templateHolders(hctx, conn, p.template)
+			cancel()
+			return &TemplateBusyError{Template: p.template, Holders: holders, Waited: waited, Err: errors.Join(err, herr)}
+		}
+		p.log.Info("template busy; retrying", "template", p.template, "database", name, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// Holder is a session that uses a template database.
+type Holder struct {
+	PID         int32
+	User        string
+	Application string
+	Client      string
+	State       string
+	Since       time.Time
+}
+
+// TemplateBusyError says that the template could not be cloned because
+// other sessions used it for as long as Ensure waited, and who they are.
+type TemplateBusyError struct {
+	Template string
+	Holders  []Holder
+	Waited   time.Duration
+	Err      error
+}
+
+func (e *TemplateBusyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "postgres: template database %q is being accessed by other sessions, so it cannot be cloned (retried for %s)", e.Template, e.Waited.Round(time.Millisecond))
+	if len(e.Holders) == 0 {
+		b.WriteString("; the sessions had ended when they were looked up")
+	}
+	for i, h := range e.Holders {
+		sep := "; held by "
+		if i > 0 {
+			sep = ", "
+		}
+		fmt.Fprintf(&b, "%spid %d (user %q, application %q, client %s, %s since %s)", sep, h.PID, h.User, h.Application, h.Client, h.State, h.Since.Format(time.RFC3339))
+	}
+	b.WriteString("; close them, e.g. with pg_terminate_backend(pid)")
+	return b.String()
+}
+
+func (e *TemplateBusyError) Unwrap() error { return e.Err }
+
+func templateHolders(ctx context.Context, conn *pgxpool.Conn, template string) ([]Holder, error) {
+	rows, err := conn.Query(ctx, `SELECT pid, COALESCE(usename, ''), COALESCE(application_name, ''),
+		COALESCE(host(client_addr), 'local'), COALESCE(state, 'unknown'), COALESCE(backend_start, now())
+		FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() ORDER BY backend_start, pid`, template)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Holder, error) {
+		var h Holder
+		err := r.Scan(&h.PID, &h.User, &h.Application, &h.Client, &h.State, &h.Since)
+		return h, err
+	})
+}
+
+// adoptObjects gives the environment's role ownership of what it cloned
+// from the template (schemas, tables, views, sequences, routines, types),
+// so its migrations can alter them. Objects that belong to extensions, and
+// sequences owned by a table column (they follow their table), are left
+// alone; the public schema stays owned by pg_database_owner, which the role
+// now is.
+func (p *Provider) adoptObjects(ctx context.Context, name string) error {
+	cfg := p.adminCfg.Copy()
+	cfg.Database = name
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres: connecting to %s: %w", name, err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, sqlForeignOwned, name)
+	if err != nil {
+		return fmt.Errorf("postgres: listing objects of %s: %w", name, err)
+	}
+	type obj struct{ kind, schema, name, signature string }
+	objs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[obj])
+	if err != nil {
+		return fmt.Errorf("postgres: listing objects of %s: %w", name, err)
+	}
+	if len(objs) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("BEGIN;\n")
+	for _, o := range objs {
+		target := ident(o.schema)
+		switch {
+		case o.signature != "":
+			// regprocedure's output: the server's own quoting of the
+			// routine's name and argument types.
+			target = o.signature
+		case o.kind != "SCHEMA":
+			target = ident(o.schema, o.name)
+		}
+		fmt.Fprintf(&b, "ALTER %s %s OWNER TO %s;\n", o.kind, target, ident(name))
+	}
+	b.WriteString("COMMIT;")
+	if _, err := conn.Exec(ctx, b.String()); err != nil {
+		return fmt.Errorf("postgres: giving %s its cloned objects: %w", name, err)
+	}
+	return nil
+}
+
+const sqlForeignOwned = `
+WITH me AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
+ns AS (SELECT oid, nspname FROM pg_namespace
+       WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema')
+SELECT 'SCHEMA', n.nspname, '', '' FROM ns n JOIN pg_namespace x ON x.oid = n.oid
+ WHERE x.nspowner <> (SELECT oid FROM me) AND x.nspowner <> 'pg_database_owner'::regrole
+   AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid)
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, n.nspname, c.relname, ''
+  FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner <> (SELECT oid FROM me)
+   AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_class'::regclass AND objid = c.oid)
+   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+            AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT CASE f.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       n.nspname, f.proname, f.oid::regprocedure::text
+  FROM pg_proc f JOIN ns n ON n.oid = f.pronamespace
+ WHERE f.proowner <> (SELECT oid FROM me)
+   AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_proc'::regclass AND objid = f.oid)
+UNION ALL
+SELECT 'TYPE', n.nspname, t.typname, ''
+  FROM pg_type t JOIN ns n ON n.oid = t.typnamespace
+ WHERE t.typowner <> (SELECT oid FROM me)
+   AND (t.typtype IN ('e', 'd', 'r')
+        OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
+   AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_type'::regclass AND objid = t.oid)`
+
+// dropDatabase drops an environment's database (WITH (FORCE): its
+// sessions are ended), if it exists and is previewd's: marked, or owned by
+// its marked role.
+func (p *Provider) dropDatabase(ctx context.Context, key, name string) error {
+	if err := p.checkOwned(name); err != nil {
+		return err
+	}
+	return p.withSessionLock(ctx, name, func(conn *pgxpool.Conn) error {
+		var comment, owner, ownerComment string
+		err := conn.QueryRow(ctx, `SELECT COALESCE(shobj_description(d.oid, 'pg_database'), ''), r.rolname,
+			COALESCE(shobj_description(r.oid, 'pg_authid'), '')
+			FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1`, name).Scan(&comment, &owner, &ownerComment)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: inspecting database %s: %w", name, err)
+		}
+		if comment != marker(key) && (owner != name || ownerComment != marker(key)) {
+			return fmt.Errorf("postgres: not dropping database %q: it %w (owner %q, comment %q)", name, ErrForeign, owner, comment)
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("postgres: dropping database %s: %w", name, err)
+		}
+		p.log.Info("dropped", "database", name)
+		return nil
+	})
+}
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// major returns the server's major version.
+func major(c *pgconn.PgConn) int {
+	v := c.ParameterStatus("server_version")
+	if i := strings.IndexAny(v, ". "); i >= 0 {
+		v = v[:i]
+	}
+	n, _ := strconv.Atoi(v)
+	return n
+}
