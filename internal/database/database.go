@@ -55,7 +55,9 @@ type None struct{}
 func (None) Items(Target) []env.Item { return nil }
 
 // Ensure implements Provider.
-func (None) Ensure(context.Context, Target) (Conn, error) { return Conn{Vars: map[string]string{}}, nil }
+func (None) Ensure(context.Context, Target) (Conn, error) {
+	return Conn{Vars: map[string]string{}}, nil
+}
 
 // Drop implements Provider.
 func (None) Drop(context.Context, []env.Item) error { return nil }

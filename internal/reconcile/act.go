@@ -188,7 +188,9 @@ func (r *Reconciler) giveUp(ctx context.Context, src env.Source, rec store.Recor
 }
 
 func (r *Reconciler) logTail(key string) string {
-	if t, ok := r.o.Runtime.(interface{ LogTail(key string, n int) string }); ok {
+	if t, ok := r.o.Runtime.(interface {
+		LogTail(key string, n int) string
+	}); ok {
 		return t.LogTail(key, 20)
 	}
 	return ""
