@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "previewd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidate(t *testing.T) {
+	good := writeConfig(t, "forge: {git: {url: /tmp/repo}}\n")
+	if code, out, errs := run(t, "validate", "--config", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("valid config: code %d, out %q, err %q", code, out, errs)
+	}
+	bad := writeConfig(t, "forge: {git: {url: /tmp/repo}}\nruntime: {kind: lokal}\ndatabase: {kind: mysql}\n")
+	code, _, errs := run(t, "validate", "--config", bad)
+	if code != 1 {
+		t.Errorf("invalid config: exit %d, want 1", code)
+	}
+	for _, want := range []string{`runtime.kind: unknown value "lokal"; want local`, `database.kind: unknown value "mysql"`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr %q lacks %q", errs, want)
+		}
+	}
+	if code, _, errs := run(t, "validate", "--config", filepath.Join(t.TempDir(), "none.yaml")); code != 1 || !strings.Contains(errs, "reading config") {
+		t.Errorf("missing file: %d %q", code, errs)
+	}
+	if code, _, _ := run(t, "serve", "--config", bad); code != 1 {
+		t.Errorf("serve with a bad config: exit %d, want 1", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	if code, out, _ := run(t, "version"); code != 0 || !strings.HasPrefix(out, "previewd ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+func TestDBSQLite(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, "dataDir: "+dir+"\nforge: {git: {url: /tmp/repo}}\nmigrate: 'echo migrated $DATABASE_PATH > \"$DATABASE_PATH.migrated\"'\n")
+	code, out, errs := run(t, "db", "create", "--config", cfg, "--key", "pr-7")
+	path := filepath.Join(dir, "databases", "pr-7.sqlite")
+	if code != 0 || !strings.Contains(out, "DATABASE_PATH="+path+"\n") || !strings.Contains(out, "DATABASE_URL=sqlite:"+path+"\n") {
+		t.Fatalf("db create: %d %q %q", code, out, errs)
+	}
+	os.WriteFile(path, []byte("data"), 0o644)
+	if code, out2, _ := run(t, "db", "create", "--config", cfg, "--key", "pr-7"); code != 0 || out2 != out {
+		t.Errorf("second create: %d %q", code, out2)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "data" {
+		t.Errorf("second create lost data: %q", b)
+	}
+	if code, _, errs := run(t, "db", "migrate", "--config", cfg, "--key", "pr-7"); code != 0 {
+		t.Errorf("migrate: %d %s", code, errs)
+	}
+	if b, _ := os.ReadFile(path + ".migrated"); !strings.Contains(string(b), "migrated "+path) {
+		t.Errorf("migrate did not run with the variables: %q", b)
+	}
+	for _, key := range []string{"x'; DROP TABLE t; --", "../../etc", "PR-7", "", strings.Repeat("a", 64)} {
+		code, _, errs := run(t, "db", "create", "--config", cfg, "--key", key)
+		if code != 1 || !strings.Contains(errs, "--key") {
+			t.Errorf("key %q: %d %q", key, code, errs)
+		}
+	}
+	if code, _, errs := run(t, "db", "drop", "--config", cfg, "--key", "production"); code != 1 || !strings.Contains(errs, "production") {
+		t.Errorf("drop production: %d %q", code, errs)
+	}
+	if code, _, _ := run(t, "db", "drop", "--config", cfg, "--key", "pr-7"); code != 0 {
+		t.Errorf("drop: %d", code)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("drop left the file: %v", err)
+	}
+	if code, _, _ := run(t, "db", "drop", "--config", cfg, "--key", "pr-7"); code != 0 {
+		t.Errorf("second drop: %d", code)
+	}
+}
