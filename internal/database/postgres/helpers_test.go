@@ -144,8 +144,8 @@ func redact(url string) string {
 	return url
 }
 
-// exec runs sql and returns its SQLSTATE ("" on success).
-func exec(ctx context.Context, conn *pgx.Conn, sql string) string {
+// sqlState runs sql and returns its SQLSTATE ("" on success).
+func sqlState(ctx context.Context, conn *pgx.Conn, sql string) string {
 	_, err := conn.Exec(ctx, sql)
 	if err == nil {
 		return ""

@@ -21,7 +21,7 @@ import (
 func checkDenied(t *testing.T, ctx context.Context, conn *pgx.Conn, stmts map[string]string) {
 	t.Helper()
 	for stmt, want := range stmts {
-		if got := exec(ctx, conn, stmt); got != want {
+		if got := sqlState(ctx, conn, stmt); got != want {
 			t.Errorf("%s: got SQLSTATE %q; want %q", stmt, got, want)
 		}
 	}
@@ -70,7 +70,7 @@ func TestSchemaIsolation(t *testing.T) {
 		t.Fatalf("DATABASE_URL %s does not point at appHost %s", redact(direct), f.c.BouncerHostPort())
 	}
 	b := connect(f.ctx, t, cb.Vars["DATABASE_URL"])
-	if code := exec(f.ctx, b, "CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('b')"); code != "" {
+	if code := sqlState(f.ctx, b, "CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('b')"); code != "" {
 		t.Fatalf("b creating its table: %s", code)
 	}
 	for via, url := range map[string]string{"direct": direct, "pgbouncer": ca.Vars["DATABASE_URL"]} {
@@ -84,7 +84,7 @@ func TestSchemaIsolation(t *testing.T) {
 				t.Fatalf("current_schema() = %q, current_user = %q; want %s", schema, user, na)
 			}
 			tbl := "t_" + strings.ReplaceAll(via, "-", "_")
-			if code := exec(f.ctx, a, "CREATE TABLE "+tbl+" (id int)"); code != "" {
+			if code := sqlState(f.ctx, a, "CREATE TABLE "+tbl+" (id int)"); code != "" {
 				t.Fatalf("creating a table in its own schema: %s", code)
 			}
 			if s := scalar[string](f, f.db, "SELECT schemaname::text FROM pg_tables WHERE tablename = $1", tbl); s != na {
@@ -161,7 +161,7 @@ func TestDatabaseIsolation(t *testing.T) {
 		"INSERT INTO extra.more DEFAULT VALUES",
 		"CREATE TABLE mine (id int)",
 	} {
-		if code := exec(f.ctx, a, stmt); code != "" {
+		if code := sqlState(f.ctx, a, stmt); code != "" {
 			t.Errorf("%s: %s", stmt, code)
 		}
 	}
@@ -206,7 +206,7 @@ func TestIdempotent(t *testing.T) {
 			k := key("idem")
 			c1 := f.ensure(p, k)
 			conn := connect(f.ctx, t, c1.Vars["DATABASE_URL"])
-			if code := exec(f.ctx, conn, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('row')"); code != "" {
+			if code := sqlState(f.ctx, conn, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('row')"); code != "" {
 				t.Fatal(code)
 			}
 			// A second Ensure (e.g. `previewd db create` from CI), from a
@@ -468,7 +468,7 @@ func TestTemplateBusy(t *testing.T) {
 		t.Errorf("gave up after %s; want about 300ms", d)
 	}
 	msg := err.Error()
-	for _, want := range []string{tpl, "busy-holder", "pid " + itoa(pid), `user "admin"`} {
+	for _, want := range []string{tpl, "busy-holder", "pid " + itoa(int32(pid)), `user "admin"`} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not name %q", msg, want)
 		}
@@ -492,7 +492,7 @@ func TestTemplateBusy(t *testing.T) {
 		t.Errorf("Ensure took %s; it cannot have waited for the holder", d)
 	}
 	conn := connect(f.ctx, t, c.Vars["DATABASE_URL"])
-	if code := exec(f.ctx, conn, "SELECT id FROM seed"); code != "" {
+	if code := sqlState(f.ctx, conn, "SELECT id FROM seed"); code != "" {
 		t.Fatalf("reading the clone: %s", code)
 	}
 }
@@ -602,7 +602,7 @@ func TestNonSuperuserAdmin(t *testing.T) {
 			k := key("nonsuper")
 			c := f.ensure(p, k)
 			conn := connect(f.ctx, t, c.Vars["DATABASE_URL"])
-			if code := exec(f.ctx, conn, "CREATE TABLE t (id int)"); code != "" {
+			if code := sqlState(f.ctx, conn, "CREATE TABLE t (id int)"); code != "" {
 				t.Fatalf("creating a table: %s", code)
 			}
 			checkDenied(t, f.ctx, conn, map[string]string{"SELECT * FROM public.orders": "42501"})

@@ -1,0 +1,211 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/database"
+)
+
+// crashEnv, when set, makes the test binary act as a previewd that is
+// killed (SIGKILL, no cleanup) at one stage of Ensure.
+const crashEnv = "PREVIEWD_TEST_CRASH_AT"
+
+type crashRequest struct {
+	Cfg   config.Postgres
+	Key   string
+	Stage string
+}
+
+func crashHelper() int {
+	var req crashRequest
+	if err := json.Unmarshal([]byte(os.Getenv(crashEnv)), &req); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	p, err := New(req.Cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	p.hook = func(ctx context.Context, stage, name string) error {
+		if stage == req.Stage {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = p.Ensure(ctx, database.Target{Key: req.Key})
+	fmt.Fprintf(os.Stderr, "Ensure returned without reaching stage %s: %v\n", req.Stage, err)
+	return 3
+}
+
+// crash runs Ensure(key) in a child process that is killed at stage.
+func crash(t *testing.T, cfg config.Postgres, key, stage string) {
+	t.Helper()
+	req, _ := json.Marshal(crashRequest{Cfg: cfg, Key: key, Stage: stage})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+string(req))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("crash helper: %v\n%s", err, out)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("crash helper was not killed at %s: %v\n%s", stage, err, out)
+	}
+}
+
+// state describes what exists of name, e.g. "role database-unmarked".
+func (f *fixture) state(name, key string) string {
+	f.t.Helper()
+	var parts []string
+	if f.exists("role", name) {
+		parts = append(parts, "role")
+	}
+	if f.exists("schema", name) {
+		parts = append(parts, "schema")
+	}
+	if f.exists("database", name) {
+		c := scalar[string](f, f.db, "SELECT COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1", name)
+		if c == marker(key) {
+			parts = append(parts, "database")
+		} else {
+			parts = append(parts, "database-unmarked")
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestCrash(t *testing.T) {
+	f := setup(t)
+	tpl := f.c.NewDatabase(t)
+	if err := f.c.Exec(f.ctx, tpl, "CREATE TABLE seed AS SELECT 1 AS id"); err != nil {
+		t.Fatal(err)
+	}
+	schemaCfg := f.cfg(IsolationSchema)
+	dbCfg := f.cfg(IsolationDatabase)
+	dbCfg.Template = tpl
+	ps, pd := f.provider(schemaCfg), f.provider(dbCfg)
+
+	works := func(t *testing.T, p *Provider, key string) {
+		t.Helper()
+		c := f.ensure(p, key)
+		conn := connect(f.ctx, t, c.Vars["DATABASE_URL"])
+		if code := sqlState(f.ctx, conn, "CREATE TABLE after_crash (id int)"); code != "" {
+			t.Fatalf("using the environment after the crash: %s", code)
+		}
+		conn.Close(f.ctx)
+	}
+
+	t.Run("schema mode is one transaction", func(t *testing.T) {
+		k := key("crash-s")
+		n := mustName(t, k)
+		crash(t, schemaCfg, k, "schema-tx")
+		if s := f.state(n, k); s != "" {
+			t.Fatalf("after a crash inside the transaction: %q exists; want nothing", s)
+		}
+		works(t, ps, k)
+		if s := f.state(n, k); s != "role schema" {
+			t.Fatalf("after Ensure: %q", s)
+		}
+	})
+
+	t.Run("schema mode cancelled", func(t *testing.T) {
+		k := key("cancel-s")
+		p := f.provider(schemaCfg)
+		ctx, cancel := context.WithCancel(f.ctx)
+		p.hook = func(context.Context, string, string) error { cancel(); return nil }
+		if _, err := p.Ensure(ctx, database.Target{Key: k}); err == nil {
+			t.Fatal("Ensure with a cancelled context succeeded")
+		}
+		if s := f.state(mustName(t, k), k); s != "" {
+			t.Fatalf("after cancelling: %q exists", s)
+		}
+	})
+
+	t.Run("database mode, role made: Ensure finishes", func(t *testing.T) {
+		k := key("crash-r")
+		n := mustName(t, k)
+		crash(t, dbCfg, k, "role")
+		if s := f.state(n, k); s != "role" {
+			t.Fatalf("after crash: %q; want role", s)
+		}
+		works(t, pd, k)
+		if s := f.state(n, k); s != "role database" {
+			t.Fatalf("after Ensure: %q", s)
+		}
+	})
+
+	t.Run("database mode, role made: Drop finishes", func(t *testing.T) {
+		k := key("crash-d")
+		n := mustName(t, k)
+		crash(t, dbCfg, k, "role")
+		if err := pd.Drop(f.ctx, pd.Items(database.Target{Key: k})); err != nil {
+			t.Fatal(err)
+		}
+		if s := f.state(n, k); s != "" {
+			t.Fatalf("after Drop: %q left", s)
+		}
+	})
+
+	t.Run("database mode, role made: Collect removes the orphan", func(t *testing.T) {
+		k := key("crash-c")
+		n := mustName(t, k)
+		crash(t, dbCfg, k, "role")
+		removed, err := pd.Collect(f.ctx, map[string]bool{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(removed, ","), "role "+n) {
+			t.Errorf("Collect removed %v", removed)
+		}
+		if s := f.state(n, k); s != "" {
+			t.Fatalf("after Collect: %q left", s)
+		}
+	})
+
+	t.Run("database mode, database made but not marked", func(t *testing.T) {
+		k := key("crash-m")
+		n := mustName(t, k)
+		crash(t, dbCfg, k, "database")
+		if s := f.state(n, k); s != "role database-unmarked" {
+			t.Fatalf("after crash: %q", s)
+		}
+		// Live: Collect keeps it; Ensure finishes it.
+		if removed, err := pd.Collect(f.ctx, map[string]bool{k: true}); err != nil || len(removed) != 0 {
+			t.Fatalf("Collect of a live environment: %v %v", removed, err)
+		}
+		works(t, pd, k)
+		if s := f.state(n, k); s != "role database" {
+			t.Fatalf("after Ensure: %q", s)
+		}
+		// Crash again at the same point on a new key; not live: Collect
+		// finds the unmarked database by its marked owner.
+		k2 := key("crash-m")
+		n2 := mustName(t, k2)
+		crash(t, dbCfg, k2, "database")
+		removed, err := pd.Collect(f.ctx, map[string]bool{k: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(removed, ","); !strings.Contains(got, "database "+n2) || !strings.Contains(got, "role "+n2) || strings.Contains(got, n+",") {
+			t.Errorf("Collect removed %s", got)
+		}
+		if s := f.state(n2, k2); s != "" {
+			t.Fatalf("after Collect: %q left", s)
+		}
+	})
+	f.checkProduction()
+}
