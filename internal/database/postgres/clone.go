@@ -88,10 +88,23 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		if err := p.runHook(ctx, "database", name); err != nil {
 			return err
 		}
-		if p.template != "" {
-			if err := p.adoptObjects(ctx, name); err != nil {
-				return err
+		if !s.adminSuper {
+			// A non-superuser admin acts on public (owned by
+			// pg_database_owner) through its membership in the role, which
+			// only passes pg_database_owner's rights on while the role
+			// inherits. Ensure sets NOINHERIT again whatever happens here.
+			if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(name)+" INHERIT"); err != nil {
+				return fmt.Errorf("postgres: %w", err)
 			}
+		}
+		err = p.adoptObjects(ctx, name)
+		if !s.adminSuper {
+			if _, nerr := conn.Exec(ctx, "ALTER ROLE "+ident(name)+" NOINHERIT"); nerr != nil && err == nil {
+				err = fmt.Errorf("postgres: %w", nerr)
+			}
+		}
+		if err != nil {
+			return err
 		}
 		m := marker(key)
 		if err := checkLiteral(m); err != nil {
@@ -123,27 +136,47 @@ func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name 
 			stmt += " STRATEGY FILE_COPY"
 		}
 	}
+	tmpl := p.template
+	if tmpl == "" {
+		tmpl = "template1"
+	}
 	start := time.Now()
 	backoff := 20 * time.Millisecond
+	var last error
 	for {
-		_, err := conn.Exec(ctx, stmt)
-		if err == nil || pgCode(err) == "42P04" { // 42P04: made meanwhile
-			return nil
+		// While sessions use the template, CREATE DATABASE would wait
+		// (up to 5s, unbounded by our wait) and fail with 55006; look
+		// first and try only when it looks free.
+		holders, err := templateHolders(ctx, conn, tmpl)
+		if err != nil {
+			return fmt.Errorf("postgres: checking template %s: %w", tmpl, err)
 		}
-		if pgCode(err) != "55006" {
-			return fmt.Errorf("postgres: creating database %s: %w", name, err)
+		if len(holders) == 0 {
+			_, err := conn.Exec(ctx, stmt)
+			if err == nil || pgCode(err) == "42P04" { // 42P04: made meanwhile
+				return nil
+			}
+			if pgCode(err) != "55006" {
+				return fmt.Errorf("postgres: creating database %s: %w", name, err)
+			}
+			last = err
 		}
 		waited := time.Since(start)
-		if waited+backoff > p.wait || ctx.Err() != nil {
-			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			holders, herr := templateHolders(hctx, conn, p.template)
-			cancel()
-			return &TemplateBusyError{Template: p.template, Holders: holders, Waited: waited, Err: errors.Join(err, herr)}
+		if waited >= p.wait || ctx.Err() != nil {
+			if len(holders) == 0 {
+				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				holders, _ = templateHolders(hctx, conn, tmpl)
+				cancel()
+			}
+			if last == nil {
+				last = &pgconn.PgError{Severity: "ERROR", Code: "55006", Message: fmt.Sprintf("source database %q is being accessed by other users", tmpl)}
+			}
+			return &TemplateBusyError{Template: tmpl, Holders: holders, Waited: waited, Err: errors.Join(last, ctx.Err())}
 		}
-		p.log.Info("template busy; retrying", "template", p.template, "database", name, "backoff", backoff)
+		p.log.Info("template busy; retrying", "template", tmpl, "database", name, "sessions", len(holders), "backoff", backoff)
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(min(backoff, p.wait-waited)):
 		}
 		backoff = min(backoff*2, time.Second)
 	}
@@ -202,11 +235,12 @@ func templateHolders(ctx context.Context, conn *pgxpool.Conn, template string) (
 }
 
 // adoptObjects gives the environment's role ownership of what it cloned
-// from the template (schemas, tables, views, sequences, routines, types),
-// so its migrations can alter them. Objects that belong to extensions, and
-// sequences owned by a table column (they follow their table), are left
-// alone; the public schema stays owned by pg_database_owner, which the role
-// now is.
+// from the template (schemas, including public, tables, views, sequences,
+// routines, types), so its migrations can use and alter them. The public
+// schema is owned by pg_database_owner, but the role is NOINHERIT and so
+// does not get that role's rights from owning the database: it must own
+// public itself. Objects that belong to extensions, and sequences owned by
+// a table column (they follow their table), are left alone.
 func (p *Provider) adoptObjects(ctx context.Context, name string) error {
 	cfg := p.adminCfg.Copy()
 	cfg.Database = name
@@ -219,7 +253,7 @@ func (p *Provider) adoptObjects(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: listing objects of %s: %w", name, err)
 	}
-	type obj struct{ kind, schema, name, signature string }
+	type obj struct{ Kind, Schema, Name, Signature string }
 	objs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[obj])
 	if err != nil {
 		return fmt.Errorf("postgres: listing objects of %s: %w", name, err)
@@ -230,16 +264,16 @@ func (p *Provider) adoptObjects(ctx context.Context, name string) error {
 	var b strings.Builder
 	b.WriteString("BEGIN;\n")
 	for _, o := range objs {
-		target := ident(o.schema)
+		target := ident(o.Schema)
 		switch {
-		case o.signature != "":
+		case o.Signature != "":
 			// regprocedure's output: the server's own quoting of the
 			// routine's name and argument types.
-			target = o.signature
-		case o.kind != "SCHEMA":
-			target = ident(o.schema, o.name)
+			target = o.Signature
+		case o.Kind != "SCHEMA":
+			target = ident(o.Schema, o.Name)
 		}
-		fmt.Fprintf(&b, "ALTER %s %s OWNER TO %s;\n", o.kind, target, ident(name))
+		fmt.Fprintf(&b, "ALTER %s %s OWNER TO %s;\n", o.Kind, target, ident(name))
 	}
 	b.WriteString("COMMIT;")
 	if _, err := conn.Exec(ctx, b.String()); err != nil {
@@ -254,7 +288,7 @@ ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
 ns AS (SELECT oid, nspname FROM pg_namespace
        WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema')
 SELECT 'SCHEMA', n.nspname, '', '' FROM ns n JOIN pg_namespace x ON x.oid = n.oid
- WHERE x.nspowner <> (SELECT oid FROM me) AND x.nspowner <> 'pg_database_owner'::regrole
+ WHERE x.nspowner <> (SELECT oid FROM me)
    AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid)
 UNION ALL
 SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'

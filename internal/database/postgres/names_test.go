@@ -12,10 +12,10 @@ var nameRE = regexp.MustCompile(`^preview_[a-z0-9_]+$`)
 
 func TestName(t *testing.T) {
 	good := map[string]string{
-		"pr-1":      "preview_pr_1",
-		"feature-x": "preview_feature_x",
-		"a":         "preview_a",
-		"public":    "preview_public",
+		"pr-1":                             "preview_pr_1",
+		"feature-x":                        "preview_feature_x",
+		"a":                                "preview_a",
+		"public":                           "preview_public",
 		strings.Repeat("z", env.MaxKeyLen): "preview_" + strings.Repeat("z", env.MaxKeyLen),
 	}
 	for key, want := range good {

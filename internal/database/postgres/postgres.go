@@ -422,6 +422,7 @@ func (p *Provider) roleSQL(key, name string, s state) (string, []any, error) {
 		// never does; the verifier is the same as before, so this does not
 		// disturb connections PgBouncer holds.
 		fmt.Fprintf(&b, "ALTER ROLE %s WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT %d PASSWORD $1;\n", r, p.connLimit)
+		fmt.Fprintf(&b, "COMMENT ON ROLE %s IS $2;\n", r)
 	}
 	if !s.adminSuper {
 		// A non-superuser admin (CREATEROLE, CREATEDB) must be a member
