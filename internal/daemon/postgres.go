@@ -2,13 +2,20 @@ package daemon
 
 import (
 	"context"
-	"errors"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/database/postgres"
 )
 
-// openPostgres is filled in when the postgres provider lands.
+// openPostgres returns the postgres provider. Role passwords derive from
+// database.postgres.passwordSecret or, without one, from a random secret
+// kept in the data dir, so a restart (or `previewd db create` with the
+// same data dir) gives every environment the same working URL.
 func openPostgres(ctx context.Context, cfg *config.Config) (database.Provider, error) {
-	return nil, errors.New("database.kind postgres is not built in yet")
+	s, err := secret(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return postgres.New(cfg.Database.Postgres, postgres.WithSecret([]byte(s)))
 }

@@ -22,29 +22,42 @@ func killGroup(pid int, sig syscall.Signal) {
 	}
 }
 
-// startTime returns the kernel's start time of pid (field 22 of
-// /proc/<pid>/stat), or 0 where there is no /proc. Together with the pid it
-// names one process even after the pid is reused.
-func startTime(pid int) uint64 {
+// statFields returns the fields of /proc/<pid>/stat from field 3 (state)
+// on, or nil where there is no /proc. The command name (field 2) is in
+// parentheses and may hold spaces, so the split starts after its ')'.
+func statFields(pid int) []string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return nil
 	}
-	// The command name (field 2) is in parentheses and may hold spaces.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); field 22 is f[19].
-	if len(f) < 20 {
-		return 0
-	}
-	if f[0] == "Z" || f[0] == "X" {
+	return strings.Fields(string(b[i+1:]))
+}
+
+// startTime returns the kernel's start time of pid (field 22 of
+// /proc/<pid>/stat), or 0 where there is no /proc or the process is a
+// zombie. Together with the pid it names one process even after the pid is
+// reused.
+func startTime(pid int) uint64 {
+	f := statFields(pid)
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return 0
 	}
 	v, _ := strconv.ParseUint(f[19], 10, 64)
 	return v
+}
+
+// pgid returns the process group of pid (field 5), or 0.
+func pgid(pid int) int {
+	f := statFields(pid)
+	if len(f) < 3 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[2])
+	return n
 }
 
 // sameProcess reports whether pid still runs and is the process that was

@@ -118,23 +118,6 @@ func (r *Runtime) stopStrays(adopted map[int]bool) {
 	}
 }
 
-func pgid(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[2])
-	return n
-}
-
 // removeStrayFiles removes environment directories of keys that own
 // nothing any more, and work dirs no inventory names.
 func (r *Runtime) removeStrayFiles(keep map[string]bool, inventory map[string][]env.Item) {
