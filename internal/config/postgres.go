@@ -1,5 +1,14 @@
 package config
 
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
 // Postgres configures the postgres database provider: each environment
 // gets its own role and either its own schema or its own database.
 type Postgres struct {
@@ -38,15 +47,73 @@ func (p *Postgres) setDefaults() {
 }
 
 func (p *Postgres) validate(bad func(field, format string, a ...any)) {
+	adminDB := ""
 	if p.AdminURL == "" {
 		bad("database.postgres.adminURL", "required: a postgres:// URL of a role that may create roles and schemas")
+	} else if db, err := checkPostgresURL(p.AdminURL); err != nil {
+		bad("database.postgres.adminURL", "%v", err)
+	} else {
+		adminDB = db
+	}
+	if p.ProductionURL != "" {
+		if _, err := checkPostgresURL(p.ProductionURL); err != nil {
+			bad("database.postgres.productionURL", "%v", err)
+		}
 	}
 	switch p.Isolation {
 	case "schema", "database":
 	default:
 		bad("database.postgres.isolation", "unknown value %q; want schema or database", p.Isolation)
 	}
+	if p.Isolation == "database" && p.Template != "" && p.Template == adminDB {
+		bad("database.postgres.template", "%q is adminURL's database; PostgreSQL cannot clone the database previewd is connected to", p.Template)
+	}
+	if p.AppHost != "" {
+		if err := checkAppHost(p.AppHost); err != nil {
+			bad("database.postgres.appHost", "%v", err)
+		}
+	}
 	if p.ConnectionLimit < 1 {
 		bad("database.postgres.connectionLimit", "%d is out of range; want at least 1", p.ConnectionLimit)
 	}
+}
+
+// checkPostgresURL checks a postgres:// (or postgresql://) URL, or a
+// keyword/value connection string, without echoing it (it may hold a
+// password), and returns the URL's database name if it has one.
+func checkPostgresURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		if !strings.Contains(s, "=") {
+			return "", errors.New("not a postgres:// URL or a keyword=value connection string")
+		}
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Error quotes the URL; do not repeat the password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("not a valid URL: %v", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return "", fmt.Errorf("scheme %q: want postgres://", u.Scheme)
+	}
+	return strings.TrimPrefix(u.Path, "/"), nil
+}
+
+// checkAppHost accepts host or host:port.
+func checkAppHost(s string) error {
+	host, bad := s, "/@?#: "
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has a bad port; want host or host:port", s)
+		}
+		host, bad = h, "/@?# " // h may be an IPv6 address
+	}
+	if host == "" || strings.ContainsAny(host, bad) {
+		return fmt.Errorf("%q is not host or host:port (no scheme, user or path)", s)
+	}
+	return nil
 }

@@ -184,7 +184,7 @@ func (c *Cluster) initdb(ctx context.Context, bin string) error {
 }
 
 func (c *Cluster) startPostgres(ctx context.Context, bin string, opts Options) error {
-	port, err := freePort()
+	port, err := pickPort()
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (c *Cluster) startPostgres(ctx context.Context, bin string, opts Options) e
 }
 
 func (c *Cluster) startBouncer(ctx context.Context, bin string, opts Options) error {
-	port, err := freePort()
+	port, err := pickPort()
 	if err != nil {
 		return err
 	}
@@ -619,6 +619,11 @@ func (c *Cluster) writeFile(path, content string) error {
 	return c.chown(path)
 }
 
+// pickPort chooses a port for a server; tests replace it.
+var pickPort = freePort
+
+// freePort returns a port nothing listens on now. Another process may take
+// it before the server binds it; Start then retries once.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", host+":0")
 	if err != nil {

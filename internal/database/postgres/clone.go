@@ -99,7 +99,10 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		}
 		err = p.adoptObjects(ctx, name)
 		if !s.adminSuper {
-			if _, nerr := conn.Exec(ctx, "ALTER ROLE "+ident(name)+" NOINHERIT"); nerr != nil && err == nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, nerr := conn.Exec(rctx, "ALTER ROLE "+ident(name)+" NOINHERIT")
+			cancel()
+			if nerr != nil && err == nil {
 				err = fmt.Errorf("postgres: %w", nerr)
 			}
 		}
@@ -130,10 +133,8 @@ func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name 
 	stmt := "CREATE DATABASE " + ident(name) + " OWNER " + ident(name)
 	if p.template != "" {
 		stmt += " TEMPLATE " + ident(p.template)
-		if major(conn.Conn().PgConn()) >= 15 {
-			// One server-side copy of the files: much faster than
-			// WAL-logging every page of a large template.
-			stmt += " STRATEGY FILE_COPY"
+		if major(conn.Conn().PgConn()) >= 15 && p.strategy != "" {
+			stmt += " STRATEGY " + p.strategy
 		}
 	}
 	tmpl := p.template

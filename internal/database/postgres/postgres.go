@@ -83,6 +83,13 @@ type Provider struct {
 
 	verifiers sync.Map // role -> SCRAM verifier
 
+	// strategy is CREATE DATABASE's STRATEGY when cloning a template on
+	// PostgreSQL 15 or later: FILE_COPY, one server-side copy of the
+	// files, is much faster for a large template than WAL_LOG (the
+	// default), which writes every page to the WAL (see
+	// BenchmarkCloneTemplate200k).
+	strategy string
+
 	// hook, if set (by tests), runs at the named stages of Ensure, to
 	// simulate a crash there: "schema-tx" (schema mode, everything made
 	// but not committed), "role" (database mode, role committed, no
@@ -138,6 +145,7 @@ func New(cfg config.Postgres, opts ...Option) (*Provider, error) {
 		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		maxConns:  8,
 		prodURL:   cfg.ProductionURL,
+		strategy:  "FILE_COPY",
 	}
 	if cfg.PasswordSecret != "" {
 		p.secret = []byte(cfg.PasswordSecret)
@@ -286,16 +294,16 @@ func (p *Provider) Ensure(ctx context.Context, t database.Target) (database.Conn
 		if err := p.ensureDatabase(ctx, t.Key, name); err != nil {
 			return database.Conn{}, err
 		}
-		return p.conn(name, name, "public")
+		return p.conn(name, name, "public"), nil
 	}
 	if err := p.ensureSchema(ctx, t.Key, name); err != nil {
 		return database.Conn{}, err
 	}
-	return p.conn(name, p.adminDB, name)
+	return p.conn(name, p.adminDB, name), nil
 }
 
 // conn returns the variables for role in db.
-func (p *Provider) conn(role, db, schema string) (database.Conn, error) {
+func (p *Provider) conn(role, db, schema string) database.Conn {
 	pw := password(p.secret, role)
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(role, pw), Host: p.appHost, Path: "/" + db}
 	if p.sslmode != "" {
@@ -308,9 +316,11 @@ func (p *Provider) conn(role, db, schema string) (database.Conn, error) {
 	return database.Conn{
 		Vars: map[string]string{"DATABASE_URL": u.String(), "DATABASE_SCHEMA": schema},
 		Name: name,
-	}, nil
+	}
 }
 
+// production returns production's variables: productionURL, or the admin
+// URL's user and database at appHost (if set).
 func (p *Provider) production() (database.Conn, error) {
 	if p.prodURL != "" {
 		return database.Conn{
@@ -351,7 +361,7 @@ func lockID(name string) int32 {
 // sqlGlobalLock serializes statements that rewrite the admin database's
 // pg_database row (GRANT/REVOKE CONNECT, DROP OWNED), which concurrent
 // transactions would otherwise fail with "tuple concurrently updated".
-const sqlGlobalLock = "SELECT pg_advisory_xact_lock(1886545270, 0);\n"
+var sqlGlobalLock = fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, 0);\n", lockClass)
 
 // state is what exists of one environment's objects.
 type state struct {
@@ -588,6 +598,7 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 	}
 	r := ident(name)
 	var b strings.Builder
+	args := []any{pgx.QueryExecModeSimpleProtocol}
 	if role && s.roleExists {
 		if s.roleComment != marker(key) {
 			return fmt.Errorf("postgres: not dropping role %q: it %w (comment %q)", name, ErrForeign, s.roleComment)
@@ -595,6 +606,7 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 		// Sessions of the role (the app, PgBouncer's server connections)
 		// would hold locks that DROP SCHEMA waits for.
 		b.WriteString("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid();\n")
+		args = append(args, name)
 	}
 	if schema && s.schemaExists {
 		if s.schemaComment != marker(key) {
@@ -612,7 +624,7 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 	if b.Len() == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, b.String(), pgx.QueryExecModeSimpleProtocol, name); err != nil {
+	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("postgres: dropping %s: %w", name, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -300,20 +300,22 @@ func TestProductionNeverDropped(t *testing.T) {
 	f := setup(t)
 	// A production database whose name looks like a preview name, with a
 	// forged marker: still never dropped.
-	prodLike := "preview_shop"
+	shop := key("shop")
+	prodLike := mustName(t, shop)
 	if err := f.c.CreateDatabase(f.ctx, prodLike); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.c.DropDatabase(context.Background(), prodLike) })
+	t.Cleanup(func() {
+		f.c.DropDatabase(context.Background(), prodLike)
+		f.c.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+prodLike)
+	})
+	forged := "'previewd:env=" + shop + "'"
 	if err := f.c.Exec(f.ctx, prodLike, `CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);
-		CREATE ROLE preview_shop LOGIN; COMMENT ON ROLE preview_shop IS 'previewd:env=shop';
-		COMMENT ON DATABASE preview_shop IS 'previewd:env=shop'; ALTER DATABASE preview_shop OWNER TO preview_shop;
+		CREATE ROLE `+prodLike+` LOGIN; COMMENT ON ROLE `+prodLike+` IS `+forged+`;
+		COMMENT ON DATABASE `+prodLike+` IS `+forged+`; ALTER DATABASE `+prodLike+` OWNER TO `+prodLike+`;
 		COMMENT ON SCHEMA public IS 'previewd:env=public'`); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		f.c.Exec(context.Background(), "postgres", "DROP DATABASE IF EXISTS preview_shop WITH (FORCE); DROP ROLE IF EXISTS preview_shop")
-	})
 	f.admin("COMMENT ON SCHEMA public IS 'previewd:env=public'")
 
 	for _, iso := range []string{IsolationSchema, IsolationDatabase} {
@@ -363,26 +365,26 @@ func TestProductionNeverDropped(t *testing.T) {
 				}
 			}
 			if admin == prodLike {
-				if _, err := p.Ensure(f.ctx, database.Target{Key: "shop"}); !errors.Is(err, database.ErrProduction) {
-					t.Errorf("Ensure(shop) with production database preview_shop: %v", err)
+				if _, err := p.Ensure(f.ctx, database.Target{Key: shop}); !errors.Is(err, database.ErrProduction) {
+					t.Errorf("Ensure(%s) with production database %s: %v", shop, prodLike, err)
 				}
 			}
 			// To a provider whose production database is another, the
-			// forged marker makes preview_shop look like an environment
-			// "shop"; keep it live there.
-			live := map[string]bool{"shop": admin != prodLike}
+			// forged marker makes prodLike look like an environment; keep
+			// it live there.
+			live := map[string]bool{shop: admin != prodLike}
 			if removed, err := p.Collect(f.ctx, live); err != nil {
 				t.Fatalf("Collect: %v", err)
 			} else {
 				for _, r := range removed {
-					if strings.HasSuffix(r, " preview_shop") {
+					if strings.HasSuffix(r, " "+prodLike) {
 						t.Errorf("Collect removed %s", r)
 					}
 				}
 			}
 			f.checkProduction()
 			if n := scalar[int64](f, prodLike, "SELECT count(*) FROM orders"); n != 1 {
-				t.Fatalf("preview_shop lost its data")
+				t.Fatalf("%s lost its data", prodLike)
 			}
 			for _, o := range [][2]string{{"schema", "public"}, {"role", "admin"}, {"database", f.db}, {"database", prodLike}, {"role", prodLike}} {
 				if !f.exists(o[0], o[1]) {
@@ -392,9 +394,28 @@ func TestProductionNeverDropped(t *testing.T) {
 		}
 	}
 	// Unforge the markers before the providers' cleanups collect.
-	if err := f.c.Exec(f.ctx, prodLike, "COMMENT ON DATABASE preview_shop IS NULL; COMMENT ON ROLE preview_shop IS NULL"); err != nil {
+	if err := f.c.Exec(f.ctx, prodLike, "COMMENT ON DATABASE "+prodLike+" IS NULL; COMMENT ON ROLE "+prodLike+" IS NULL"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCreateOnPublicRefused: where PUBLIC may create in schema public
+// (PostgreSQL before 15, or granted by hand), an environment's role could
+// too, so Ensure refuses, says how to fix it, and leaves nothing behind.
+func TestCreateOnPublicRefused(t *testing.T) {
+	f := setup(t)
+	p := f.provider(f.cfg(IsolationSchema))
+	f.admin("GRANT CREATE ON SCHEMA public TO PUBLIC")
+	k := key("pubcreate")
+	_, err := p.Ensure(f.ctx, database.Target{Key: k})
+	if err == nil || !strings.Contains(err.Error(), "REVOKE CREATE ON SCHEMA public FROM PUBLIC") {
+		t.Fatalf("Ensure: %v; want a refusal naming the fix", err)
+	}
+	if s := f.state(mustName(t, k), k); s != "" {
+		t.Fatalf("left %q", s)
+	}
+	f.admin("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+	f.ensure(p, k)
 }
 
 func TestForeignObjects(t *testing.T) {
@@ -431,12 +452,16 @@ func TestCollect(t *testing.T) {
 	f.ensure(ps, dead)
 	deadDB := key("deaddb")
 	f.ensure(pd, deadDB)
+	// A schema whose role is already gone (e.g. dropped by hand).
+	orphan := key("orphan")
+	on := mustName(t, orphan)
+	f.admin("CREATE SCHEMA " + on + "; COMMENT ON SCHEMA " + on + " IS 'previewd:env=" + orphan + "'")
 	removed, err := ps.Collect(f.ctx, map[string]bool{live: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(removed, ",")
-	for _, want := range []string{"role " + mustName(t, dead), "schema " + mustName(t, dead), "database " + mustName(t, deadDB), "role " + mustName(t, deadDB)} {
+	for _, want := range []string{"role " + mustName(t, dead), "schema " + mustName(t, dead), "database " + mustName(t, deadDB), "role " + mustName(t, deadDB), "schema " + on} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Collect removed %q; want %s among them", got, want)
 		}
@@ -447,7 +472,7 @@ func TestCollect(t *testing.T) {
 	if !f.exists("schema", mustName(t, live)) || !f.exists("role", mustName(t, live)) {
 		t.Error("live environment gone")
 	}
-	for _, o := range [][2]string{{"schema", dead}, {"role", dead}, {"database", deadDB}, {"role", deadDB}} {
+	for _, o := range [][2]string{{"schema", dead}, {"role", dead}, {"database", deadDB}, {"role", deadDB}, {"schema", orphan}} {
 		if f.exists(o[0], mustName(t, o[1])) {
 			t.Errorf("%s of %s still exists", o[0], o[1])
 		}
@@ -530,7 +555,7 @@ func TestConnVars(t *testing.T) {
 	if got := c.Vars["DATABASE_URL"]; got != "postgres://boss:s%40cret@db.internal:6543/shop?sslmode=require" || c.Vars["DATABASE_SCHEMA"] != "public" || c.Name != "shop" {
 		t.Errorf("production = %v %q", c.Vars, c.Name)
 	}
-	pc, _ := p.conn("preview_pr_1", "shop", "preview_pr_1")
+	pc := p.conn("preview_pr_1", "shop", "preview_pr_1")
 	u, err := url.Parse(pc.Vars["DATABASE_URL"])
 	if err != nil {
 		t.Fatal(err)
@@ -552,7 +577,7 @@ func TestConnVars(t *testing.T) {
 	if c.Vars["DATABASE_URL"] != withApp.ProductionURL {
 		t.Errorf("production with productionURL: %v", c.Vars)
 	}
-	pc, _ = p2.conn("preview_pr_1", "shop", "preview_pr_1")
+	pc = p2.conn("preview_pr_1", "shop", "preview_pr_1")
 	if u, _ := url.Parse(pc.Vars["DATABASE_URL"]); u.Host != "pgbouncer:6432" {
 		t.Errorf("appHost not used: %s", pc.Vars["DATABASE_URL"])
 	}
