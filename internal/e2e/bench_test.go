@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/pgtest"
 )
 
 // BenchmarkPushToReady measures, for the prebuilt example app on the local
@@ -72,4 +76,38 @@ func report(b *testing.B, name string, ds []time.Duration) {
 	b.ReportMetric(q(0.5), name+"-p50-ms")
 	b.ReportMetric(q(0.9), name+"-p90-ms")
 	b.ReportMetric(q(1), name+"-max-ms")
+}
+
+// BenchmarkDBCreateProcess measures `previewd db create` as a whole
+// process (start, config, connect, role + schema + grants, print) against
+// a real PostgreSQL, the shape a CI pipeline uses; and `previewd db drop`.
+//
+//	go test -run '^$' -bench DBCreateProcess -benchtime 30x ./internal/e2e/
+func BenchmarkDBCreateProcess(b *testing.B) {
+	pg := pgtest.Shared(b)
+	_, previewd := binaries(b)
+	db := pg.NewDatabase(b)
+	cfg := filepath.Join(b.TempDir(), "previewd.yaml")
+	yaml := fmt.Sprintf("dataDir: %q\nforge: {git: {url: /nonexistent}}\ndatabase:\n  kind: postgres\n  postgres: {adminURL: %q, passwordSecret: bench-secret}\n", b.TempDir(), pg.AdminURLFor(db))
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	run := func(args ...string) time.Duration {
+		t0 := time.Now()
+		out, err := exec.Command(previewd, args...).CombinedOutput()
+		if err != nil {
+			b.Fatalf("previewd %v: %v\n%s", args, err, out)
+		}
+		return time.Since(t0)
+	}
+	var create, drop []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		key := fmt.Sprintf("pr-%d", 1000+i)
+		create = append(create, run("db", "create", "--config", cfg, "--key", key))
+		drop = append(drop, run("db", "drop", "--config", cfg, "--key", key))
+	}
+	b.StopTimer()
+	report(b, "create", create)
+	report(b, "drop", drop)
 }

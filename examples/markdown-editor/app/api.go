@@ -175,7 +175,7 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool 
 	err := dec.Decode(v)
 	if err == nil {
 		// Exactly one value: anything after it is an error too.
-		if dec.Decode(&struct{}{}) != io.EOF {
+		if !errors.Is(dec.Decode(&struct{}{}), io.EOF) {
 			err = errors.New("unexpected data after the JSON value")
 		}
 	}

@@ -202,7 +202,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, start time.Time) e
 	if err != nil {
 		return err
 	}
-	if len(st.pending) > 99 {
+	if len(st.pending) > 0 {
 		return &pendingMigrationsError{status: st, files: sourceFiles(p)}
 	}
 	if len(st.unknown) > 0 {

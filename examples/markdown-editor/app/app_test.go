@@ -28,9 +28,13 @@ func env(m map[string]string) func(string) string {
 }
 
 // runCmd runs the command line in dir with the environment m and returns the
-// exit code and what it wrote to stderr.
+// exit code and what it wrote to stderr. A serve that does start is stopped
+// after a few seconds, so a test expecting it to refuse fails instead of
+// hanging.
 func runCmd(t *testing.T, ctx context.Context, dir string, m map[string]string, args ...string) (int, string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, args, env(m), dir, &stdout, &stderr)
 	return code, stderr.String()
@@ -41,7 +45,12 @@ func runCmd(t *testing.T, ctx context.Context, dir string, m map[string]string, 
 func sqliteEnv(t *testing.T) (dir string, m map[string]string) {
 	t.Helper()
 	dir = t.TempDir()
-	return dir, map[string]string{"DATABASE_PATH": filepath.Join(dir, "test.sqlite")}
+	return dir, map[string]string{
+		"DATABASE_PATH": filepath.Join(dir, "test.sqlite"),
+		// Should a serve that ought to refuse start, it takes a free port.
+		"HOST": "127.0.0.1",
+		"PORT": "0",
+	}
 }
 
 // migrated returns an environment with a migrated SQLite database.
@@ -192,6 +201,18 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+func TestMigrateWithSQLiteURL(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "from-url.sqlite")
+	code, stderr := runCmd(t, t.Context(), dir, map[string]string{"DATABASE_URL": "sqlite:" + path}, "migrate")
+	if code != 0 || !strings.Contains(stderr, `database="sqlite · from-url.sqlite"`) {
+		t.Fatalf("migrate exited %d:\n%s", code, stderr)
+	}
+	if n := queryInt(t, rawDB(t, map[string]string{"DATABASE_PATH": path}), "SELECT count(*) FROM documents"); n != 1 {
+		t.Errorf("documents = %d, want the welcome document", n)
+	}
+}
+
 func TestMigrateFailures(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -202,7 +223,7 @@ func TestMigrateFailures(t *testing.T) {
 		{"unsupported scheme", map[string]string{"DATABASE_URL": "mysql://localhost/db"}, `unsupported scheme \"mysql\"`},
 		{"relative sqlite URL", map[string]string{"DATABASE_URL": "sqlite:db.sqlite"}, "absolute file path"},
 		{"missing directory", map[string]string{"DATABASE_PATH": "/nonexistent-dir/sub/db.sqlite"}, "open sqlite database /nonexistent-dir/sub/db.sqlite"},
-		{"bad port", map[string]string{"PORT": "http", "DATABASE_PATH": "/tmp/x.sqlite"}, `invalid PORT \"http\"`},
+		{"bad port", map[string]string{"PORT": "http", "DATABASE_PATH": "x.sqlite"}, `invalid PORT \"http\"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

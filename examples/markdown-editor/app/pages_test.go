@@ -98,6 +98,10 @@ func TestPages(t *testing.T) {
 		t.Fatalf("POST empty title: %d", res.StatusCode)
 	}
 	wantContains(t, body, `<p class="form-error" role="alert">Title must not be empty.</p>`, "kept text")
+	res, body = app.do(t, "POST", "/documents", formType, "title=%FF&content=x")
+	if res.StatusCode != 400 || !strings.Contains(body, "must be valid UTF-8") {
+		t.Errorf("POST invalid UTF-8: %d", res.StatusCode)
+	}
 
 	// Saving.
 	res, _ = app.do(t, "POST", "/documents/"+m[1], formType, form("title", "Renamed", "content", "new"))

@@ -33,14 +33,14 @@ func (e *validationError) Error() string { return e.msg }
 func validateDocument(title, content string) (string, error) {
 	title = strings.TrimSpace(title)
 	switch {
+	case !utf8.ValidString(title) || !utf8.ValidString(content):
+		return "", &validationError{"title and content must be valid UTF-8"}
 	case title == "":
 		return "", &validationError{"title must not be empty"}
 	case utf8.RuneCountInString(title) > maxTitleRunes:
 		return "", &validationError{fmt.Sprintf("title must be at most %d characters", maxTitleRunes)}
 	case len(content) > maxContentBytes:
 		return "", &validationError{fmt.Sprintf("content must be at most %d KiB", maxContentBytes>>10)}
-	case !utf8.ValidString(title) || !utf8.ValidString(content):
-		return "", &validationError{"title and content must be valid UTF-8"}
 	}
 	return title, nil
 }
