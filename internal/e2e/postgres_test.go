@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -139,5 +140,117 @@ func testPostgres(t *testing.T, isolation string) {
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM public.documents`).Scan(&n); err != nil {
 		t.Errorf("production's table: %v", err)
+	}
+}
+
+// TestExampleAppOnPostgres runs the example app's own PostgreSQL test
+// (the wrong-schema guard, migrations into the role's schema, CRUD)
+// against the real server, directly and through PgBouncer in transaction
+// mode. The app is self-contained and cannot import pgtest, so its test
+// takes the server from the environment.
+func TestExampleAppOnPostgres(t *testing.T) {
+	pg := pgtest.Shared(t)
+	db := pg.NewDatabase(t)
+	for name, bouncer := range map[string]string{"direct": "", "pgbouncer": pg.BouncerHostPort()} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command("go", "test", "-count=1", "-run", "^TestPostgres$", "-v", "./examples/markdown-editor/app")
+			cmd.Dir = moduleRoot()
+			cmd.Env = append(os.Environ(), "MARKDOWN_EDITOR_TEST_POSTGRES_URL="+pg.AdminURLFor(db), "MARKDOWN_EDITOR_TEST_PGBOUNCER_ADDR="+bouncer)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: TestPostgres") {
+				t.Fatalf("the app's PostgreSQL test did not pass: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestDBCommandsPostgres runs `previewd db create|migrate|drop` as a CI
+// pipeline would: create prints a URL that works, a second create keeps the
+// data and prints a URL that still works, migrate runs as the environment's
+// role in its schema, bad keys run no SQL, and drop removes schema and
+// role but never production.
+func TestDBCommandsPostgres(t *testing.T) {
+	pg := pgtest.Shared(t)
+	app, previewd := binaries(t)
+	ctx := context.Background()
+	db := pg.NewDatabase(t)
+	cfg := filepath.Join(t.TempDir(), "previewd.yaml")
+	yaml := fmt.Sprintf("dataDir: %q\nforge: {git: {url: /nonexistent}}\nmigrate: %q\ndatabase:\n  kind: postgres\n  postgres: {adminURL: %q, appHost: %q}\n",
+		t.TempDir(), app+" migrate", pg.AdminURLFor(db), pg.BouncerHostPort())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command(previewd, append(args, "--config", cfg)...).CombinedOutput()
+		return string(out), err
+	}
+	vars := func(out string) map[string]string {
+		m := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	out, err := run("db", "create", "--key", "pr-77")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	v := vars(out)
+	if v["DATABASE_SCHEMA"] != "preview_pr_77" || !strings.Contains(v["DATABASE_URL"], pg.BouncerHostPort()) {
+		t.Fatalf("create printed %q", out)
+	}
+	conn, err := pgxConnect(ctx, v["DATABASE_URL"])
+	if err != nil {
+		t.Fatalf("connecting with the printed URL: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	out2, err := run("db", "create", "--key", "pr-77")
+	if err != nil || out2 != out {
+		t.Fatalf("second create: %v %q, want the same output %q", err, out2, out)
+	}
+	conn, err = pgxConnect(ctx, vars(out2)["DATABASE_URL"])
+	if err != nil {
+		t.Fatalf("the second URL does not work: %v", err)
+	}
+	var got, schema string
+	if err := conn.QueryRow(ctx, `SELECT v, current_schema() FROM kept`).Scan(&got, &schema); err != nil || got != "still here" || schema != "preview_pr_77" {
+		t.Errorf("after the second create: %q in %q, err %v", got, schema, err)
+	}
+	conn.Close(ctx)
+	if out, err := run("db", "migrate", "--key", "pr-77"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	var tables int
+	c, _ := pg.Connect(ctx, db)
+	c.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'preview_pr_77' AND tablename = 'documents'`).Scan(&tables)
+	c.Close(ctx)
+	if tables != 1 {
+		t.Errorf("migrate did not create documents in the environment's schema")
+	}
+	for _, key := range []string{"x'; DROP SCHEMA public CASCADE; --", "$$", strings.Repeat("a", 300), "Pr-1"} {
+		if out, err := run("db", "create", "--key", key); err == nil || !strings.Contains(out, "--key") {
+			t.Errorf("key %q accepted: %s", key, out)
+		}
+	}
+	if out, err := run("db", "drop", "--key", "production"); err == nil {
+		t.Errorf("drop production succeeded: %s", out)
+	}
+	if out, err := run("db", "drop", "--key", "pr-77"); err != nil {
+		t.Fatalf("drop: %v\n%s", err, out)
+	}
+	if out, err := run("db", "drop", "--key", "pr-77"); err != nil {
+		t.Fatalf("second drop: %v\n%s", err, out)
+	}
+	c, _ = pg.Connect(ctx, db)
+	defer c.Close(ctx)
+	var left int
+	c.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'preview_pr_77') + (SELECT count(*) FROM pg_roles WHERE rolname = 'preview_pr_77')`).Scan(&left)
+	if left != 0 {
+		t.Errorf("drop left %d objects", left)
 	}
 }

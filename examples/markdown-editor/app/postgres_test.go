@@ -22,6 +22,8 @@ import (
 func TestPostgres(t *testing.T) {
 	adminURL := os.Getenv("MARKDOWN_EDITOR_TEST_POSTGRES_URL")
 	if adminURL == "" {
+		// previewd's internal/e2e TestExampleAppOnPostgres runs this test with
+		// a real PostgreSQL and PgBouncer; on its own the app has none.
 		t.Skip("set MARKDOWN_EDITOR_TEST_POSTGRES_URL to run against PostgreSQL")
 	}
 	admin, err := sql.Open("pgx", adminURL)
