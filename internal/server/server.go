@@ -126,7 +126,10 @@ func (s *Server) previewKey(host string) (string, bool) {
 		return "", false
 	}
 	key := strings.TrimSuffix(host, suffix)
-	return key, key != "" && !strings.Contains(key, ".")
+	if key == "" || strings.Contains(key, ".") {
+		return "", false
+	}
+	return key, true
 }
 
 func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, key string) {

@@ -1,0 +1,79 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/previewd/previewd/internal/database"
+)
+
+func TestProvider(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	seed := filepath.Join(t.TempDir(), "seed.sqlite")
+	os.WriteFile(seed, []byte("seed data"), 0o644)
+	p, err := New(dir, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.Ensure(ctx, database.Target{Key: "pr-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pr-1.sqlite")
+	if c.Vars["DATABASE_PATH"] != path || c.Vars["DATABASE_URL"] != "sqlite:"+path {
+		t.Errorf("vars = %v", c.Vars)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "seed data" {
+		t.Errorf("not seeded: %q", b)
+	}
+	os.WriteFile(path, []byte("changed"), 0o644)
+	if _, err := p.Ensure(ctx, database.Target{Key: "pr-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "changed" {
+		t.Errorf("second Ensure replaced the data: %q", b)
+	}
+	if _, err := p.Ensure(ctx, database.Target{Key: "../etc"}); err == nil {
+		t.Error("a bad key was accepted")
+	}
+
+	// Production: never in an inventory, never dropped, not even when
+	// asked by name or collected.
+	if _, err := p.Ensure(ctx, database.Target{Key: "production", Production: true}); err != nil {
+		t.Fatal(err)
+	}
+	prod := filepath.Join(dir, "production.sqlite")
+	if items := p.Items(database.Target{Key: "production", Production: true}); len(items) != 0 {
+		t.Errorf("production has inventory items: %v", items)
+	}
+	forged := p.Items(database.Target{Key: "production"})
+	if err := p.Drop(ctx, forged); !errors.Is(err, database.ErrProduction) {
+		t.Errorf("Drop(production) = %v, want ErrProduction", err)
+	}
+	if _, err := p.Collect(ctx, map[string]bool{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(prod); err != nil {
+		t.Fatalf("production's database is gone: %v", err)
+	}
+	// pr-1 was not live, so Collect removed it.
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("Collect left an orphan: %v", err)
+	}
+	c2, _ := p.Ensure(ctx, database.Target{Key: "pr-2"})
+	os.WriteFile(c2.Vars["DATABASE_PATH"]+"-wal", []byte("x"), 0o644)
+	if err := p.Drop(ctx, p.Items(database.Target{Key: "pr-2"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Drop(ctx, p.Items(database.Target{Key: "pr-2"})); err != nil {
+		t.Errorf("second Drop: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "pr-2*"))
+	if len(left) != 0 {
+		t.Errorf("Drop left %v", left)
+	}
+}

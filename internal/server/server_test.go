@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/store"
+)
+
+func TestPreviewKey(t *testing.T) {
+	s := New(Options{Domain: "preview.example.com"})
+	tests := map[string]struct {
+		host string
+		key  string
+		ok   bool
+	}{
+		"plain":        {"pr-1.preview.example.com", "pr-1", true},
+		"port":         {"pr-1.preview.example.com:8080", "pr-1", true},
+		"upper":        {"PR-1.Preview.Example.COM", "pr-1", true},
+		"trailing dot": {"pr-1.preview.example.com.", "pr-1", true},
+		"domain only":  {"preview.example.com", "", false},
+		"nested":       {"a.b.preview.example.com", "", false},
+		"other":        {"pr-1.example.org", "", false},
+		"suffix trick": {"pr-1.evilpreview.example.com", "", false},
+		"ip":           {"127.0.0.1:8080", "", false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			key, ok := s.previewKey(tt.host)
+			if key != tt.key || ok != tt.ok {
+				t.Errorf("previewKey(%q) = %q, %v; want %q, %v", tt.host, key, ok, tt.key, tt.ok)
+			}
+		})
+	}
+}
+
+func TestAPI(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, src := range []env.Source{
+		{Key: "production", Kind: env.KindProduction, Branch: "main"},
+		{Key: "pr-3", Kind: env.KindPullRequest, Number: 3, Branch: "fix"},
+		{Key: "gone", Kind: env.KindBranch, Branch: "gone"},
+	} {
+		if err := st.Upsert(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready, sha := env.StatusReady, "0123456789abcdef0123456789abcdef01234567"
+	st.Set(ctx, "pr-3", store.Update{Status: &ready, SHA: &sha})
+	st.AddEvent(ctx, "pr-3", env.Event{Reason: "Ready", Message: "ready in 80ms", SHA: sha})
+	st.Set(ctx, "gone", store.Update{Deleted: true})
+	var enqueued []string
+	synced := 0
+	s := New(Options{Store: st, Domain: "preview.test", Enqueue: func(k string) { enqueued = append(enqueued, k) }, Resync: func() { synced++ }})
+
+	do := func(method, path, host string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		if host != "" {
+			req.Host = host
+		}
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		return w
+	}
+	w := do("GET", "/api/v1/environments", "")
+	var list struct {
+		Environments []map[string]any `json:"environments"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != 200 {
+		t.Fatalf("list: %d %v %s", w.Code, err, w.Body)
+	}
+	if len(list.Environments) != 2 || list.Environments[0]["key"] != "production" || list.Environments[1]["number"] != float64(3) {
+		t.Errorf("list = %v", list.Environments)
+	}
+	for _, field := range []string{"key", "kind", "branch", "sha", "status", "message", "url", "createdAt", "updatedAt"} {
+		if _, ok := list.Environments[1][field]; !ok {
+			t.Errorf("environment lacks %q", field)
+		}
+	}
+	w = do("GET", "/api/v1/environments/pr-3", "")
+	var one env.Environment
+	json.Unmarshal(w.Body.Bytes(), &one)
+	if w.Code != 200 || one.Status != env.StatusReady || len(one.Events) != 1 || one.Events[0].Message != "ready in 80ms" {
+		t.Errorf("get: %d %+v", w.Code, one)
+	}
+	if w := do("GET", "/api/v1/environments/nope", ""); w.Code != 404 {
+		t.Errorf("unknown key: %d", w.Code)
+	}
+	if w := do("GET", "/api/v1/environments/Bad_Key", ""); w.Code != 400 {
+		t.Errorf("bad key: %d", w.Code)
+	}
+	if w := do("POST", "/api/v1/sync", ""); w.Code != 202 || synced != 1 {
+		t.Errorf("sync: %d, synced %d", w.Code, synced)
+	}
+	if w := do("POST", "/api/v1/environments/pr-3/redeploy", ""); w.Code != 202 || len(enqueued) != 1 {
+		t.Errorf("redeploy: %d %v", w.Code, enqueued)
+	}
+	// The proxy: an unknown key gets 404 listing the live environments; a
+	// known one that is not serving gets 503.
+	w = do("GET", "/", "nope.preview.test:8080")
+	if w.Code != 404 || !strings.Contains(w.Body.String(), "pr-3") || strings.Contains(w.Body.String(), ">gone<") {
+		t.Errorf("unknown preview host: %d %s", w.Code, w.Body)
+	}
+	if w := do("GET", "/", "pr-3.preview.test"); w.Code != 503 {
+		t.Errorf("known but not routed: %d", w.Code)
+	}
+	if w := do("GET", "/", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `data-key="pr-3"`) {
+		t.Errorf("dashboard: %d", w.Code)
+	}
+}
