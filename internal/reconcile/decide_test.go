@@ -59,3 +59,39 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestChanged(t *testing.T) {
+	src := func(key, sha, hold string) env.Source { return env.Source{Key: key, SHA: sha, Hold: hold} }
+	live := []env.Environment{
+		{Key: "same", SHA: "a", Status: env.StatusReady},
+		{Key: "moved", SHA: "a", Status: env.StatusReady},
+		{Key: "gone", SHA: "a", Status: env.StatusReady},
+		{Key: "building", SHA: "a", Status: env.StatusBuilding},
+		{Key: "failed", SHA: "a", Status: env.StatusFailed},
+		{Key: "held", SHA: "", Status: env.StatusPending, Message: "waiting for checks: ci"},
+	}
+	desired := map[string]env.Source{
+		"same": src("same", "a", ""), "moved": src("moved", "b", ""), "building": src("building", "a", ""),
+		"failed": src("failed", "a", ""), "held": src("held", "c", "waiting for checks: ci"), "new": src("new", "n", ""),
+	}
+	items := map[string][]env.Item{"leftover": {{Kind: env.ItemWorkDir, Name: "/x"}}, "same": {{Kind: env.ItemWorkDir, Name: "/y"}}}
+	got := map[string]bool{}
+	for _, k := range changed(desired, live, items, false) {
+		if got[k] {
+			t.Errorf("%s listed twice", k)
+		}
+		got[k] = true
+	}
+	want := map[string]bool{"moved": true, "gone": true, "building": true, "held": true, "new": true, "leftover": true}
+	if len(got) != len(want) {
+		t.Errorf("changed = %v, want %v", got, want)
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("changed lacks %s", k)
+		}
+	}
+	if n := len(changed(desired, live, items, true)); n != 8 {
+		t.Errorf("full resync lists %d keys, want 8", n)
+	}
+}

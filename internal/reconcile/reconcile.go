@@ -85,6 +85,8 @@ type Reconciler struct {
 
 	mu        sync.Mutex
 	desired   map[string]env.Source
+	fresh     map[string]bool // keys to re-read from the forge before acting
+	syncs     int
 	listed    bool
 	sourceErr error
 	lastList  time.Time
@@ -110,12 +112,19 @@ func New(o Options) *Reconciler {
 		log:     o.Logger,
 		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "environments"}),
 		desired: map[string]env.Source{},
+		fresh:   map[string]bool{},
 		synced:  make(chan struct{}),
 	}
 }
 
-// Enqueue asks for key to be reconciled.
-func (r *Reconciler) Enqueue(key string) { r.queue.Add(key) }
+// Enqueue asks for key to be reconciled, re-reading it from the forge
+// first when the forge can (an event said it changed).
+func (r *Reconciler) Enqueue(key string) {
+	r.mu.Lock()
+	r.fresh[key] = true
+	r.mu.Unlock()
+	r.queue.Add(key)
+}
 
 // EnqueueAfter asks for key to be reconciled after d.
 func (r *Reconciler) EnqueueAfter(key string, d time.Duration) { r.queue.AddAfter(key, d) }
@@ -172,20 +181,48 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	r.desired = desired
 	wasListed := r.listed
 	r.listed, r.sourceErr, r.lastList = true, nil, r.o.Now()
+	r.syncs++
+	full := r.syncs%fullResyncEvery == 1
 	r.mu.Unlock()
 	if !wasListed {
 		close(r.synced)
 	}
-	for k := range desired {
-		r.queue.Add(k)
-	}
-	for _, e := range live {
-		r.queue.Add(e.Key)
-	}
-	for k := range items {
+	for _, k := range changed(desired, live, items, full) {
 		r.queue.Add(k)
 	}
 	return nil
+}
+
+// fullResyncEvery says how often a sync enqueues every key, not only the
+// changed ones, so that drift nobody reported is still found.
+const fullResyncEvery = 10
+
+// changed returns the keys a listing asks to look at: new, moved to
+// another SHA, gone, not settled, or owning leftovers. With full, every
+// desired and live key.
+func changed(desired map[string]env.Source, live []env.Environment, items map[string][]env.Item, full bool) []string {
+	var keys []string
+	seen := make(map[string]bool, len(live))
+	for _, e := range live {
+		seen[e.Key] = true
+		d, ok := desired[e.Key]
+		settled := e.Status == env.StatusReady || e.Status == env.StatusFailed || (e.Status == env.StatusPending && d.Hold != "" && e.Message == d.Hold)
+		if full || !ok || d.SHA != e.SHA || d.Hold != "" || !settled {
+			keys = append(keys, e.Key)
+		}
+	}
+	for k := range desired {
+		if !seen[k] {
+			keys = append(keys, k)
+			seen[k] = true
+		}
+	}
+	for k := range items {
+		if !seen[k] {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // Run starts the workers and blocks until ctx is done, then waits for them
@@ -225,20 +262,36 @@ func (r *Reconciler) next(ctx context.Context) bool {
 	return true
 }
 
-// desiredFor returns what the forge wants for key, re-reading it when the
-// source can.
+// desiredFor returns what the forge wants for key: the last listing, or a
+// fresh read of the key when the source can and there is reason to.
 func (r *Reconciler) desiredFor(ctx context.Context, key string) (*env.Source, bool, error) {
 	r.mu.Lock()
 	src, ok := r.desired[key]
 	listed := r.listed
+	fresh := r.fresh[key]
+	delete(r.fresh, key)
 	r.mu.Unlock()
-	if ref, can := r.o.Source.(Refresher); can && listed {
+	// Re-read when an event said the key changed, or when it waits on
+	// something the listing does not show (checks).
+	if ref, can := r.o.Source.(Refresher); can && (fresh || (ok && src.Hold != "")) {
 		s, found, err := ref.Refresh(ctx, key)
 		if err != nil {
+			r.mu.Lock()
+			r.fresh[key] = true
+			r.mu.Unlock()
 			return nil, listed, err
 		}
+		r.mu.Lock()
+		if found {
+			r.desired[key] = s
+		} else {
+			delete(r.desired, key)
+		}
+		r.mu.Unlock()
 		if !found {
-			return nil, listed, nil
+			// The forge says it is gone (closed, filtered out): as
+			// good as a listing for this key.
+			return nil, true, nil
 		}
 		return &s, listed, nil
 	}
