@@ -1,7 +1,12 @@
 # previewd: `make test` installs what the tests need (Debian packages:
-# git, postgresql, pgbouncer, chromium) and runs every test with -race.
+# git, postgresql, pgbouncer, chromium), builds the Kubernetes control plane
+# the kube tests run against (cached; about 6 minutes the first time, see
+# scripts/k8s-testbed.sh) and runs every test with -race.
 GO ?= go
 PKGS ?= ./...
+# Where scripts/k8s-testbed.sh caches etcd, kube-apiserver and
+# kube-controller-manager; internal/kubetest reads it.
+export KUBEBUILDER_ASSETS ?= $(shell ./scripts/k8s-testbed.sh --dir)
 
 .PHONY: test deps check unit bench demo build
 
@@ -10,6 +15,7 @@ test: deps check
 
 deps:
 	./scripts/install-test-deps.sh
+	./scripts/k8s-testbed.sh
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

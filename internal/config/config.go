@@ -53,6 +53,9 @@ type Forge struct {
 	Kind string `yaml:"kind"`
 	// Git: every branch of a git repository is an environment.
 	Git Git `yaml:"git"`
+	// GitHub: every open pull request of a GitHub repository is an
+	// environment.
+	GitHub GitHub `yaml:"github"`
 }
 
 // Git configures the git forge.
@@ -73,10 +76,13 @@ type Git struct {
 
 // Runtime selects and configures where environments run.
 type Runtime struct {
-	// Kind is local. Default local.
+	// Kind is local, kubernetes or argocd. Default local.
 	Kind string `yaml:"kind"`
 	// Local runs each environment as a process on this machine.
 	Local Local `yaml:"local"`
+	// Kubernetes runs each environment in its own namespace (kind
+	// kubernetes), or provisions it for Argo CD (kind argocd).
+	Kubernetes Kubernetes `yaml:"kubernetes"`
 }
 
 // Local configures the local process runtime.
@@ -97,8 +103,15 @@ type Local struct {
 	// MaxRestarts is how many crashes in a row are restarted (with backoff)
 	// before the environment is marked failed. Default 5.
 	MaxRestarts int `yaml:"maxRestarts"`
-	// Env is added to every app's, build's and migrate's environment.
+	// Env is added to every app's, build's and migrate's environment, for
+	// trusted changes: pull requests from forks get it only when
+	// forge.github.forks.trusted is true.
 	Env map[string]string `yaml:"env"`
+	// InheritEnv names variables of previewd's own environment that apps,
+	// builds and migrations inherit, besides PATH, HOME, locale, proxy,
+	// TLS and Go toolchain variables. Nothing else of previewd's
+	// environment (its tokens, passwords) reaches them.
+	InheritEnv []string `yaml:"inheritEnv"`
 }
 
 // Database selects and configures each environment's database.
@@ -252,6 +265,9 @@ func (c *Config) SetDefaults() {
 	def(&c.Forge.Kind, "git")
 	defDur(&c.Forge.Git.PollInterval, 5*time.Second)
 	def(&c.Forge.Git.ProductionBranch, "main")
+	if c.Forge.Kind == "github" {
+		c.Forge.GitHub.setDefaults(c)
+	}
 	def(&c.Runtime.Kind, "local")
 	def(&c.Runtime.Local.Run, "./app")
 	def(&c.Runtime.Local.HealthPath, "/healthz")
@@ -262,6 +278,7 @@ func (c *Config) SetDefaults() {
 	}
 	def(&c.Database.Kind, "sqlite")
 	c.Database.Postgres.setDefaults()
+	c.Runtime.Kubernetes.setDefaults(c)
 
 	c.DataDir = c.Path(c.DataDir)
 	if c.Forge.Git.URL != "" && isLocalPath(c.Forge.Git.URL) {
@@ -342,7 +359,10 @@ func (c *Config) Validate() error {
 	}
 	oneOf("logLevel", c.LogLevel, "debug", "info", "warn", "error")
 
-	oneOf("forge.kind", c.Forge.Kind, "git")
+	oneOf("forge.kind", c.Forge.Kind, "git", "github")
+	if c.Forge.Kind == "github" {
+		c.Forge.GitHub.validate(bad)
+	}
 	if c.Forge.Kind == "git" {
 		g := c.Forge.Git
 		if g.URL == "" {
@@ -358,7 +378,10 @@ func (c *Config) Validate() error {
 		checkGlobs(bad, "forge.git.ignoreBranches", g.IgnoreBranches)
 	}
 
-	oneOf("runtime.kind", c.Runtime.Kind, "local")
+	oneOf("runtime.kind", c.Runtime.Kind, "local", "kubernetes", "argocd")
+	if c.Runtime.Kind == "kubernetes" || c.Runtime.Kind == "argocd" {
+		c.Runtime.Kubernetes.validate(c.Runtime.Kind, bad)
+	}
 	if c.Runtime.Kind == "local" {
 		l := c.Runtime.Local
 		if strings.TrimSpace(l.Run) == "" {

@@ -60,6 +60,8 @@ type Daemon struct {
 	resync  chan struct{}
 	reg     *prometheus.Registry
 	metrics *metrics
+	gh      gitHubParts
+	kube    kubeParts
 }
 
 // New builds a daemon from cfg. Nothing runs until Run.
@@ -80,11 +82,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		st.Close()
 		return nil, err
 	}
-	src, err := openSource(cfg)
+	src, err := openSource(cfg, o.Logger)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	d.gh = d.gitHub(src)
 	d.rt, err = local.New(local.Options{
 		Dir:          cfg.DataDir,
 		Build:        cfg.Runtime.Local.Build,
@@ -94,10 +97,16 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		StartTimeout: cfg.Runtime.Local.StartTimeout.Duration,
 		StepTimeout:  cfg.Runtime.Local.BuildTimeout.Duration,
 		Env:          cfg.Runtime.Local.Env,
+		InheritEnv:   cfg.Runtime.Local.InheritEnv,
 		OnExit:       d.onExit,
+		GitEnv:       d.gh.gitEnv,
 		Logger:       o.Logger,
 	}, st)
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if d.kube, err = openKube(cfg, st, o.Logger); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -107,9 +116,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		Store:       st,
 		Source:      src,
 		Database:    d.db,
-		Runtime:     d.rt,
-		Notifiers:   []reconcile.Notifier{d.metrics},
-		URL:         cfg.EnvURL,
+		Runtime:     d.runtime(),
+		Notifiers:   append([]reconcile.Notifier{d.metrics}, d.gh.notifiers()...),
+		URL:         d.envURL,
 		Workers:     cfg.Concurrency,
 		MaxRestarts: cfg.Runtime.Local.MaxRestarts,
 		Logger:      o.Logger,
@@ -117,10 +126,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	d.srv = server.New(server.Options{
 		Store:        st,
 		Domain:       cfg.Domain,
-		Route:        d.rt.Route,
+		Route:        d.route(),
+		Ready:        d.ready,
+		Plugin:       d.kube.plugin,
 		Enqueue:      d.rec.Enqueue,
 		Resync:       d.Resync,
 		SourceStatus: d.rec.SourceStatus,
+		Logs:         d.rt.LogTail,
+		Webhooks:     d.gh.webhooks(),
 		Gatherer:     d.reg,
 		Version:      o.Version,
 		Logger:       o.Logger,
@@ -128,8 +141,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	return d, nil
 }
 
-func openSource(cfg *config.Config) (reconcile.Source, error) {
+func openSource(cfg *config.Config, log *slog.Logger) (reconcile.Source, error) {
 	switch cfg.Forge.Kind {
+	case "github":
+		return openGitHub(cfg, log)
 	case "git":
 		g := cfg.Forge.Git
 		return git.New(git.Options{URL: g.URL, ProductionBranch: g.ProductionBranch, Branches: g.Branches, IgnoreBranches: g.IgnoreBranches}), nil
@@ -200,6 +215,9 @@ func (d *Daemon) onExit(key string) {
 // Run serves until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
+	if c, ok := d.db.(interface{ Close() }); ok {
+		defer c.Close()
+	}
 	items, err := d.store.AllItems(ctx)
 	if err != nil {
 		return err
@@ -226,13 +244,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	leading, err := d.lead(ctx, cancel, errc)
+	if err != nil {
+		return err
+	}
 	go func() {
 		defer wg.Done()
-		d.rec.Run(ctx)
+		whenLeading(ctx, leading, d.rec.Run)
 	}()
 	go func() {
 		defer wg.Done()
-		d.poll(ctx)
+		whenLeading(ctx, leading, d.poll)
 	}()
 	d.log.Info("serving", "addr", ln.Addr().String(), "dataDir", d.cfg.DataDir, "forge", d.cfg.Forge.Kind, "runtime", d.cfg.Runtime.Kind, "database", d.cfg.Database.Kind)
 	if d.o.Ready != nil {
@@ -243,6 +265,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer scancel()
 	hs.Shutdown(sctx)
 	wg.Wait()
+	d.gh.wait()
 	if d.o.StopOnExit {
 		d.stopAll(sctx)
 	}
@@ -256,7 +279,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // poll lists the source now, on every interval and on Resync.
 func (d *Daemon) poll(ctx context.Context) {
-	interval := d.cfg.Forge.Git.PollInterval.Duration
+	interval := d.cfg.Forge.PollInterval()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	collected := false
@@ -278,6 +301,7 @@ func (d *Daemon) poll(ctx context.Context) {
 // collect drops databases that no environment owns (left by a crash
 // before they were recorded, or by an older previewd).
 func (d *Daemon) collect(ctx context.Context) {
+	d.collectKube(ctx)
 	c, ok := d.db.(database.Collector)
 	if !ok {
 		return

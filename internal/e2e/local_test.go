@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -196,6 +197,15 @@ func TestFailures(t *testing.T) {
 	bm := a.waitStatus("bad-migrate", env.StatusFailed, "")
 	if !strings.Contains(bm.Message, "migrate") || !strings.Contains(bm.Message, "migration 00003 failed") {
 		t.Errorf("bad-migrate message lacks the log tail: %q", bm.Message)
+	}
+	if resp, err := a.client.Get(a.base + "/api/v1/environments/bad-build/logs?lines=5"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "compile error: widget.go:12") {
+			t.Errorf("logs of bad-build: %d %q", resp.StatusCode, b)
+		}
 	}
 	if code, _ := a.preview("bad-build", "GET", "/healthz", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("proxy for a failed environment answers %d, want 503", code)

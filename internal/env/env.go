@@ -145,3 +145,13 @@ type StepError struct {
 func (e *StepError) Error() string { return e.Step + " failed: " + e.Err.Error() }
 
 func (e *StepError) Unwrap() error { return e.Err }
+
+// WaitError says a step cannot go on yet for a reason outside previewd
+// (e.g. the image is not in the registry yet). The environment stays
+// pending with Reason as its message and is looked at again after After.
+type WaitError struct {
+	Reason string
+	After  time.Duration
+}
+
+func (e *WaitError) Error() string { return e.Reason }

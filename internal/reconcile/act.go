@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ const (
 	ReasonDeleting  = "Deleting"
 	ReasonRemoved   = "Removed"
 	ReasonRetrying  = "RemovalRetrying"
+	ReasonWaiting   = "Waiting"
 )
 
 // progress saves a status change with an event and tells the notifiers.
@@ -109,6 +111,10 @@ func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, resta
 	}
 	rel := &env.Release{Source: src, URL: url, Vars: env.Vars(src, url)}
 	if err := r.o.Runtime.Prepare(ctx, rel); err != nil {
+		var we *env.WaitError
+		if errors.As(err, &we) {
+			return r.waiting(ctx, p, we)
+		}
 		return r.stepFailed(ctx, p, err, oldSHA)
 	}
 
@@ -151,9 +157,24 @@ func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, resta
 	if restart {
 		msg = fmt.Sprintf("%s restarted after the process exited (%d of %d)", short, restarts, r.o.MaxRestarts)
 	}
-	u := store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts}
+	// The runtime may have found the real URL (e.g. an Ingress host).
+	u := store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL}
 	r.log.Info("ready", "env", key, "sha", short, "took", took)
 	return p.set(ctx, env.StatusReady, ReasonReady, msg, u, "")
+}
+
+// waiting records that the environment cannot go on yet (e.g. its image is
+// not in the registry) and looks again after a delay, with jitter.
+func (r *Reconciler) waiting(ctx context.Context, p *progress, we *env.WaitError) error {
+	if err := p.set(ctx, env.StatusPending, ReasonWaiting, we.Reason, store.Update{}, ""); err != nil {
+		return err
+	}
+	after := we.After
+	if after <= 0 {
+		after = 10 * time.Second
+	}
+	r.queue.AddAfter(p.src.Key, after+rand.N(after/5+1))
+	return nil
 }
 
 // stepFailed records a failed step. The app's own failures (env.StepError)
@@ -218,12 +239,16 @@ func (r *Reconciler) teardown(ctx context.Context, key string, st State) error {
 	if err := r.o.Runtime.Delete(ctx, key, st.Items); err != nil {
 		errs = append(errs, fmt.Errorf("runtime: %w", err))
 	}
-	if err := r.o.Database.Drop(ctx, dbItems(st.Items)); err != nil {
-		errs = append(errs, fmt.Errorf("database: %w", err))
-	} else {
-		for _, it := range dbItems(st.Items) {
-			if err := r.o.Store.DeleteItem(ctx, key, it); err != nil {
-				errs = append(errs, err)
+	// The app may still run (e.g. its namespace still terminating): the
+	// database goes only once the runtime's part is gone.
+	if len(errs) == 0 {
+		if err := r.o.Database.Drop(ctx, dbItems(st.Items)); err != nil {
+			errs = append(errs, fmt.Errorf("database: %w", err))
+		} else {
+			for _, it := range dbItems(st.Items) {
+				if err := r.o.Store.DeleteItem(ctx, key, it); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +47,12 @@ type Options struct {
 	SourceStatus func() (error, time.Time)
 	// Ready reports whether previewd can do its work (for /readyz).
 	Ready func() error
+	// Logs returns the last lines of an environment's output (build,
+	// migrate, app); nil when the runtime keeps no logs here.
+	Logs func(key string, lines int) string
+	// Plugin, if set, is Argo CD's ApplicationSet plugin generator, at
+	// POST /api/v1/getparams.execute.
+	Plugin http.Handler
 	// Webhooks are extra handlers mounted under /webhooks/, by path.
 	Webhooks map[string]http.Handler
 	// Gatherer is the metrics registry served on /metrics.
@@ -89,7 +97,11 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("GET /api/v1/environments", s.listEnvironments)
 	s.mux.HandleFunc("GET /api/v1/environments/{key}", s.getEnvironment)
 	s.mux.HandleFunc("POST /api/v1/environments/{key}/redeploy", s.redeploy)
+	s.mux.HandleFunc("GET /api/v1/environments/{key}/logs", s.logs)
 	s.mux.HandleFunc("POST /api/v1/sync", s.sync)
+	if o.Plugin != nil {
+		s.mux.Handle("POST /api/v1/getparams.execute", o.Plugin)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -230,6 +242,26 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// logs answers the tail of an environment's log as text; ?lines=N, at most
+// 5000, default 200.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if _, err := s.environment(r.Context(), key); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if s.o.Logs == nil {
+		writeError(w, http.StatusNotFound, errors.New("this runtime keeps no logs in previewd"))
+		return
+	}
+	n, err := strconv.Atoi(r.URL.Query().Get("lines"))
+	if err != nil || n <= 0 {
+		n = 200
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, s.o.Logs(key, min(n, 5000)))
+}
+
 // redeploy clears a failure so the environment's SHA is tried again.
 func (s *Server) redeploy(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
@@ -285,7 +317,11 @@ func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version}); err != nil {
+	logs := ""
+	if s.o.Logs != nil {
+		logs = s.o.Logs(e.Key, 60)
+	}
+	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version, "Logs": logs}); err != nil {
 		s.o.Logger.Error("rendering environment page", "err", err)
 	}
 }

@@ -103,9 +103,15 @@ func isSHA(s string) bool {
 // Run runs git with args in dir and returns its standard output. Its
 // error carries git's standard error. It never prompts for credentials.
 func Run(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	return RunEnv(ctx, dir, nil, args...)
+}
+
+// RunEnv is Run with extra environment variables (e.g. credentials given
+// as GIT_CONFIG_* settings, which keeps them off the command line).
+func RunEnv(ctx context.Context, dir string, extra []string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
-	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "LC_ALL=C")
+	cmd.Env = append(append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "LC_ALL=C"), extra...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,14 +39,22 @@ type Options struct {
 	// StartTimeout bounds the wait for health; StepTimeout bounds build
 	// and migrate.
 	StartTimeout, StepTimeout time.Duration
-	// Env is added to every command's environment.
+	// Env is added to the environment of every command of a trusted
+	// change (not to pull requests from forks unless they are trusted).
 	Env map[string]string
+	// InheritEnv names more of previewd's own variables that commands
+	// inherit, besides the basic ones (see inherited). Nothing else of
+	// previewd's environment (tokens, passwords) reaches an app.
+	InheritEnv []string
 	// StopTimeout is how long a process gets between SIGTERM and SIGKILL.
 	// Default 10s.
 	StopTimeout time.Duration
 	// OnExit is called when an environment's current process exits
 	// without being asked to.
 	OnExit func(key string)
+	// GitEnv, if set, returns environment variables that give git fetch
+	// its credentials (the forge's token, as GIT_CONFIG_* settings).
+	GitEnv func(ctx context.Context) ([]string, error)
 	Logger *slog.Logger
 }
 
@@ -183,15 +192,22 @@ func (r *Runtime) fetch(ctx context.Context, cache string, rel *env.Release) err
 	if _, err := git.Run(ctx, cache, "cat-file", "-e", rel.SHA+"^{commit}"); err == nil {
 		return nil
 	}
+	var creds []string
+	if r.o.GitEnv != nil {
+		var err error
+		if creds, err = r.o.GitEnv(ctx); err != nil {
+			return err
+		}
+	}
 	// The ref is a full ref name we built (refs/heads/<branch> or
 	// refs/pull/N/head); "--" ends options, so neither the URL nor the ref
 	// can be read as one.
-	_, ferr := git.Run(ctx, cache, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", rel.Repo, "+"+rel.Ref+":refs/previewd/"+rel.Key)
+	_, ferr := git.RunEnv(ctx, cache, creds, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", rel.Repo, "+"+rel.Ref+":refs/previewd/"+rel.Key)
 	if _, err := git.Run(ctx, cache, "cat-file", "-e", rel.SHA+"^{commit}"); err == nil {
 		return nil
 	}
 	// The branch moved on since it was listed; ask for the commit itself.
-	if _, err := git.Run(ctx, cache, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", rel.Repo, rel.SHA); err != nil {
+	if _, err := git.RunEnv(ctx, cache, creds, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", rel.Repo, rel.SHA); err != nil {
 		return fmt.Errorf("fetching %s: %w", env.ShortSHA(rel.SHA), errors.Join(ferr, err))
 	}
 	return nil
@@ -264,14 +280,18 @@ func logSize(f *os.File) int64 {
 // environment, the configured env, the release's variables, PORT and the
 // marker by which previewd finds its processes again.
 func (r *Runtime) environ(rel *env.Release, port int) []string {
-	e := os.Environ()
-	keys := make([]string, 0, len(r.o.Env))
-	for k := range r.o.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		e = append(e, k+"="+r.o.Env[k])
+	e := inherited(os.Environ(), r.o.InheritEnv)
+	var keys []string
+	// The configured env is for changes previewd trusts: an untrusted
+	// change (a pull request from a fork) does not get it.
+	if rel.Trusted {
+		for k := range r.o.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			e = append(e, k+"="+r.o.Env[k])
+		}
 	}
 	keys = keys[:0]
 	for k := range rel.Vars {
@@ -516,4 +536,35 @@ func (r *Runtime) Stop(ctx context.Context, key string) {
 	if p != nil {
 		r.stop(ctx, p)
 	}
+}
+
+// baseEnv are the variables of previewd's own environment that every
+// command inherits: what a shell, a compiler and TLS need, and nothing
+// that could be a secret of previewd's.
+var baseEnv = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+	"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "CGO_ENABLED", "CC", "CXX",
+	"GOPATH", "GOROOT", "GOCACHE", "GOMODCACHE", "GOPROXY", "GOSUMDB", "GOPRIVATE", "GONOPROXY", "GONOSUMDB",
+	"GOINSECURE", "GOFLAGS", "GOTOOLCHAIN", "GOWORK", "GOENV",
+}
+
+// inherited returns the entries of environ whose names are in baseEnv or
+// extra, or start with LC_.
+func inherited(environ, extra []string) []string {
+	keep := make(map[string]bool, len(baseEnv)+len(extra))
+	for _, n := range baseEnv {
+		keep[n] = true
+	}
+	for _, n := range extra {
+		keep[n] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if keep[name] || strings.HasPrefix(name, "LC_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

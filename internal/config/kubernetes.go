@@ -1,0 +1,217 @@
+package config
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Kubernetes configures the kubernetes runtime (each environment is a
+// namespace whose objects previewd applies) and the argocd runtime
+// (previewd provisions the namespace, the Secret and the database; Argo CD
+// applies the app through the plugin generator).
+//
+// Every template below is a Go template over the environment: .Key .Kind
+// .Number .Branch .BranchSlug .SHA .ShortSHA .Host .URL .Image .Namespace
+// .SecretName .Production.
+type Kubernetes struct {
+	// Kubeconfig is the path of a kubeconfig file. Empty means the
+	// in-cluster config (the pod's service account).
+	Kubeconfig string `yaml:"kubeconfig"`
+	// Context is the kubeconfig context to use. Default: its current one.
+	Context string `yaml:"context"`
+	// Manifests is a directory of YAML files, each a Go template; or a
+	// directory with a kustomization.yaml, whose resources are rendered
+	// the same way. Required for kind kubernetes; relative to the config
+	// file.
+	Manifests string `yaml:"manifests"`
+	// Namespace is the template of an environment's namespace. Default
+	// preview-{{.Key}}.
+	Namespace string `yaml:"namespace"`
+	// ProductionNamespace is production's namespace. Default production.
+	ProductionNamespace string `yaml:"productionNamespace"`
+	// Image is the template of the app's image, over the SHA, e.g.
+	// ghcr.io/acme/shop:{{.SHA}}, so a new commit always rolls out a new
+	// image. Optional: manifests may name images themselves.
+	Image string `yaml:"image"`
+	// WaitForImage makes previewd check that the image exists in its
+	// registry before anything else; until it does, the environment is
+	// pending "waiting for image".
+	WaitForImage bool `yaml:"waitForImage"`
+	// ImagePollInterval is how often a missing image is looked for again.
+	// Default 15s.
+	ImagePollInterval Duration `yaml:"imagePollInterval"`
+	// PullSecrets are "namespace/name" of kubernetes.io/dockerconfigjson
+	// Secrets used to reach the registry, besides the docker config of
+	// previewd's own user.
+	PullSecrets []string `yaml:"pullSecrets"`
+	// URL is an optional template of the environment's URL. Default: the
+	// host of the first Ingress rule (https when its TLS covers it), else
+	// the top-level url, else https://<key>.<domain>.
+	URL string `yaml:"url"`
+	// RolloutTimeout bounds the wait for every Deployment to be Available.
+	// Default 5m.
+	RolloutTimeout Duration `yaml:"rolloutTimeout"`
+	// DeleteTimeout bounds the wait for a namespace to be gone; after it
+	// the teardown is retried. Default 2m.
+	DeleteTimeout Duration `yaml:"deleteTimeout"`
+	// Migrate runs migrations as a Job before each apply.
+	Migrate KubeMigrate `yaml:"migrate"`
+	// LeaderElection lets several replicas run while only one reconciles.
+	LeaderElection LeaderElection `yaml:"leaderElection"`
+	// QPS and Burst limit previewd's requests to the API server.
+	// Defaults 100 and 200.
+	QPS   float32 `yaml:"qps"`
+	Burst int     `yaml:"burst"`
+	// ArgoCD configures the ApplicationSet plugin generator endpoint.
+	ArgoCD ArgoCD `yaml:"argocd"`
+}
+
+// KubeMigrate configures the migration Job.
+type KubeMigrate struct {
+	// Command is the container command of the Job, run in the release's
+	// image with the environment's Secret as its environment, e.g.
+	// ["./app", "migrate"]. Default: the top-level migrate as "sh -c".
+	Command []string `yaml:"command"`
+	// Job is a file (relative to the config file) holding a Job template;
+	// it replaces the generated Job. Its name should include {{.ShortSHA}}.
+	Job string `yaml:"job"`
+	// Timeout bounds the wait for the Job. Default 10m.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// LeaderElection configures the Lease that makes one replica the leader.
+type LeaderElection struct {
+	// Enabled turns leader election on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Namespace of the Lease. Default: the pod's namespace, else default.
+	Namespace string `yaml:"namespace"`
+	// Name of the Lease. Default previewd.
+	Name string `yaml:"name"`
+	// LeaseDuration, RenewDeadline and RetryPeriod are the usual client-go
+	// settings. Defaults 15s, 10s, 2s.
+	LeaseDuration Duration `yaml:"leaseDuration"`
+	RenewDeadline Duration `yaml:"renewDeadline"`
+	RetryPeriod   Duration `yaml:"retryPeriod"`
+}
+
+// ArgoCD configures the plugin generator (POST /api/v1/getparams.execute).
+type ArgoCD struct {
+	// Token is the bearer token Argo CD sends. Required for kind argocd;
+	// use ${VAR}.
+	Token string `yaml:"token"`
+}
+
+func (k *Kubernetes) setDefaults(c *Config) {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	defDur := func(p *Duration, v time.Duration) {
+		if p.Duration == 0 {
+			p.Duration = v
+		}
+	}
+	def(&k.Namespace, "preview-{{.Key}}")
+	def(&k.ProductionNamespace, "production")
+	defDur(&k.ImagePollInterval, 15*time.Second)
+	defDur(&k.RolloutTimeout, 5*time.Minute)
+	defDur(&k.DeleteTimeout, 2*time.Minute)
+	defDur(&k.Migrate.Timeout, 10*time.Minute)
+	def(&k.LeaderElection.Name, "previewd")
+	defDur(&k.LeaderElection.LeaseDuration, 15*time.Second)
+	defDur(&k.LeaderElection.RenewDeadline, 10*time.Second)
+	defDur(&k.LeaderElection.RetryPeriod, 2*time.Second)
+	if k.QPS == 0 {
+		k.QPS = 100
+	}
+	if k.Burst == 0 {
+		k.Burst = 200
+	}
+	if k.Kubeconfig != "" {
+		k.Kubeconfig = c.Path(expandHome(k.Kubeconfig))
+	}
+	if k.Manifests != "" {
+		k.Manifests = c.Path(k.Manifests)
+	}
+	if k.Migrate.Job != "" {
+		k.Migrate.Job = c.Path(k.Migrate.Job)
+	}
+}
+
+func expandHome(p string) string {
+	if strings.HasPrefix(p, "~/") {
+		if h, err := os.UserHomeDir(); err == nil {
+			return h + p[1:]
+		}
+	}
+	return p
+}
+
+// kubeTemplateData stands for an environment when templates are checked.
+var kubeTemplateData = map[string]any{
+	"Key": "k", "Kind": "branch", "Number": 0, "Branch": "b", "BranchSlug": "b",
+	"SHA": "0123456789abcdef", "ShortSHA": "0123456", "Host": "k.d", "URL": "https://k.d",
+	"Image": "i", "Namespace": "n", "SecretName": "s", "Production": false,
+}
+
+func checkKubeTemplate(s string) error {
+	t, err := template.New("").Option("missingkey=error").Parse(s)
+	if err != nil {
+		return err
+	}
+	return t.Execute(&strings.Builder{}, kubeTemplateData)
+}
+
+func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...any)) {
+	const p = "runtime.kubernetes."
+	if kind == "kubernetes" {
+		if k.Manifests == "" {
+			bad(p+"manifests", "required: a directory of YAML templates")
+		} else if st, err := os.Stat(k.Manifests); err != nil || !st.IsDir() {
+			bad(p+"manifests", "%q is not a directory", k.Manifests)
+		}
+	}
+	if kind == "argocd" && k.ArgoCD.Token == "" {
+		bad(p+"argocd.token", "required for runtime.kind argocd: the bearer token Argo CD sends (use ${VAR})")
+	}
+	for field, v := range map[string]string{"namespace": k.Namespace, "image": k.Image, "url": k.URL} {
+		if v == "" {
+			continue
+		}
+		if err := checkKubeTemplate(v); err != nil {
+			bad(p+field, "%v", err)
+		}
+	}
+	if k.WaitForImage && k.Image == "" {
+		bad(p+"waitForImage", "needs runtime.kubernetes.image")
+	}
+	for i, s := range k.PullSecrets {
+		if ns, name, ok := strings.Cut(s, "/"); !ok || ns == "" || name == "" {
+			bad(p+"pullSecrets["+strconv.Itoa(i)+"]", "%q is not namespace/name", s)
+		}
+	}
+	if k.Migrate.Job != "" {
+		if st, err := os.Stat(k.Migrate.Job); err != nil || st.IsDir() {
+			bad(p+"migrate.job", "%q is not a readable file", k.Migrate.Job)
+		}
+	}
+	for field, d := range map[string]Duration{
+		"rolloutTimeout": k.RolloutTimeout, "deleteTimeout": k.DeleteTimeout, "imagePollInterval": k.ImagePollInterval,
+		"migrate.timeout": k.Migrate.Timeout,
+	} {
+		if d.Duration <= 0 {
+			bad(p+field, "must be positive")
+		}
+	}
+	le := k.LeaderElection
+	if le.Enabled && !(le.RetryPeriod.Duration < le.RenewDeadline.Duration && le.RenewDeadline.Duration < le.LeaseDuration.Duration) {
+		bad(p+"leaderElection", "want retryPeriod < renewDeadline < leaseDuration")
+	}
+	if k.QPS < 0 || k.Burst < 0 {
+		bad(p+"qps", "qps and burst must not be negative")
+	}
+}

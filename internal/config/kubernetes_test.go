@@ -1,0 +1,45 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKubernetesDefaultsAndValidation(t *testing.T) {
+	dir := t.TempDir()
+	env := func(k string) (string, bool) { return "tok", true }
+	c, err := Parse([]byte("forge: {git: {url: x}}\nruntime: {kind: kubernetes, kubernetes: {manifests: .}}"), dir, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Runtime.Kubernetes
+	if k.Namespace != "preview-{{.Key}}" || k.ProductionNamespace != "production" || k.RolloutTimeout.Duration != 5*time.Minute || k.Manifests != dir {
+		t.Errorf("defaults = %+v", k)
+	}
+	tests := map[string]struct {
+		yaml string
+		want []string
+	}{
+		"no manifests":       {"runtime: {kind: kubernetes}", []string{"runtime.kubernetes.manifests: required"}},
+		"bad template":       {"runtime: {kind: kubernetes, kubernetes: {manifests: ., namespace: 'p-{{.Nope}}'}}", []string{"runtime.kubernetes.namespace:"}},
+		"argocd token":       {"runtime: {kind: argocd}", []string{"runtime.kubernetes.argocd.token: required"}},
+		"wait without image": {"runtime: {kind: argocd, kubernetes: {waitForImage: true, argocd: {token: x}}}", []string{"runtime.kubernetes.waitForImage:"}},
+		"pull secret":        {"runtime: {kind: argocd, kubernetes: {pullSecrets: [nons], argocd: {token: x}}}", []string{"runtime.kubernetes.pullSecrets[0]:"}},
+		"lease timing":       {"runtime: {kind: argocd, kubernetes: {argocd: {token: x}, leaderElection: {enabled: true, leaseDuration: 1s}}}", []string{"runtime.kubernetes.leaderElection:"}},
+		"unknown key":        {"runtime: {kind: kubernetes, kubernetes: {manifest: .}}", []string{"manifest"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte("forge: {git: {url: x}}\n"+tt.yaml), dir, env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}

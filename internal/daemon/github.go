@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/previewd/previewd/internal/config"
+	ghforge "github.com/previewd/previewd/internal/forge/github"
+	"github.com/previewd/previewd/internal/notify"
+	"github.com/previewd/previewd/internal/reconcile"
+)
+
+// openGitHub returns the github forge's source.
+func openGitHub(cfg *config.Config, log *slog.Logger) (*ghforge.Source, error) {
+	g := cfg.Forge.GitHub
+	co := ghforge.ClientOptions{
+		APIURL: g.APIURL, Owner: g.Owner, Repo: g.Repo, Token: g.Token, CloneURL: g.CloneURL,
+		RequestTimeout: g.RequestTimeout.Duration, Logger: log,
+	}
+	if g.App.Enabled() {
+		co.App = &ghforge.App{ID: g.App.ID, InstallationID: g.App.InstallationID, PrivateKeyFile: g.App.PrivateKeyFile}
+	}
+	c, err := ghforge.NewClient(co)
+	if err != nil {
+		return nil, err
+	}
+	return ghforge.NewSource(c, ghforge.SourceOptions{
+		CloneURL:         g.CloneURL,
+		ProductionBranch: g.ProductionBranch,
+		Filter: ghforge.Filter{
+			Labels: g.Labels, ExcludeLabels: g.ExcludeLabels,
+			Branches: g.Branches, IgnoreBranches: g.IgnoreBranches, TargetBranches: g.TargetBranches,
+			Drafts: g.Drafts, ForkLabel: g.Forks.Label, TrustForks: g.Forks.Trusted,
+		},
+		WaitForChecks: g.WaitForChecks,
+		Fresh:         g.PollInterval.Duration,
+		FullEvery:     max(10*g.PollInterval.Duration, time.Minute),
+		Logger:        log,
+	}), nil
+}
+
+// gitHubParts are what the github forge adds to the daemon: the notifier,
+// the webhook and git's credentials. All are nil for other forges.
+type gitHubParts struct {
+	notifier *notify.GitHub
+	webhook  http.Handler
+	gitEnv   func(context.Context) ([]string, error)
+}
+
+func (d *Daemon) gitHub(src reconcile.Source) gitHubParts {
+	s, ok := src.(*ghforge.Source)
+	if !ok {
+		return gitHubParts{}
+	}
+	g := d.cfg.Forge.GitHub
+	return gitHubParts{
+		notifier: notify.NewGitHub(notify.GitHubOptions{
+			Client: s.Client(), Deployments: g.DeploymentsEnabled(), CommitStatus: g.CommitStatus,
+			DashboardURL: g.DashboardURL, Logger: d.log,
+		}),
+		webhook: ghforge.NewWebhook(ghforge.WebhookOptions{
+			Secret: g.WebhookSecret, Owner: g.Owner, Repo: g.Repo, ProductionBranch: g.ProductionBranch,
+			Source: s, Enqueue: func(key string) { d.rec.Enqueue(key) }, Logger: d.log,
+		}),
+		gitEnv: s.GitEnv,
+	}
+}
+
+func (p gitHubParts) notifiers() []reconcile.Notifier {
+	if p.notifier == nil {
+		return nil
+	}
+	return []reconcile.Notifier{p.notifier}
+}
+
+func (p gitHubParts) webhooks() map[string]http.Handler {
+	if p.webhook == nil {
+		return nil
+	}
+	return map[string]http.Handler{"github": p.webhook}
+}
+
+// wait waits for the notices still being sent.
+func (p gitHubParts) wait() {
+	if p.notifier != nil {
+		p.notifier.Wait()
+	}
+}

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/previewd/previewd/internal/argocd"
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/reconcile"
+	"github.com/previewd/previewd/internal/runtime/kube"
+	"github.com/previewd/previewd/internal/store"
+)
+
+// kubeParts are what the kubernetes and argocd runtimes add to the daemon:
+// the runtime, the plugin generator and leader election. All are zero for
+// the local runtime.
+type kubeParts struct {
+	rt     *kube.Runtime
+	plugin http.Handler
+	lead   *config.LeaderElection
+}
+
+func isKube(cfg *config.Config) bool {
+	return cfg.Runtime.Kind == "kubernetes" || cfg.Runtime.Kind == "argocd"
+}
+
+// openKube builds the kubernetes runtime when the config asks for it.
+func openKube(cfg *config.Config, st *store.Store, log *slog.Logger) (kubeParts, error) {
+	if !isKube(cfg) {
+		return kubeParts{}, nil
+	}
+	k := cfg.Runtime.Kubernetes
+	rc, err := kube.RESTConfig(k.Kubeconfig, k.Context, k.QPS, k.Burst)
+	if err != nil {
+		return kubeParts{}, err
+	}
+	migrate := k.Migrate.Command
+	if len(migrate) == 0 && strings.TrimSpace(cfg.Migrate) != "" {
+		migrate = []string{"/bin/sh", "-c", cfg.Migrate}
+	}
+	rt, err := kube.New(kube.Options{
+		Config:              rc,
+		Manifests:           k.Manifests,
+		ApplyManifests:      cfg.Runtime.Kind == "kubernetes",
+		Namespace:           k.Namespace,
+		ProductionNamespace: k.ProductionNamespace,
+		Image:               k.Image,
+		URL:                 k.URL,
+		Domain:              cfg.Domain,
+		WaitForImage:        k.WaitForImage,
+		ImagePollInterval:   k.ImagePollInterval.Duration,
+		PullSecrets:         k.PullSecrets,
+		RolloutTimeout:      k.RolloutTimeout.Duration,
+		DeleteTimeout:       k.DeleteTimeout.Duration,
+		MigrateTimeout:      k.Migrate.Timeout.Duration,
+		MigrateCommand:      migrate,
+		MigrateJob:          k.Migrate.Job,
+		Logger:              log,
+	}, st)
+	if err != nil {
+		return kubeParts{}, err
+	}
+	p := kubeParts{rt: rt}
+	if k.LeaderElection.Enabled {
+		p.lead = &k.LeaderElection
+	}
+	if cfg.Runtime.Kind == "argocd" || k.ArgoCD.Token != "" {
+		p.plugin = argocd.New(argocd.Options{Token: k.ArgoCD.Token, Store: st, Describe: describe(rt), Logger: log})
+	}
+	return p, nil
+}
+
+// describe returns the runtime's part of an environment's plugin
+// generator parameters.
+func describe(rt *kube.Runtime) func(e env.Environment) (argocd.Params, error) {
+	return func(e env.Environment) (argocd.Params, error) {
+		rel := &env.Release{Source: env.Source{Key: e.Key, Kind: e.Kind, Number: e.Number, Branch: e.Branch, SHA: e.SHA}, URL: e.URL}
+		d, err := rt.Data(rel)
+		if err != nil {
+			return argocd.Params{}, err
+		}
+		return argocd.Params{Namespace: d.Namespace, Host: d.Host, Image: d.Image, Secret: d.SecretName}, nil
+	}
+}
+
+// runtime is the runtime the reconciler drives.
+func (d *Daemon) runtime() reconcile.Runtime {
+	if d.kube.rt != nil {
+		return d.kube.rt
+	}
+	return d.rt
+}
+
+// route is the preview proxy's route: only the local runtime serves
+// environments through previewd.
+func (d *Daemon) route() func(string) (string, bool) {
+	if d.kube.rt != nil {
+		return nil
+	}
+	return d.rt.Route
+}
+
+// envURL is an environment's URL before the runtime knows better: on
+// Kubernetes, without a url template, https://<key>.<domain>.
+func (d *Daemon) envURL(key string) string {
+	if d.kube.rt != nil && d.cfg.URL == "" {
+		return "https://" + key + "." + d.cfg.Domain
+	}
+	return d.cfg.EnvURL(key)
+}
+
+// ready is /readyz: on Kubernetes, the API server must answer.
+func (d *Daemon) ready() error {
+	if d.kube.rt == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return d.kube.rt.Ready(ctx)
+}
+
+// lead starts leader election when configured and returns a channel closed
+// once this replica leads (at once without election). Losing the Lease
+// ends the daemon with an error (its pod is restarted and campaigns
+// again), so two replicas never reconcile at once.
+func (d *Daemon) lead(ctx context.Context, cancel context.CancelFunc, errc chan<- error) (<-chan struct{}, error) {
+	if d.kube.lead == nil {
+		c := make(chan struct{})
+		close(c)
+		return c, nil
+	}
+	le := d.kube.lead
+	leading, stopped, err := kube.Elect(ctx, d.kube.rt.Clientset(), kube.LeaderOptions{
+		Namespace: le.Namespace, Name: le.Name,
+		LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration, RetryPeriod: le.RetryPeriod.Duration,
+		Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		<-stopped
+		if ctx.Err() == nil {
+			select {
+			case errc <- errors.New("lost the leader election lease"):
+			default:
+			}
+			cancel()
+		}
+	}()
+	return leading, nil
+}
+
+// whenLeading runs f once this replica leads, unless ctx ends first.
+func whenLeading(ctx context.Context, leading <-chan struct{}, f func(context.Context)) {
+	select {
+	case <-leading:
+		f(ctx)
+	case <-ctx.Done():
+	}
+}
+
+// collectKube deletes namespaces and objects of environments no longer
+// live.
+func (d *Daemon) collectKube(ctx context.Context) {
+	if d.kube.rt == nil {
+		return
+	}
+	removed, err := d.kube.rt.Collect(ctx, d.liveKeys)
+	if err != nil {
+		d.log.Warn("collecting orphaned kubernetes objects", "err", err)
+	}
+	if len(removed) > 0 {
+		d.log.Info("collected orphaned kubernetes objects", "names", strings.Join(removed, ","))
+	}
+}
+
+// liveKeys are the keys that own something: live environments, anything
+// in an inventory, and production.
+func (d *Daemon) liveKeys(ctx context.Context) (map[string]bool, error) {
+	live, err := d.store.Live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := d.store.AllItems(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]bool{env.ProductionKey: true}
+	for _, e := range live {
+		keys[e.Key] = true
+	}
+	for k := range all {
+		keys[k] = true
+	}
+	return keys, nil
+}

@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/kubetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+
+// TestArgoCDMode runs previewd serve with runtime.kind argocd against a
+// real API server: each branch gets its namespace and Secret, the plugin
+// generator lists it, and /readyz answers.
+func TestArgoCDMode(t *testing.T) {
+	cp := kubetest.Shared(t)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main", repo},
+		{"-C", repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"},
+		{"-C", repo, "branch", "feature-x"},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := cp.WriteKubeconfig(kc, cp.AdminToken); err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	yaml := fmt.Sprintf(`
+domain: preview.example.com
+forge: {git: {url: %s, pollInterval: 200ms}}
+database: {kind: none}
+runtime:
+  kind: argocd
+  kubernetes:
+    kubeconfig: %s
+    namespace: "d%s-{{.Key}}"
+    productionNamespace: "d%s-production"
+    image: "ghcr.io/acme/shop:{{.SHA}}"
+    leaderElection: {enabled: true, namespace: default, name: "previewd-%s", leaseDuration: 3s, renewDeadline: 2s, retryPeriod: 500ms}
+    argocd: {token: t0ken}
+`, repo, kc, suffix, suffix, suffix)
+	cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = filepath.Join(dir, "data")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := New(ctx, cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	cs := kubernetes.NewForConfigOrDie(cp.Config())
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		for _, ns := range []string{"d" + suffix + "-feature-x", "d" + suffix + "-production"} {
+			cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	})
+	base := "http://" + ln.Addr().String()
+
+	get := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("GET", "/readyz", "", ""); code != http.StatusOK {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+	var params []map[string]string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		code, body := get("POST", "/api/v1/getparams.execute", "t0ken", `{"applicationSetName":"x","input":{"parameters":{}}}`)
+		if code != http.StatusOK {
+			t.Fatalf("getparams = %d %s", code, body)
+		}
+		var resp struct {
+			Output struct {
+				Parameters []map[string]string `json:"parameters"`
+			} `json:"output"`
+		}
+		json.Unmarshal([]byte(body), &resp)
+		if params = resp.Output.Parameters; len(params) == 1 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(params) != 1 || params[0]["key"] != "feature-x" || params[0]["namespace"] != "d"+suffix+"-feature-x" || params[0]["secret"] != "previewd-env" {
+		t.Fatalf("parameters = %v", params)
+	}
+	if _, err := cs.CoreV1().Secrets("d"+suffix+"-feature-x").Get(context.Background(), "previewd-env", metav1.GetOptions{}); err != nil {
+		t.Errorf("the Secret: %v", err)
+	}
+	if code, _ := get("POST", "/api/v1/getparams.execute", "", "{}"); code != http.StatusUnauthorized {
+		t.Errorf("getparams without token = %d", code)
+	}
+}

@@ -1,0 +1,296 @@
+package notify
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/previewd/previewd/internal/env"
+	ghforge "github.com/previewd/previewd/internal/forge/github"
+	"github.com/previewd/previewd/internal/ghtest"
+	"github.com/previewd/previewd/internal/reconcile"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func sha(n int) string { return fmt.Sprintf("%040x", n) }
+
+func notice(key string, status env.Status, mod func(*reconcile.Notice)) reconcile.Notice {
+	n := reconcile.Notice{
+		Env: env.Environment{
+			Key: key, Kind: env.KindPullRequest, Number: 7, Branch: "feature/login", SHA: "3f2a9c1d0e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49",
+			Status: status, URL: "http://pr-7.preview.example.com", Database: "pr-7.sqlite",
+		},
+		Took: 2345 * time.Millisecond,
+	}
+	n.Source = env.Source{Key: key, Kind: env.KindPullRequest, Number: 7, SHA: n.Env.SHA}
+	if mod != nil {
+		mod(&n)
+	}
+	return n
+}
+
+// TestRender compares the comment for each phase with its golden file
+// (go test ./internal/notify -run Render -update rewrites them).
+func TestRender(t *testing.T) {
+	deleted := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := map[string]reconcile.Notice{
+		"waiting":   notice("pr-7", env.StatusPending, func(n *reconcile.Notice) { n.Env.Message = "waiting for checks: ci, lint" }),
+		"building":  notice("pr-7", env.StatusBuilding, func(n *reconcile.Notice) { n.Env.Message = "building 3f2a9c1" }),
+		"migrating": notice("pr-7", env.StatusMigrating, nil),
+		"starting":  notice("pr-7", env.StatusStarting, nil),
+		"ready":     notice("pr-7", env.StatusReady, func(n *reconcile.Notice) { n.Env.Message = "3f2a9c1 ready in 2.345s" }),
+		"failed": notice("pr-7", env.StatusFailed, func(n *reconcile.Notice) {
+			n.Env.Message = "migrate of 3f2a9c1 failed: exit status 1; still serving 1a2b3c4\nError: relation \"users\" already exists"
+			n.Tail = "==> migrate 3f2a9c1\napplying 0002_users.sql\nError: relation \"users\" already exists\n``` not a fence ```\n"
+		}),
+		"removing": notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) { n.Env.Message = "removing" }),
+		"removed": notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) {
+			n.Env.DeletedAt = &deleted
+			n.Removed = []string{"process", "work dir", "database file"}
+			n.Took = 180 * time.Millisecond
+		}),
+		"removal retrying": notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) {
+			n.Env.Message = "removal failed and is being retried: database: dropping schema preview_pr_7: connection refused"
+			n.Removed = []string{"process", "work dir"}
+			n.Left = []string{"role preview_pr_7", "schema preview_pr_7"}
+		}),
+	}
+	for name, n := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := Render(n, "https://previewd.example.com/")
+			path := filepath.Join("testdata", strings.ReplaceAll(name, " ", "-")+".golden")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("comment differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+			}
+			if !strings.HasPrefix(got, "<!-- previewd:pr-7 -->\n") {
+				t.Error("comment does not start with its marker")
+			}
+		})
+	}
+}
+
+func TestCode(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":     "`plain`",
+		"a`b":       "`` a`b ``",
+		"``x":       "``` ``x ```",
+		"":          "",
+		"<b>x</b>|": "`<b>x</b>|`",
+	} {
+		if got := code(in); got != want {
+			t.Errorf("code(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func newNotifier(t testing.TB, fake *ghtest.Server, commitStatus bool) *GitHub {
+	t.Helper()
+	c, err := ghforge.NewClient(ghforge.ClientOptions{
+		APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t",
+		RequestTimeout: 300 * time.Millisecond, Backoff: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewGitHub(GitHubOptions{Client: c, Deployments: true, CommitStatus: commitStatus, DashboardURL: "https://previewd.example.com", Backoff: 10 * time.Millisecond})
+}
+
+// TestOneComment: many notices, sent concurrently, and a restart (a new
+// notifier that has to find the comment among 150 others, on the second
+// page) leave exactly one comment, edited to the latest notice.
+func TestOneComment(t *testing.T) {
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	fake.OpenPR(ghtest.PR{Number: 7, HeadSHA: sha(7)})
+	for i := 0; i < 150; i++ {
+		fake.AddComment(7, "someone", fmt.Sprintf("comment %d; quoting <!-- previewd:pr-7 --> is not the marker", i))
+	}
+	ctx := context.Background()
+	g := newNotifier(t, fake, false)
+	var wg sync.WaitGroup
+	for _, st := range []env.Status{env.StatusBuilding, env.StatusMigrating, env.StatusStarting, env.StatusReady} {
+		for i := 0; i < 5; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.Notify(ctx, notice("pr-7", st, nil))
+			}()
+		}
+	}
+	wg.Wait()
+	g.Notify(ctx, notice("pr-7", env.StatusReady, nil))
+	g.Wait()
+	ours := func() []ghtest.Comment {
+		var out []ghtest.Comment
+		for _, c := range fake.Comments(7) {
+			if strings.HasPrefix(c.Body, Marker("pr-7")) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	if cs := ours(); len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview ready") {
+		t.Fatalf("comments after many notices: %d %v", len(cs), cs)
+	}
+	// Restart: the new notifier finds the comment on page 2 and edits it.
+	g2 := newNotifier(t, fake, false)
+	g2.Notify(ctx, notice("pr-7", env.StatusBuilding, func(n *reconcile.Notice) { n.Env.SHA = sha(8) }))
+	g2.Wait()
+	cs := ours()
+	if len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview building") || !strings.Contains(cs[0].Body, env.ShortSHA(sha(8))) {
+		t.Fatalf("after a restart: %d comments: %v", len(cs), cs)
+	}
+	if n := len(fake.Comments(7)); n != 151 {
+		t.Errorf("%d comments in all, want 151", n)
+	}
+}
+
+// TestDeployments: one deployment per (SHA, environment), found again
+// after a restart; statuses go in_progress -> success with the URL; a
+// new SHA's success makes the old one inactive; removal makes all
+// inactive. Production gets deployments but no comment.
+func TestDeployments(t *testing.T) {
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	fake.OpenPR(ghtest.PR{Number: 7, HeadSHA: sha(1)})
+	ctx := context.Background()
+	send := func(g *GitHub, n reconcile.Notice) {
+		t.Helper()
+		g.Notify(ctx, n)
+		g.Wait()
+	}
+	at := func(s string) func(*reconcile.Notice) {
+		return func(n *reconcile.Notice) { n.Env.SHA, n.Source.SHA = s, s }
+	}
+	g := newNotifier(t, fake, true)
+	for _, st := range []env.Status{env.StatusBuilding, env.StatusMigrating, env.StatusStarting, env.StatusReady} {
+		send(g, notice("pr-7", st, at(sha(1))))
+	}
+	// A restart re-announces the same SHA.
+	g = newNotifier(t, fake, true)
+	send(g, notice("pr-7", env.StatusReady, at(sha(1))))
+	ds := fake.Deployments()
+	if len(ds) != 1 {
+		t.Fatalf("%d deployments, want 1: %+v", len(ds), ds)
+	}
+	d := ds[0]
+	if d.SHA != sha(1) || d.Ref != sha(1) || d.Environment != "preview/pr-7" || !d.Transient || d.Production || d.AutoMerge || !d.RequiredContextsWasSet || len(d.RequiredContexts) != 0 {
+		t.Errorf("deployment = %+v", d)
+	}
+	var states []string
+	for _, s := range d.Statuses {
+		states = append(states, s.State)
+	}
+	if strings.Join(states, ",") != "in_progress,success" && strings.Join(states, ",") != "in_progress,success,success" {
+		t.Errorf("statuses %v", states)
+	}
+	if last := d.Statuses[len(d.Statuses)-1]; last.EnvironmentURL != "http://pr-7.preview.example.com" || last.LogURL != "https://previewd.example.com/environments/pr-7" {
+		t.Errorf("success status = %+v", last)
+	}
+	if cs := fake.CommitStatuses(sha(1)); len(cs) == 0 || cs[len(cs)-1].State != "success" || cs[len(cs)-1].Context != "previewd" {
+		t.Errorf("commit statuses = %+v", cs)
+	}
+
+	// A new SHA: a second deployment; once it succeeds the first is
+	// inactive. A failed SHA stays failed.
+	send(g, notice("pr-7", env.StatusBuilding, at(sha(2))))
+	send(g, notice("pr-7", env.StatusFailed, at(sha(2))))
+	send(g, notice("pr-7", env.StatusBuilding, at(sha(3))))
+	send(g, notice("pr-7", env.StatusReady, at(sha(3))))
+	byState := map[string]string{}
+	for _, d := range fake.Deployments() {
+		byState[d.SHA] = d.State()
+	}
+	if byState[sha(1)] != "inactive" || byState[sha(2)] != "failure" || byState[sha(3)] != "success" || len(byState) != 3 {
+		t.Errorf("deployments by SHA: %v", byState)
+	}
+
+	// Removal: all inactive, comment says removed.
+	g = newNotifier(t, fake, true)
+	deleted := time.Now()
+	send(g, notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) {
+		n.Env.DeletedAt, n.Removed = &deleted, []string{"process"}
+	}))
+	for _, d := range fake.Deployments() {
+		if want := map[string]string{sha(1): "inactive", sha(2): "failure", sha(3): "inactive"}[d.SHA]; d.State() != want {
+			t.Errorf("after removal %s is %s, want %s", env.ShortSHA(d.SHA), d.State(), want)
+		}
+	}
+	if cs := fake.Comments(7); len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview removed") {
+		t.Errorf("comments after removal: %+v", cs)
+	}
+
+	// Production: a deployment to "production", no comment.
+	prod := reconcile.Notice{Env: env.Environment{Key: "production", Kind: env.KindProduction, Branch: "main", SHA: sha(9), Status: env.StatusReady, URL: "http://production.example.com"}}
+	send(g, prod)
+	send(newNotifier(t, fake, true), prod)
+	var pd []ghtest.Deployment
+	for _, d := range fake.Deployments() {
+		if d.Environment == "production" {
+			pd = append(pd, d)
+		}
+	}
+	if len(pd) != 1 || !pd[0].Production || pd[0].Transient || pd[0].State() != "success" {
+		t.Errorf("production deployments: %+v", pd)
+	}
+}
+
+// TestNotifyUnderFaults: with 5xx, secondary limits and 20% slow or lost
+// answers, the latest notice still arrives, with one comment and one
+// deployment per SHA.
+func TestNotifyUnderFaults(t *testing.T) {
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	for n := 1; n <= 4; n++ {
+		fake.OpenPR(ghtest.PR{Number: n, HeadSHA: sha(n)})
+	}
+	fake.SetFaults(ghtest.Faults{ServerErrors: 0.1, SecondaryLimits: 0.02, RetryAfter: 1, Slow: 0.2, Delay: 400 * time.Millisecond})
+	g := newNotifier(t, fake, false)
+	ctx := context.Background()
+	for _, st := range []env.Status{env.StatusBuilding, env.StatusStarting, env.StatusReady} {
+		for n := 1; n <= 4; n++ {
+			key := fmt.Sprintf("pr-%d", n)
+			g.Notify(ctx, notice(key, st, func(x *reconcile.Notice) {
+				x.Env.Number, x.Source.Number, x.Env.SHA = n, n, sha(n)
+			}))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.Wait()
+	fake.SetFaults(ghtest.Faults{})
+	for n := 1; n <= 4; n++ {
+		cs := fake.Comments(n)
+		if len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview ready") {
+			t.Errorf("pr-%d: %d comments: %+v", n, len(cs), cs)
+		}
+	}
+	count := map[string]int{}
+	for _, d := range fake.Deployments() {
+		count[d.Environment+"@"+d.SHA]++
+		if d.State() != "success" {
+			t.Errorf("%s at %s is %s", d.Environment, env.ShortSHA(d.SHA), d.State())
+		}
+	}
+	if len(count) != 4 {
+		t.Errorf("deployments: %v", count)
+	}
+	for k, c := range count {
+		if c != 1 {
+			t.Errorf("%s deployed %d times", k, c)
+		}
+	}
+}

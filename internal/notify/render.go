@@ -1,0 +1,211 @@
+package notify
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/reconcile"
+)
+
+// Phase is where an environment is, for people.
+type Phase string
+
+// The phases a notice can show.
+const (
+	PhaseWaiting   Phase = "waiting"
+	PhaseBuilding  Phase = "building"
+	PhaseMigrating Phase = "migrating"
+	PhaseStarting  Phase = "starting"
+	PhaseReady     Phase = "ready"
+	PhaseFailed    Phase = "failed"
+	PhaseRemoving  Phase = "removing"
+	PhaseRemoved   Phase = "removed"
+	// PhaseRetrying: removal failed in part and is being retried.
+	PhaseRetrying Phase = "retrying"
+)
+
+// PhaseOf returns the phase a notice reports.
+func PhaseOf(n reconcile.Notice) Phase {
+	switch {
+	case len(n.Left) > 0:
+		return PhaseRetrying
+	case n.Env.DeletedAt != nil:
+		return PhaseRemoved
+	}
+	switch n.Env.Status {
+	case env.StatusPending:
+		return PhaseWaiting
+	case env.StatusBuilding:
+		return PhaseBuilding
+	case env.StatusMigrating:
+		return PhaseMigrating
+	case env.StatusStarting:
+		return PhaseStarting
+	case env.StatusReady:
+		return PhaseReady
+	case env.StatusFailed:
+		return PhaseFailed
+	case env.StatusDeleting:
+		if n.Removed != nil {
+			return PhaseRemoved
+		}
+		return PhaseRemoving
+	}
+	return PhaseWaiting
+}
+
+// Marker is the hidden first line by which a pull request's comment is
+// found again.
+func Marker(key string) string { return "<!-- previewd:" + key + " -->" }
+
+var headings = map[Phase]string{
+	PhaseWaiting:   "⏳ Preview waiting",
+	PhaseBuilding:  "🔨 Preview building",
+	PhaseMigrating: "🗃️ Preview migrating its database",
+	PhaseStarting:  "🚀 Preview starting",
+	PhaseReady:     "✅ Preview ready",
+	PhaseFailed:    "❌ Preview failed",
+	PhaseRemoving:  "🧹 Removing the preview",
+	PhaseRemoved:   "🗑️ Preview removed",
+	PhaseRetrying:  "⚠️ Preview removal incomplete: retrying",
+}
+
+// maxTail bounds the log tail shown (GitHub comments hold 65,536
+// characters).
+const maxTail = 12000
+
+// Render returns the pull request comment for a notice. dashboard, if
+// set, is previewd's dashboard URL.
+func Render(n reconcile.Notice, dashboard string) string {
+	e := n.Env
+	key := e.Key
+	sha := e.SHA
+	if sha == "" {
+		sha = n.Source.SHA
+	}
+	short := env.ShortSHA(sha)
+	ph := PhaseOf(n)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n### %s\n\n", Marker(key), headings[ph])
+	first, _, _ := strings.Cut(e.Message, "\n")
+	switch ph {
+	case PhaseWaiting:
+		fmt.Fprintf(&b, "Not deployed yet: %s\n\n", code(first))
+	case PhaseBuilding, PhaseMigrating, PhaseStarting:
+		fmt.Fprintf(&b, "Rolling out %s: %s.\n\n", code(short), ph)
+	case PhaseReady:
+		if e.URL != "" {
+			fmt.Fprintf(&b, "**%s**\n\n", link(e.URL, e.URL))
+		}
+	case PhaseFailed:
+		fmt.Fprintf(&b, "%s\n\n", code(first))
+		if t := tail(n.Tail); t != "" {
+			fence := fenceFor(t)
+			fmt.Fprintf(&b, "<details><summary>Log tail</summary>\n\n%s\n%s\n%s\n\n</details>\n\n", fence, t, fence)
+		}
+	case PhaseRemoving:
+		b.WriteString("The pull request is closed or no longer selected; its environment is being removed.\n\n")
+	case PhaseRemoved:
+		b.WriteString("The pull request is closed or no longer selected; its environment is gone.\n\n")
+		if len(n.Removed) > 0 {
+			fmt.Fprintf(&b, "Removed: %s.\n\n", list(n.Removed))
+		}
+	case PhaseRetrying:
+		if len(n.Removed) > 0 {
+			fmt.Fprintf(&b, "Removed: %s.\n\n", list(n.Removed))
+		}
+		fmt.Fprintf(&b, "**Not removed yet:** %s. previewd keeps retrying until they are gone.\n\n", list(n.Left))
+		if first != "" {
+			fmt.Fprintf(&b, "%s\n\n", code(first))
+		}
+	}
+	if ph != PhaseRemoved && ph != PhaseRetrying && ph != PhaseRemoving {
+		b.WriteString("| | |\n|---|---|\n")
+		if e.URL != "" && ph != PhaseReady {
+			fmt.Fprintf(&b, "| URL | %s |\n", link(e.URL, e.URL))
+		}
+		if short != "" {
+			fmt.Fprintf(&b, "| Commit | %s |\n", code(short))
+		}
+		if e.Database != "" {
+			fmt.Fprintf(&b, "| Database | %s |\n", code(e.Database))
+		}
+		if (ph == PhaseReady || ph == PhaseFailed) && n.Took > 0 {
+			fmt.Fprintf(&b, "| Took | %s |\n", duration(n.Took))
+		}
+		b.WriteString("\n")
+	} else if n.Took > 0 && ph == PhaseRemoved {
+		fmt.Fprintf(&b, "Took %s.\n\n", duration(n.Took))
+	}
+	b.WriteString("<sub>previewd")
+	if dashboard != "" {
+		fmt.Fprintf(&b, " · %s", link("details", strings.TrimSuffix(dashboard, "/")+"/environments/"+key))
+	}
+	b.WriteString("</sub>\n")
+	return b.String()
+}
+
+// code writes s as an inline code span, whatever backticks it holds.
+func code(s string) string {
+	if s == "" {
+		return ""
+	}
+	longest, run := 0, 0
+	for _, c := range s {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	ticks := strings.Repeat("`", longest+1)
+	if longest > 0 || strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		return ticks + " " + s + " " + ticks
+	}
+	return ticks + s + ticks
+}
+
+// fenceFor returns a code fence longer than any backtick run in s.
+func fenceFor(s string) string {
+	longest, run := 0, 0
+	for _, c := range s {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return strings.Repeat("`", max(3, longest+1))
+}
+
+// link writes a markdown link whose target is a URL previewd made.
+func link(text, url string) string {
+	r := strings.NewReplacer("[", `\[`, "]", `\]`)
+	return "[" + r.Replace(text) + "](" + strings.NewReplacer("(", "%28", ")", "%29", " ", "%20").Replace(url) + ")"
+}
+
+func list(items []string) string {
+	return strings.Join(items, ", ")
+}
+
+func tail(t string) string {
+	t = strings.TrimRight(t, "\n")
+	if len(t) > maxTail {
+		t = "…" + t[len(t)-maxTail:]
+	}
+	return t
+}
+
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

@@ -1,0 +1,14 @@
+// Package kube is the runtime that gives each environment its own
+// Kubernetes namespace. It renders the configured manifests (Go templates
+// over the environment) and applies them with server-side apply under the
+// field manager "previewd", together with a namespace and a Secret holding
+// every variable of the release. Everything applied is labelled with
+// previewd's labels and recorded in the environment's inventory before it
+// is applied, so objects that leave the templates are pruned and teardown
+// (deleting the namespace and waiting until it is gone) finds everything
+// even after a crash. Migrations run as a Job in the release's image; a
+// rollout is done when every Deployment is Available.
+//
+// In argocd mode it only provisions the namespace and the Secret; Argo CD
+// applies the app through previewd's plugin generator.
+package kube

@@ -1,0 +1,426 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"text/template"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/previewd/previewd/internal/env"
+)
+
+// Inventory records what an environment owns.
+type Inventory interface {
+	Items(ctx context.Context, key string) ([]env.Item, error)
+	PutItem(ctx context.Context, key string, it env.Item) error
+	DeleteItem(ctx context.Context, key string, it env.Item) error
+}
+
+// Options configure the runtime.
+type Options struct {
+	// Config is how to reach the API server; see RESTConfig.
+	Config *rest.Config
+	// Manifests is the directory of templates; empty applies none (argocd
+	// mode).
+	Manifests string
+	// ApplyManifests is false in argocd mode: only the namespace and the
+	// Secret are applied, and nothing is waited for.
+	ApplyManifests bool
+	// Namespace, Image and URL are templates (see config.Kubernetes).
+	Namespace, Image, URL string
+	// ProductionNamespace is production's namespace.
+	ProductionNamespace string
+	// Domain makes .Host: <key>.<domain>.
+	Domain string
+	// WaitForImage checks the image exists before anything else; a missing
+	// one is retried after ImagePollInterval.
+	WaitForImage      bool
+	ImagePollInterval time.Duration
+	// PullSecrets are namespace/name of dockerconfigjson Secrets.
+	PullSecrets []string
+	// RolloutTimeout, DeleteTimeout and MigrateTimeout bound the waits.
+	RolloutTimeout, DeleteTimeout, MigrateTimeout time.Duration
+	// MigrateCommand, if set, runs as a Job before each apply; MigrateJob
+	// is a file holding a Job template instead.
+	MigrateCommand []string
+	MigrateJob     string
+	// PollInterval is how often rollouts and deletions are checked.
+	// Default 250ms.
+	PollInterval time.Duration
+	// RemoteOptions are added to every registry request (tests pass a
+	// transport).
+	RemoteOptions []remote.Option
+	// OnApplied, if set, is called after each object is applied (a test
+	// seam).
+	OnApplied func(id string)
+	Logger    *slog.Logger
+}
+
+// Runtime runs each environment in its own namespace.
+type Runtime struct {
+	o         Options
+	inv       Inventory
+	log       *slog.Logger
+	cs        kubernetes.Interface
+	dyn       dynamic.Interface
+	mapper    *restmapper.DeferredDiscoveryRESTMapper
+	manifests *Manifests
+	migrate   *template.Template
+	nsTmpl    *template.Template
+	imageTmpl *template.Template
+	urlTmpl   *template.Template
+}
+
+// RESTConfig returns the config of a kubeconfig file (and context), or the
+// in-cluster config when path is empty, with the given rate limits.
+func RESTConfig(path, context string, qps float32, burst int) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if path == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: path},
+			&clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading kubernetes config: %w", err)
+	}
+	cfg.QPS, cfg.Burst = qps, burst
+	cfg.UserAgent = "previewd"
+	return cfg, nil
+}
+
+// New returns a runtime. It parses every template now, so a bad one is
+// reported at start.
+func New(o Options, inv Inventory) (*Runtime, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 250 * time.Millisecond
+	}
+	if o.Namespace == "" {
+		o.Namespace = "preview-{{.Key}}"
+	}
+	if o.ProductionNamespace == "" {
+		o.ProductionNamespace = "production"
+	}
+	if o.RolloutTimeout == 0 {
+		o.RolloutTimeout = 5 * time.Minute
+	}
+	if o.DeleteTimeout == 0 {
+		o.DeleteTimeout = 2 * time.Minute
+	}
+	if o.MigrateTimeout == 0 {
+		o.MigrateTimeout = 10 * time.Minute
+	}
+	if o.ImagePollInterval == 0 {
+		o.ImagePollInterval = 15 * time.Second
+	}
+	r := &Runtime{o: o, inv: inv, log: o.Logger}
+	var err error
+	if r.nsTmpl, err = parseTemplate("namespace", o.Namespace); err != nil {
+		return nil, err
+	}
+	if o.Image != "" {
+		if r.imageTmpl, err = parseTemplate("image", o.Image); err != nil {
+			return nil, err
+		}
+	}
+	if o.URL != "" {
+		if r.urlTmpl, err = parseTemplate("url", o.URL); err != nil {
+			return nil, err
+		}
+	}
+	r.manifests = &Manifests{}
+	if o.ApplyManifests {
+		if r.manifests, err = LoadManifests(o.Manifests); err != nil {
+			return nil, err
+		}
+	}
+	if o.MigrateJob != "" {
+		raw, err := os.ReadFile(o.MigrateJob)
+		if err != nil {
+			return nil, fmt.Errorf("reading migrate job: %w", err)
+		}
+		if r.migrate, err = parseTemplate("migrate job", string(raw)); err != nil {
+			return nil, err
+		}
+	}
+	if r.cs, err = kubernetes.NewForConfig(o.Config); err != nil {
+		return nil, err
+	}
+	if r.dyn, err = dynamic.NewForConfig(o.Config); err != nil {
+		return nil, err
+	}
+	r.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(r.cs.Discovery()))
+	return r, nil
+}
+
+// Clientset returns the typed client the runtime uses.
+func (r *Runtime) Clientset() kubernetes.Interface { return r.cs }
+
+// Ready reports whether the API server answers.
+func (r *Runtime) Ready(ctx context.Context) error {
+	_, err := r.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("kubernetes API: %w", err)
+	}
+	return nil
+}
+
+// Namespace returns the namespace of a release (for the plugin
+// generator).
+func (r *Runtime) Namespace(rel *env.Release) (string, error) {
+	d, err := r.dataFor(rel)
+	return d.Namespace, err
+}
+
+// Data returns the template data of a release.
+func (r *Runtime) Data(rel *env.Release) (Data, error) { return r.dataFor(rel) }
+
+// Prepare renders the release's manifests (a template error is terminal
+// for the SHA), settles its URL, and, with WaitForImage, checks that its
+// image is in the registry.
+func (r *Runtime) Prepare(ctx context.Context, rel *env.Release) error {
+	d, objs, err := r.render(rel)
+	if err != nil {
+		return &env.StepError{Step: "render", Err: err}
+	}
+	if r.urlTmpl != nil {
+		rel.URL = d.URL
+	} else if u, ok := ingressURL(objs); ok {
+		rel.URL = u
+	}
+	if rel.Vars != nil {
+		rel.Vars["PREVIEW_URL"] = rel.URL
+	}
+	if r.o.WaitForImage && d.Image != "" {
+		found, err := r.imageExists(ctx, d.Image)
+		if err != nil {
+			return fmt.Errorf("checking image %s: %w", d.Image, err)
+		}
+		if !found {
+			return &env.WaitError{Reason: "waiting for image " + d.Image, After: r.o.ImagePollInterval}
+		}
+	}
+	return nil
+}
+
+// render returns the data and the rendered objects of a release.
+func (r *Runtime) render(rel *env.Release) (Data, []*unstructured.Unstructured, error) {
+	d, err := r.dataFor(rel)
+	if err != nil {
+		return d, nil, err
+	}
+	objs, err := r.manifests.Render(d)
+	return d, objs, err
+}
+
+// Deploy applies the namespace, the Secret and the manifests, prunes what
+// left them, and waits until every Deployment is Available.
+func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
+	applied, err := r.Apply(ctx, rel)
+	if err != nil {
+		return err
+	}
+	if !r.o.ApplyManifests {
+		return nil
+	}
+	return r.waitRollout(ctx, applied)
+}
+
+// Running reports whether the environment's namespace exists, and the SHA
+// last applied to it.
+func (r *Runtime) Running(ctx context.Context, key string) (bool, string, error) {
+	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
+	if err != nil {
+		return false, "", fmt.Errorf("listing namespaces of %s: %w", key, err)
+	}
+	for _, ns := range nss.Items {
+		if ns.DeletionTimestamp == nil && ns.Annotations[AnnotationSHA] != "" {
+			return true, ns.Annotations[AnnotationSHA], nil
+		}
+	}
+	return false, "", nil
+}
+
+func envSelector(key string) string {
+	return labels.Set{LabelManagedBy: ManagedBy, LabelEnv: key}.String()
+}
+
+// Delete deletes the environment's namespaces and its objects elsewhere,
+// and waits until the namespaces are really gone. What is gone leaves the
+// inventory; the rest stays to be retried.
+func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) error {
+	if key == env.ProductionKey {
+		return errors.New("refusing to delete production's namespace")
+	}
+	nsSet := map[string]bool{}
+	for _, it := range env.Find(items, env.ItemNamespace) {
+		nsSet[it.Name] = true
+	}
+	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
+	if err != nil {
+		return fmt.Errorf("listing namespaces of %s: %w", key, err)
+	}
+	for _, ns := range nss.Items {
+		nsSet[ns.Name] = true
+	}
+	delete(nsSet, r.o.ProductionNamespace)
+
+	var errs []error
+	// Objects outside the namespaces being deleted go one by one.
+	for _, it := range env.Find(items, env.ItemObject) {
+		ref, err := parseRef(it)
+		if err != nil || nsSet[ref.Namespace] {
+			continue
+		}
+		if err := r.deleteObject(ctx, ref); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.inv.DeleteItem(ctx, key, it); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for ns := range nsSet {
+		err := r.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting namespace %s: %w", ns, err))
+		}
+	}
+	for ns := range nsSet {
+		if err := r.waitGone(ctx, ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, it := range items {
+			if it.Kind == env.ItemNamespace && it.Name == ns {
+				if err := r.inv.DeleteItem(ctx, key, it); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if it.Kind != env.ItemObject {
+				continue
+			}
+			if ref, err := parseRef(it); err == nil && ref.Namespace == ns {
+				if err := r.inv.DeleteItem(ctx, key, it); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitGone polls until the namespace is gone (at least about 5 s: the
+// namespace controller waits that long before it acts).
+func (r *Runtime) waitGone(ctx context.Context, ns string) error {
+	ctx, cancel := context.WithTimeout(ctx, r.o.DeleteTimeout)
+	defer cancel()
+	t := time.NewTicker(r.o.PollInterval)
+	defer t.Stop()
+	for {
+		n, err := r.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil && !waitable(ctx, err):
+			return fmt.Errorf("reading namespace %s: %w", ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			msg := "still terminating"
+			if n != nil {
+				for _, c := range n.Status.Conditions {
+					if c.Status == "True" {
+						msg += "; " + c.Message
+					}
+				}
+			}
+			return fmt.Errorf("namespace %s %s after %s", ns, msg, r.o.DeleteTimeout)
+		case <-t.C:
+		}
+	}
+}
+
+// Collect deletes namespaces and objects labelled as previewd's whose
+// environment is not live (left by a crash before they were recorded, or
+// by a previewd whose store was lost). It returns what it deleted.
+//
+// liveKeys is read after the cluster is listed: an environment is recorded
+// before its namespace is made, so a namespace being made while Collect
+// runs is always seen as live.
+func (r *Runtime) Collect(ctx context.Context, liveKeys func(context.Context) (map[string]bool, error)) ([]string, error) {
+	sel := labels.Set{LabelManagedBy: ManagedBy}.String()
+	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	kinds := r.collectKinds()
+	lists := make([]*unstructured.UnstructuredList, len(kinds))
+	for i, gvr := range kinds {
+		l, err := r.dyn.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("listing %s: %w", gvr.Resource, err)
+		}
+		lists[i] = l
+	}
+	live, err := liveKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	gone := map[string]bool{}
+	for _, ns := range nss.Items {
+		key, ok := ns.Labels[LabelEnv]
+		if !ok || live[key] || key == env.ProductionKey || ns.Name == r.o.ProductionNamespace {
+			continue
+		}
+		gone[ns.Name] = true
+		if ns.DeletionTimestamp != nil {
+			continue
+		}
+		if err := r.cs.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "namespace "+ns.Name)
+	}
+	for i, gvr := range kinds {
+		if lists[i] == nil {
+			continue
+		}
+		for _, o := range lists[i].Items {
+			key, ok := o.GetLabels()[LabelEnv]
+			if !ok || live[key] || key == env.ProductionKey || gone[o.GetNamespace()] || o.GetDeletionTimestamp() != nil {
+				continue
+			}
+			err := r.dyn.Resource(gvr).Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), background)
+			if err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, fmt.Sprintf("%s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName()))
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -1,0 +1,370 @@
+package kube
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/previewd/previewd/internal/env"
+)
+
+// SecretName is the name of the Secret previewd makes in each
+// environment's namespace, holding every variable of the release.
+const SecretName = "previewd-env"
+
+// The labels on everything previewd applies.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "previewd"
+	LabelEnv       = "previewd.dev/env"
+	// AnnotationSHA on the namespace is the SHA last rolled out.
+	AnnotationSHA = "previewd.dev/sha"
+	// LabelMigrate marks migration Jobs, with the SHA they migrate to.
+	LabelMigrate = "previewd.dev/migrate"
+)
+
+// Data is what every template sees.
+type Data struct {
+	Key        string
+	Kind       string
+	Number     int
+	Branch     string
+	BranchSlug string
+	SHA        string
+	ShortSHA   string
+	// Host is <key>.<domain>.
+	Host       string
+	URL        string
+	Image      string
+	Namespace  string
+	SecretName string
+	Production bool
+}
+
+var funcs = template.FuncMap{
+	"quote": strconv.Quote,
+	"lower": strings.ToLower,
+	"upper": strings.ToUpper,
+	"trunc": func(n int, s string) string {
+		if len(s) > n {
+			return s[:n]
+		}
+		return s
+	},
+	"default": func(def, v any) any {
+		if v == nil || v == "" || v == 0 || v == false {
+			return def
+		}
+		return v
+	},
+}
+
+func parseTemplate(name, text string) (*template.Template, error) {
+	return template.New(name).Option("missingkey=error").Funcs(funcs).Parse(text)
+}
+
+func execute(t *template.Template, d any) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, d); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// Manifests are the parsed templates of one manifests directory.
+type Manifests struct {
+	files []*template.Template
+	// From a kustomization.yaml: images to set and labels to add.
+	images []kustomizeImage
+	labels map[string]string
+}
+
+type kustomization struct {
+	Resources    []string          `json:"resources"`
+	Images       []kustomizeImage  `json:"images"`
+	CommonLabels map[string]string `json:"commonLabels"`
+	Namespace    string            `json:"namespace"`
+	APIVersion   string            `json:"apiVersion"`
+	Kind         string            `json:"kind"`
+}
+
+type kustomizeImage struct {
+	Name    string `json:"name"`
+	NewName string `json:"newName"`
+	NewTag  string `json:"newTag"`
+	Digest  string `json:"digest"`
+}
+
+// LoadManifests parses every *.yaml and *.yml file of dir as a template.
+// When dir holds a kustomization.yaml, its resources (files) are the
+// templates and its images and commonLabels apply to them; namespace is
+// ignored, as previewd places every object; other kustomize features are
+// not supported and are named in the error.
+func LoadManifests(dir string) (*Manifests, error) {
+	if dir == "" {
+		return &Manifests{}, nil
+	}
+	m := &Manifests{}
+	var names []string
+	kfile := ""
+	for _, n := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			kfile = filepath.Join(dir, n)
+			break
+		}
+	}
+	if kfile != "" {
+		raw, err := os.ReadFile(kfile)
+		if err != nil {
+			return nil, err
+		}
+		var k kustomization
+		if err := yaml.UnmarshalStrict(raw, &k); err != nil {
+			return nil, fmt.Errorf("%s: %w (previewd supports resources, images and commonLabels)", kfile, err)
+		}
+		for _, r := range k.Resources {
+			p := filepath.Join(dir, r)
+			if st, err := os.Stat(p); err != nil || st.IsDir() || filepath.IsAbs(r) || strings.Contains(r, "://") {
+				return nil, fmt.Errorf("%s: resource %q is not a file in the directory (previewd supports file resources only)", kfile, r)
+			}
+			names = append(names, p)
+		}
+		m.images, m.labels = k.Images, k.CommonLabels
+	} else {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("reading manifests: %w", err)
+		}
+		for _, e := range entries {
+			ext := filepath.Ext(e.Name())
+			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+				continue
+			}
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
+		sort.Strings(names)
+	}
+	for _, p := range names {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		t, err := parseTemplate(filepath.Base(p), string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("parsing manifest: %w", err)
+		}
+		m.files = append(m.files, t)
+	}
+	return m, nil
+}
+
+// Render executes every template over d and returns the objects, in file
+// order. Empty documents are skipped; a List is flattened.
+func (m *Manifests) Render(d Data) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, t := range m.files {
+		text, err := execute(t, d)
+		if err != nil {
+			return nil, fmt.Errorf("rendering manifest: %w", err)
+		}
+		objs, err := decodeYAML(t.Name(), []byte(text))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	for _, o := range out {
+		m.kustomize(o)
+	}
+	return out, nil
+}
+
+func decodeYAML(name string, text []byte) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(text), 4096)
+	for i := 0; ; i++ {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", name, i+1, err)
+		}
+		if len(obj) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+			return nil, fmt.Errorf("%s: document %d has no kind or apiVersion", name, i+1)
+		}
+		if u.IsList() {
+			l, err := u.ToList()
+			if err != nil {
+				return nil, fmt.Errorf("%s: document %d: %w", name, i+1, err)
+			}
+			for i := range l.Items {
+				out = append(out, &l.Items[i])
+			}
+			continue
+		}
+		if u.GetName() == "" {
+			return nil, fmt.Errorf("%s: document %d (%s) has no metadata.name", name, i+1, u.GetKind())
+		}
+		out = append(out, u)
+	}
+}
+
+// kustomize applies the kustomization's images and commonLabels.
+func (m *Manifests) kustomize(o *unstructured.Unstructured) {
+	if len(m.labels) > 0 {
+		l := o.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		for k, v := range m.labels {
+			l[k] = v
+		}
+		o.SetLabels(l)
+	}
+	if len(m.images) == 0 {
+		return
+	}
+	path := []string{"spec", "template", "spec"}
+	switch o.GetKind() {
+	case "Pod":
+		path = []string{"spec"}
+	case "CronJob":
+		path = []string{"spec", "jobTemplate", "spec", "template", "spec"}
+	}
+	spec, ok, _ := unstructured.NestedMap(o.Object, path...)
+	if !ok {
+		return
+	}
+	changed := false
+	for _, field := range []string{"containers", "initContainers"} {
+		cs, _ := spec[field].([]any)
+		for _, c := range cs {
+			cm, _ := c.(map[string]any)
+			img, _ := cm["image"].(string)
+			if n, ok := m.setImage(img); ok {
+				cm["image"] = n
+				changed = true
+			}
+		}
+	}
+	if changed {
+		unstructured.SetNestedMap(o.Object, spec, path...)
+	}
+}
+
+func (m *Manifests) setImage(img string) (string, bool) {
+	name, tag := img, ""
+	if i := strings.Index(img, "@"); i >= 0 {
+		name = img[:i]
+	} else if i := strings.LastIndex(img, ":"); i > strings.LastIndex(img, "/") {
+		name, tag = img[:i], img[i+1:]
+	}
+	for _, ki := range m.images {
+		if ki.Name != name {
+			continue
+		}
+		if ki.NewName != "" {
+			name = ki.NewName
+		}
+		switch {
+		case ki.Digest != "":
+			return name + "@" + ki.Digest, true
+		case ki.NewTag != "":
+			return name + ":" + ki.NewTag, true
+		case tag != "":
+			return name + ":" + tag, true
+		}
+		return name, true
+	}
+	return img, false
+}
+
+// dataFor returns the template data of a release, rendering the namespace,
+// image and URL templates in that order.
+func (r *Runtime) dataFor(rel *env.Release) (Data, error) {
+	d := Data{
+		Key:        rel.Key,
+		Kind:       string(rel.Kind),
+		Number:     rel.Number,
+		Branch:     rel.Branch,
+		BranchSlug: env.Slug(rel.Branch, 63),
+		SHA:        rel.SHA,
+		ShortSHA:   env.ShortSHA(rel.SHA),
+		Host:       rel.Key + "." + r.o.Domain,
+		URL:        rel.URL,
+		SecretName: SecretName,
+		Production: rel.Production(),
+	}
+	var err error
+	if d.Production {
+		d.Namespace = r.o.ProductionNamespace
+	} else if d.Namespace, err = execute(r.nsTmpl, d); err != nil {
+		return d, fmt.Errorf("rendering namespace: %w", err)
+	}
+	if r.imageTmpl != nil {
+		if d.Image, err = execute(r.imageTmpl, d); err != nil {
+			return d, fmt.Errorf("rendering image: %w", err)
+		}
+	}
+	if r.urlTmpl != nil {
+		if d.URL, err = execute(r.urlTmpl, d); err != nil {
+			return d, fmt.Errorf("rendering url: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// ingressURL returns the URL of the first Ingress rule's host: https when
+// the Ingress's TLS covers it.
+func ingressURL(objs []*unstructured.Unstructured) (string, bool) {
+	for _, o := range objs {
+		if o.GetKind() != "Ingress" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
+		for _, rule := range rules {
+			host, _ := rule.(map[string]any)["host"].(string)
+			if host == "" || strings.Contains(host, "*") {
+				continue
+			}
+			scheme := "http://"
+			tls, _, _ := unstructured.NestedSlice(o.Object, "spec", "tls")
+			for _, t := range tls {
+				hosts, _ := t.(map[string]any)["hosts"].([]any)
+				for _, h := range hosts {
+					if h == host || wildcardCovers(fmt.Sprint(h), host) {
+						scheme = "https://"
+					}
+				}
+			}
+			return scheme + host, true
+		}
+	}
+	return "", false
+}
+
+func wildcardCovers(pattern, host string) bool {
+	rest, ok := strings.CutPrefix(pattern, "*.")
+	if !ok {
+		return false
+	}
+	i := strings.IndexByte(host, '.')
+	return i > 0 && host[i+1:] == rest
+}
