@@ -20,7 +20,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/reconcile"
 )
 
 // TestWaitForImage checks the image against an in-process registry that
@@ -61,6 +63,21 @@ func TestWaitForImage(t *testing.T) {
 	var we *env.WaitError
 	if !errors.As(err, &we) || !strings.Contains(we.Reason, "waiting for image "+host+"/acme/shop:"+sha('9')) {
 		t.Fatalf("Prepare before the push = %v; want waiting for image", err)
+	}
+
+	// Through the reconciler, the environment is pending with that reason.
+	src := &source{}
+	rec := reconcile.New(reconcile.Options{Store: f.store, Source: src, Database: database.None{}, Runtime: r,
+		URL: func(k string) string { return "https://" + k + ".preview.example.com" }})
+	src.set(rel.Source)
+	if err := rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.Reconcile(ctx, rel.Key); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := f.store.Get(ctx, rel.Key); e.Status != env.StatusPending || !strings.HasPrefix(e.Message, "waiting for image ") {
+		t.Errorf("environment = %s %q; want pending, waiting for image", e.Status, e.Message)
 	}
 
 	img, err := random.Image(256, 1)
