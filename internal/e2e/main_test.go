@@ -4,8 +4,15 @@ import (
 	"os"
 	"testing"
 
+	"github.com/previewd/previewd/internal/kubetest"
 	"github.com/previewd/previewd/internal/pgtest"
 )
 
-// TestMain stops the shared PostgreSQL cluster, if a test started one.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain stops the shared PostgreSQL cluster and Kubernetes control
+// plane, if a test started them.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.CloseShared()
+	kubetest.CloseShared()
+	os.Exit(code)
+}

@@ -40,12 +40,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // The versions scripts/k8s-testbed.sh builds by default; they name the
@@ -416,61 +417,39 @@ func stop(p *proc) {
 	}
 }
 
-var shared struct {
-	once sync.Once
-	mu   sync.Mutex
-	cp   *ControlPlane
-	err  error
+var shared = &testsvc.Shared[*ControlPlane]{
+	Start:        func(ctx context.Context) (*ControlPlane, error) { return Start(ctx, Options{}) },
+	Timeout:      3 * time.Minute,
+	NotInstalled: ErrNotInstalled,
 }
 
-// Shared returns the control plane shared by the tests of this process,
-// starting it on first use. Without the binaries it skips the test, or
-// fails it when the CI variable is set (in CI these tests must run). Use
-// Main in TestMain so it is stopped at the end.
+// Shared returns the control plane shared by the tests of this process, starting
+// it on first use. Without the binaries it skips the test, or fails it when
+// the CI variable is set (in CI a test that needs a server must run). Use
+// Main (or CloseShared) in TestMain so it is stopped at the end.
 func Shared(t testing.TB) *ControlPlane {
 	t.Helper()
-	shared.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cp, err := Start(ctx, Options{})
-		shared.mu.Lock()
-		shared.cp, shared.err = cp, err
-		shared.mu.Unlock()
-	})
-	if shared.err != nil {
-		SkipOrFatal(t, shared.err)
-	}
-	return shared.cp
+	return shared.Get(t)
 }
 
-// SkipOrFatal ends the test for err: a skip if the binaries are missing
-// and the CI variable is unset (or "false" or "0"), else a failure.
+// CloseShared stops the shared control plane, if one was started.
+func CloseShared() { shared.Close() }
+
+// SkipOrFatal ends the test for err: a skip if err is ErrNotInstalled and
+// the CI variable is unset (or "false" or "0"), else a failure.
 func SkipOrFatal(t testing.TB, err error) {
 	t.Helper()
-	if errors.Is(err, ErrNotInstalled) && !InCI() {
-		t.Skipf("%v (set CI=true to make this a failure)", err)
-	}
-	t.Fatal(err)
+	testsvc.SkipOrFatal(t, err, ErrNotInstalled)
 }
 
 // InCI reports whether the CI environment variable says the tests run in
 // continuous integration.
-func InCI() bool {
-	v := strings.ToLower(os.Getenv("CI"))
-	return v != "" && v != "false" && v != "0"
-}
+func InCI() bool { return testsvc.InCI() }
 
 // Main runs the tests and then stops the shared control plane, if one was
 // started. Use it as: func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }.
 func Main(m *testing.M) int {
 	code := m.Run()
-	shared.mu.Lock()
-	cp := shared.cp
-	shared.mu.Unlock()
-	if cp != nil {
-		if err := cp.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}
+	CloseShared()
 	return code
 }

@@ -51,6 +51,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // ErrNotInstalled is returned (wrapped) by Start when the PostgreSQL or
@@ -451,63 +453,40 @@ func (c *Cluster) Logs() string {
 	return b.String()
 }
 
-var shared struct {
-	once sync.Once
-	mu   sync.Mutex
-	c    *Cluster
-	err  error
+var shared = &testsvc.Shared[*Cluster]{
+	Start:        func(ctx context.Context) (*Cluster, error) { return Start(ctx, Options{}) },
+	Timeout:      2 * time.Minute,
+	NotInstalled: ErrNotInstalled,
 }
 
 // Shared returns the cluster shared by the tests of this process, starting
-// it on first use with default Options. Without the binaries it skips the
-// test, or fails it when the CI variable is set (in CI a test that needs a
-// server must run). Use Main in TestMain so the cluster is stopped at the
-// end.
+// it on first use. Without the binaries it skips the test, or fails it when
+// the CI variable is set (in CI a test that needs a server must run). Use
+// Main (or CloseShared) in TestMain so it is stopped at the end.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	shared.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		c, err := Start(ctx, Options{})
-		shared.mu.Lock()
-		shared.c, shared.err = c, err
-		shared.mu.Unlock()
-	})
-	if shared.err != nil {
-		SkipOrFatal(t, shared.err)
-	}
-	return shared.c
+	return shared.Get(t)
 }
+
+// CloseShared stops the shared cluster, if one was started.
+func CloseShared() { shared.Close() }
 
 // SkipOrFatal ends the test for err: a skip if err is ErrNotInstalled and
 // the CI variable is unset (or "false" or "0"), else a failure.
 func SkipOrFatal(t testing.TB, err error) {
 	t.Helper()
-	if errors.Is(err, ErrNotInstalled) && !InCI() {
-		t.Skipf("%v (set CI=true to make this a failure)", err)
-	}
-	t.Fatal(err)
+	testsvc.SkipOrFatal(t, err, ErrNotInstalled)
 }
 
 // InCI reports whether the CI environment variable says the tests run in
 // continuous integration.
-func InCI() bool {
-	v := strings.ToLower(os.Getenv("CI"))
-	return v != "" && v != "false" && v != "0"
-}
+func InCI() bool { return testsvc.InCI() }
 
 // Main runs the tests and then stops the shared cluster, if one was
 // started. Use it as: func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }.
 func Main(m *testing.M) int {
 	code := m.Run()
-	shared.mu.Lock()
-	c := shared.c
-	shared.mu.Unlock()
-	if c != nil {
-		if err := c.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}
+	CloseShared()
 	return code
 }
 

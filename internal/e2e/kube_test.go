@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/kubetest"
+	"github.com/previewd/previewd/internal/pgtest"
+)
+
+// TestKubernetesWithPostgres is the Kubernetes issue's "done when": with
+// runtime.kind kubernetes and PostgreSQL, a branch under the git forge gets
+// a namespace with the example app's Deployment (image tag = head SHA),
+// Service, Ingress and Secret, with its own database role and schema; a new
+// commit rolls a new image; deleting the branch removes the namespace and
+// then the schema and role. There is no kubelet, so this test plays the
+// deployment controller and reports Deployments Available.
+func TestKubernetesWithPostgres(t *testing.T) {
+	cp := kubetest.Shared(t)
+	pg := pgtest.Shared(t)
+	ctx := context.Background()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig, cp.AdminToken); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cp.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := pg.NewDatabase(t)
+	suffix := fmt.Sprint(time.Now().UnixNano() % 100000)
+	branch, prodNS := "kube-"+suffix, "prod-"+suffix
+	ns := "preview-" + branch
+	r := newRepo(t)
+	r.commit("main", nil)
+	sha := r.commit(branch, map[string]string{"banner.txt": "kube"})
+
+	stop := playDeploymentController(t, cs, ns, prodNS)
+	defer stop()
+	yaml := fmt.Sprintf(`
+dataDir: %q
+domain: preview.test
+forge:
+  kind: git
+  git: {url: %q, pollInterval: 1h, productionBranch: main}
+runtime:
+  kind: kubernetes
+  kubernetes:
+    kubeconfig: %q
+    manifests: %q
+    productionNamespace: %q
+    image: "registry.example/markdown-editor:{{.SHA}}"
+    rolloutTimeout: 60s
+database:
+  kind: postgres
+  postgres: {adminURL: %q, appHost: %q}
+`, t.TempDir(), r.bare, kubeconfig, filepath.Join(moduleRoot(), "examples", "markdown-editor", "deploy", "preview"), prodNS, pg.AdminURLFor(db), pg.BouncerHostPort())
+	in := start(t, yaml)
+	a := in.api()
+	e := a.waitStatus(branch, env.StatusReady, sha)
+	role := "preview_" + strings.ReplaceAll(branch, "-", "_")
+	if e.Database != role {
+		t.Errorf("database = %q, want %q", e.Database, role)
+	}
+
+	image := func() string {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "markdown-editor", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Spec.Containers[0].Image
+	}
+	if got := image(); got != "registry.example/markdown-editor:"+sha {
+		t.Errorf("image = %q, want tag %s", got, sha)
+	}
+	if _, err := cs.CoreV1().Services(ns).Get(ctx, "markdown-editor", metav1.GetOptions{}); err != nil {
+		t.Errorf("service: %v", err)
+	}
+	ing, err := cs.NetworkingV1().Ingresses(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(ing.Items) != 1 || len(ing.Items[0].Spec.Rules) == 0 || ing.Items[0].Spec.Rules[0].Host != branch+".preview.test" {
+		t.Errorf("ingress: %v %+v", err, ing)
+	}
+	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "previewd-env", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := string(sec.Data["DATABASE_URL"]); !strings.Contains(u, "://"+role+":") || !strings.Contains(u, pg.BouncerHostPort()) || string(sec.Data["DATABASE_SCHEMA"]) != role || string(sec.Data["PREVIEW_SHA"]) != sha {
+		t.Errorf("secret: DATABASE_URL %q DATABASE_SCHEMA %q PREVIEW_SHA %q", u, sec.Data["DATABASE_SCHEMA"], sec.Data["PREVIEW_SHA"])
+	}
+	nsObj, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil || nsObj.Labels["app.kubernetes.io/managed-by"] != "previewd" || nsObj.Labels["previewd.dev/env"] != branch {
+		t.Errorf("namespace labels: %v %v", err, nsObj.Labels)
+	}
+	roleExists := func() bool {
+		conn, err := pg.Connect(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var ok bool
+		conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, role).Scan(&ok)
+		return ok
+	}
+	if !roleExists() {
+		t.Fatalf("role and schema %s do not exist", role)
+	}
+
+	// A new commit is a new image tag, never a reused one.
+	sha2 := r.commit(branch, map[string]string{"banner.txt": "kube 2"})
+	in.sync()
+	a.waitStatus(branch, env.StatusReady, sha2)
+	if got := image(); got != "registry.example/markdown-editor:"+sha2 {
+		t.Errorf("after a new commit, image = %q", got)
+	}
+
+	// Deleting the branch removes the namespace (really gone), then the
+	// database.
+	r.deleteBranch(branch)
+	in.sync()
+	a.waitGone(branch)
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("namespace %s still exists: %v", ns, err)
+	}
+	if roleExists() {
+		t.Errorf("role or schema %s survived", role)
+	}
+}
+
+// playDeploymentController reports every Deployment in the namespaces as
+// rolled out and Available, as the controller and a kubelet would, until
+// stopped.
+func playDeploymentController(t *testing.T, cs kubernetes.Interface, namespaces ...string) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			for _, ns := range namespaces {
+				ds, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+				if err != nil {
+					continue
+				}
+				for i := range ds.Items {
+					d := &ds.Items[i]
+					if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas > 0 {
+						continue
+					}
+					n := int32(1)
+					if d.Spec.Replicas != nil {
+						n = *d.Spec.Replicas
+					}
+					now := metav1.Now()
+					d.Status = appsv1.DeploymentStatus{
+						ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+						Conditions: []appsv1.DeploymentCondition{
+							{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: now, LastTransitionTime: now},
+							{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: now, LastTransitionTime: now},
+						},
+					}
+					cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
