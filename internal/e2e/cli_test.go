@@ -1,0 +1,43 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/previewd/previewd/internal/env"
+)
+
+// TestLs runs `previewd ls` against a running previewd.
+func TestLs(t *testing.T) {
+	app, previewd := binaries(t)
+	r := newRepo(t)
+	sha := r.commit("main", nil)
+	r.commit("feature/ls", nil)
+	in := start(t, configYAML(t.TempDir(), r.bare, app, ""))
+	a := in.api()
+	a.waitStatus("production", env.StatusReady, sha)
+	key := env.BranchKey("feature/ls")
+	a.waitStatus(key, env.StatusReady, "")
+	out, err := exec.Command(previewd, "ls", "--server", in.base).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ls: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "KEY") {
+		t.Fatalf("ls printed %q", out)
+	}
+	if f := strings.Fields(lines[1]); f[0] != "production" || f[1] != "ready" || f[2] != "main" || f[3] != env.ShortSHA(sha) {
+		t.Errorf("production row: %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[0] != key || f[2] != "feature/ls" {
+		t.Errorf("branch row: %q", lines[2])
+	}
+	out, err = exec.Command(previewd, "ls", "--server", in.base, "--json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"key": "production"`) {
+		t.Errorf("ls --json: %v %s", err, out)
+	}
+	if out, err := exec.Command(previewd, "ls", "--server", "http://127.0.0.1:1").CombinedOutput(); err == nil || !strings.Contains(string(out), "asking previewd") {
+		t.Errorf("ls with nothing listening: %v %s", err, out)
+	}
+}
