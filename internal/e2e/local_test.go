@@ -49,8 +49,8 @@ func TestLifecycle(t *testing.T) {
 	if _, body := a.preview("feature-a", "GET", "/api/documents", ""); !strings.Contains(body, "only in A") {
 		t.Errorf("feature-a does not list its document: %s", body)
 	}
-	if _, body := a.preview("production", "GET", "/api/documents", ""); strings.Contains(body, "only in A") {
-		t.Errorf("production sees feature-a's document: %s", body)
+	if code, body := a.preview("production", "GET", "/api/documents", ""); code != http.StatusOK || strings.Contains(body, "only in A") {
+		t.Errorf("production's documents: %d %s", code, body)
 	}
 	dbFile := filepath.Join(dataDir, "databases", "feature-a.sqlite")
 	if _, err := os.Stat(dbFile); err != nil {
@@ -72,8 +72,20 @@ func TestLifecycle(t *testing.T) {
 				return
 			default:
 			}
-			if code, body := a.preview("feature-a", "GET", "/healthz", ""); code != http.StatusOK {
-				failures <- fmt.Sprintf("%d %s", code, body)
+			// Not a.preview: it calls t.Fatal, which must not run off the
+			// test's goroutine, and a refused connection during the
+			// switch is exactly the failure to report.
+			req, _ := http.NewRequest("GET", a.base+"/healthz", nil)
+			req.Host = "feature-a.preview.test"
+			resp, err := a.client.Do(req)
+			if err != nil {
+				failures <- err.Error()
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failures <- fmt.Sprintf("%d %s", resp.StatusCode, body)
 			}
 		}
 	}()

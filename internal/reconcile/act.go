@@ -92,12 +92,9 @@ func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, resta
 	}
 	restarts := 0
 	if restart {
-		restarts = st.Record.Restarts + 1
-		if r.o.Now().Sub(st.Record.UpdatedAt) > 10*time.Minute {
-			// It ran for a good while since the last restart: this is
-			// a new crash, not a crash loop.
-			restarts = 1
-		}
+		// A process that ran for a good while since the last restart
+		// crashed anew, not in a loop: its count starts again.
+		restarts = RecentRestarts(*st.Record, st.Now) + 1
 		r.log.Info("restarting", "env", key, "sha", short, "restarts", restarts)
 		if err := r.o.Store.AddEvent(ctx, key, env.Event{Reason: ReasonRestarted, Message: fmt.Sprintf("process exited; restart %d of %d", restarts, r.o.MaxRestarts), SHA: src.SHA}); err != nil {
 			return err

@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"time"
+
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/store"
 )
@@ -46,6 +48,24 @@ type State struct {
 	RunningSHA string
 	// MaxRestarts is how many crashes in a row are restarted.
 	MaxRestarts int
+	// Now is when the state was gathered; restarts older than
+	// RestartWindow do not count towards MaxRestarts.
+	Now time.Time
+}
+
+// RestartWindow is how long a process must have run since its last
+// (re)start for its next crash to count as a new one rather than part of a
+// crash loop: the restart count starts again from zero.
+const RestartWindow = 10 * time.Minute
+
+// RecentRestarts returns the restarts of rec that count at now towards
+// MaxRestarts: none once the last (re)start is older than RestartWindow.
+// A zero now counts them all.
+func RecentRestarts(rec store.Record, now time.Time) int {
+	if !now.IsZero() && now.Sub(rec.UpdatedAt) > RestartWindow {
+		return 0
+	}
+	return rec.Restarts
 }
 
 // Decide returns the action for one key. It is a pure function.
@@ -88,7 +108,7 @@ func Decide(s State) Action {
 		if s.Running && s.RunningSHA == d.SHA {
 			return Nothing
 		}
-		if r.Restarts >= s.MaxRestarts {
+		if RecentRestarts(*r, s.Now) >= s.MaxRestarts {
 			return GiveUp
 		}
 		return Restart

@@ -21,6 +21,8 @@ func TestDecide(t *testing.T) {
 	prod := func(r *store.Record) { r.Kind = env.KindProduction; r.Key = env.ProductionKey }
 	failedAt := func(sha string) func(*store.Record) { return func(r *store.Record) { r.FailedSHA = sha } }
 	restarts := func(n int) func(*store.Record) { return func(r *store.Record) { r.Restarts = n } }
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	updated := func(t time.Time) func(*store.Record) { return func(r *store.Record) { r.UpdatedAt = t } }
 	held := *src
 	held.Hold = "waiting for checks: ci"
 	items := []env.Item{{Kind: env.ItemWorkDir, Name: "/x"}}
@@ -34,22 +36,26 @@ func TestDecide(t *testing.T) {
 		"new commit":                  {State{Desired: src, Listed: true, Record: rec(env.StatusReady, "aaa"), Running: true, RunningSHA: "aaa"}, Deploy},
 		"crashed":                     {State{Desired: src, Listed: true, Record: rec(env.StatusReady, "bbb"), MaxRestarts: 5}, Restart},
 		"crashed too often":           {State{Desired: src, Listed: true, Record: rec(env.StatusReady, "bbb", restarts(5)), MaxRestarts: 5}, GiveUp},
-		"failed this sha":             {State{Desired: src, Listed: true, Record: rec(env.StatusFailed, "bbb", failedAt("bbb"))}, Nothing},
-		"failed, new sha":             {State{Desired: src, Listed: true, Record: rec(env.StatusFailed, "aaa", failedAt("aaa"))}, Deploy},
-		"failed transiently":          {State{Desired: src, Listed: true, Record: rec(env.StatusFailed, "bbb")}, Deploy},
-		"interrupted build":           {State{Desired: src, Listed: true, Record: rec(env.StatusBuilding, "bbb")}, Deploy},
-		"interrupted migrate":         {State{Desired: src, Listed: true, Record: rec(env.StatusMigrating, "bbb")}, Deploy},
-		"branch gone":                 {State{Listed: true, Record: rec(env.StatusReady, "bbb")}, Teardown},
-		"branch gone, not listed yet": {State{Listed: false, Record: rec(env.StatusReady, "bbb")}, Nothing},
-		"production branch gone":      {State{Listed: true, Record: rec(env.StatusReady, "bbb", prod)}, Nothing},
-		"removed, leftovers":          {State{Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted), Items: items}, Teardown},
-		"removed, clean":              {State{Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, Nothing},
-		"never known":                 {State{Listed: true}, Nothing},
-		"interrupted teardown":        {State{Listed: true, Record: rec(env.StatusDeleting, "bbb"), Items: items}, Teardown},
-		"branch back after removal":   {State{Desired: src, Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, Deploy},
-		"held":                        {State{Desired: &held, Listed: true}, Hold},
-		"held, already pending":       {State{Desired: &held, Listed: true, Record: rec(env.StatusPending, "", func(r *store.Record) { r.Message = held.Hold })}, Nothing},
-		"held while running old":      {State{Desired: &held, Listed: true, Record: rec(env.StatusReady, "aaa"), Running: true, RunningSHA: "aaa"}, Hold},
+		"crashed too often, just now": {State{Desired: src, Listed: true, Record: rec(env.StatusReady, "bbb", restarts(5), updated(now.Add(-time.Minute))), MaxRestarts: 5, Now: now}, GiveUp},
+		// Five crashes last week, each recovered from, and a day of
+		// running since: a new crash is restarted, not given up on.
+		"crashed again after long run": {State{Desired: src, Listed: true, Record: rec(env.StatusReady, "bbb", restarts(5), updated(now.Add(-24*time.Hour))), MaxRestarts: 5, Now: now}, Restart},
+		"failed this sha":              {State{Desired: src, Listed: true, Record: rec(env.StatusFailed, "bbb", failedAt("bbb"))}, Nothing},
+		"failed, new sha":              {State{Desired: src, Listed: true, Record: rec(env.StatusFailed, "aaa", failedAt("aaa"))}, Deploy},
+		"failed transiently":           {State{Desired: src, Listed: true, Record: rec(env.StatusFailed, "bbb")}, Deploy},
+		"interrupted build":            {State{Desired: src, Listed: true, Record: rec(env.StatusBuilding, "bbb")}, Deploy},
+		"interrupted migrate":          {State{Desired: src, Listed: true, Record: rec(env.StatusMigrating, "bbb")}, Deploy},
+		"branch gone":                  {State{Listed: true, Record: rec(env.StatusReady, "bbb")}, Teardown},
+		"branch gone, not listed yet":  {State{Listed: false, Record: rec(env.StatusReady, "bbb")}, Nothing},
+		"production branch gone":       {State{Listed: true, Record: rec(env.StatusReady, "bbb", prod)}, Nothing},
+		"removed, leftovers":           {State{Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted), Items: items}, Teardown},
+		"removed, clean":               {State{Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, Nothing},
+		"never known":                  {State{Listed: true}, Nothing},
+		"interrupted teardown":         {State{Listed: true, Record: rec(env.StatusDeleting, "bbb"), Items: items}, Teardown},
+		"branch back after removal":    {State{Desired: src, Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, Deploy},
+		"held":                         {State{Desired: &held, Listed: true}, Hold},
+		"held, already pending":        {State{Desired: &held, Listed: true, Record: rec(env.StatusPending, "", func(r *store.Record) { r.Message = held.Hold })}, Nothing},
+		"held while running old":       {State{Desired: &held, Listed: true, Record: rec(env.StatusReady, "aaa"), Running: true, RunningSHA: "aaa"}, Hold},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -308,7 +308,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, fmt.Errorf("reading %s from the forge: %w", key, err)
 	}
-	st := State{Desired: desired, Listed: listed, MaxRestarts: r.o.MaxRestarts}
+	st := State{Desired: desired, Listed: listed, MaxRestarts: r.o.MaxRestarts, Now: r.o.Now()}
 	rec, err := r.o.Store.GetRecord(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

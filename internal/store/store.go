@@ -249,7 +249,14 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 	return nil
 }
 
-// AddEvent appends to the environment's history.
+// MaxEvents is how many events the history of one environment keeps; older
+// ones are pruned as new ones come, so a flapping or long-lived environment
+// (a teardown retried for days, a crash loop) cannot grow the store without
+// bound.
+const MaxEvents = 200
+
+// AddEvent appends to the environment's history and prunes its oldest
+// events beyond MaxEvents.
 func (s *Store) AddEvent(ctx context.Context, key string, ev env.Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = s.now()
@@ -258,6 +265,12 @@ func (s *Store) AddEvent(ctx context.Context, key string, ev env.Event) error {
 		key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
 	if err != nil {
 		return fmt.Errorf("recording event for %s: %w", key, err)
+	}
+	_, err = s.db.ExecContext(ctx, `
+DELETE FROM events WHERE key = ? AND id <= (
+	SELECT id FROM events WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, key, key, MaxEvents)
+	if err != nil {
+		return fmt.Errorf("pruning events of %s: %w", key, err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/forge"
@@ -23,6 +24,7 @@ type Source struct {
 	production string
 	include    []string
 	exclude    []string
+	timeout    time.Duration
 }
 
 // Options configure a Source.
@@ -33,16 +35,28 @@ type Options struct {
 	ProductionBranch string
 	// Branches and IgnoreBranches are globs that filter branches.
 	Branches, IgnoreBranches []string
+	// Timeout bounds one listing, so a remote that accepts the connection
+	// and never answers is reported as unreachable instead of stopping
+	// every later poll. Default DefaultTimeout.
+	Timeout time.Duration
 }
+
+// DefaultTimeout bounds one listing unless Options.Timeout says otherwise.
+const DefaultTimeout = time.Minute
 
 // New returns a Source for the repository.
 func New(o Options) *Source {
-	return &Source{url: o.URL, production: o.ProductionBranch, include: o.Branches, exclude: o.IgnoreBranches}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	return &Source{url: o.URL, production: o.ProductionBranch, include: o.Branches, exclude: o.IgnoreBranches, timeout: o.Timeout}
 }
 
 // List implements the reconciler's source: it runs git ls-remote and
 // returns one env.Source per branch that should have an environment.
 func (s *Source) List(ctx context.Context) ([]env.Source, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	heads, err := LsRemote(ctx, s.url)
 	if err != nil {
 		return nil, err
@@ -100,6 +114,10 @@ func isSHA(s string) bool {
 	return true
 }
 
+// waitDelay is how long git's helpers may hold its output after git is
+// killed.
+const waitDelay = 2 * time.Second
+
 // Run runs git with args in dir and returns its standard output. Its
 // error carries git's standard error. It never prompts for credentials.
 func Run(ctx context.Context, dir string, args ...string) ([]byte, error) {
@@ -114,11 +132,18 @@ func RunEnv(ctx context.Context, dir string, extra []string, args ...string) ([]
 	cmd.Env = append(append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "LC_ALL=C"), extra...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	// When ctx ends, git is killed, but its helpers (git-remote-http, ssh)
+	// keep our output pipes open: stop waiting for them after a moment,
+	// or a hung remote would hang the caller for ever.
+	cmd.WaitDelay = waitDelay
 	out, err := cmd.Output()
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = err.Error()
+		}
+		if ctx.Err() != nil {
+			msg += " (" + ctx.Err().Error() + ")"
 		}
 		return out, fmt.Errorf("git %s: %s", args[0], msg)
 	}

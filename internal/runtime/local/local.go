@@ -36,8 +36,8 @@ type Options struct {
 	Build, Migrate, Run string
 	// HealthPath is polled until it answers 2xx.
 	HealthPath string
-	// StartTimeout bounds the wait for health; StepTimeout bounds build
-	// and migrate.
+	// StartTimeout bounds the wait for health; StepTimeout bounds build,
+	// migrate and fetching the SHA (default 10m).
 	StartTimeout, StepTimeout time.Duration
 	// Env is added to the environment of every command of a trusted
 	// change (not to pull requests from forks unless they are trusted).
@@ -99,6 +99,9 @@ func New(o Options, inv Inventory) (*Runtime, error) {
 	o.Dir = dir
 	if o.StopTimeout == 0 {
 		o.StopTimeout = 10 * time.Second
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 10 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -165,9 +168,13 @@ func (r *Runtime) Prepare(ctx context.Context, rel *env.Release) error {
 // environments and extracts the tree with git archive.
 func (r *Runtime) checkout(ctx context.Context, rel *env.Release, dir string) error {
 	cache := filepath.Join(r.o.Dir, "cache.git")
+	// A remote that hangs must not hold the fetch lock, and with it every
+	// other environment's rollout, for ever.
+	fctx, cancel := context.WithTimeout(ctx, r.o.StepTimeout)
 	r.fetchMu.Lock()
-	err := r.fetch(ctx, cache, rel)
+	err := r.fetch(fctx, cache, rel)
 	r.fetchMu.Unlock()
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -243,6 +250,10 @@ func (r *Runtime) step(ctx context.Context, name, command, dir string, rel *env.
 		<-waited
 		err = fmt.Errorf("%s: %w", name, ctx.Err())
 	}
+	// A step is over when its shell is: whatever it left running in its
+	// group (a watcher, a dev server started with &) would otherwise run
+	// on, unaccounted for, past the environment's teardown.
+	killGroup(cmd.Process.Pid, syscall.SIGKILL)
 	if err != nil {
 		return &env.StepError{Step: name, Err: err, Tail: tailFrom(r.logPath(rel.Key), start, 20)}
 	}
@@ -506,6 +517,12 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 			errs = append(errs, err)
 		}
 	}
+	// The environment's ref in the shared object cache goes too, so its
+	// commits become unreachable and git's automatic gc can prune them;
+	// otherwise every branch ever deployed stays in the cache for ever.
+	if err := r.forgetRef(ctx, key); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(r.envDir(key)); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", r.envDir(key), err))
 	} else {
@@ -516,6 +533,25 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// forgetRef deletes refs/previewd/<key> from the object cache, if there is
+// one.
+func (r *Runtime) forgetRef(ctx context.Context, key string) error {
+	cache := filepath.Join(r.o.Dir, "cache.git")
+	if _, err := os.Stat(filepath.Join(cache, "HEAD")); err != nil {
+		return nil
+	}
+	r.fetchMu.Lock()
+	defer r.fetchMu.Unlock()
+	ref := "refs/previewd/" + key
+	if _, err := git.Run(ctx, cache, "show-ref", "--verify", "--quiet", "--", ref); err != nil {
+		return nil // not there
+	}
+	if _, err := git.Run(ctx, cache, "update-ref", "-d", "--", ref); err != nil {
+		return fmt.Errorf("forgetting %s in the object cache: %w", ref, err)
+	}
+	return nil
 }
 
 func freePort() (int, error) {
