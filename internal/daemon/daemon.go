@@ -24,7 +24,6 @@ import (
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/database/sqlite"
-	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/runtime/local"
@@ -62,6 +61,8 @@ type Daemon struct {
 	metrics *metrics
 	gh      gitHubParts
 	kube    kubeParts
+	// src is the forge; collecting orphans asks it what is wanted.
+	src reconcile.Source
 }
 
 // New builds a daemon from cfg. Nothing runs until Run.
@@ -87,6 +88,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		st.Close()
 		return nil, err
 	}
+	d.src = src
 	d.gh = d.gitHub(src)
 	d.rt, err = local.New(local.Options{
 		Dir:          cfg.DataDir,
@@ -205,7 +207,7 @@ func (d *Daemon) Resync() {
 func (d *Daemon) onExit(key string) {
 	delay := 100 * time.Millisecond
 	if rec, err := d.store.GetRecord(context.Background(), key); err == nil {
-		for i := 0; i < rec.Restarts && delay < 30*time.Second; i++ {
+		for i := 0; i < reconcile.RecentRestarts(rec, time.Now()) && delay < 30*time.Second; i++ {
 			delay *= 2
 		}
 	}
@@ -231,7 +233,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("listening on %s: %w", d.cfg.Listen, err)
 		}
 	}
-	hs := &http.Server{Handler: d.srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := httpServer(d.srv, idleTimeout)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -277,6 +279,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
+// httpServer is the server for the API, dashboard, webhooks and preview
+// proxy. Headers must come quickly (slowloris) and idle keep-alive
+// connections are closed, so clients that go quiet cannot pile up
+// connections and file descriptors. There is no read or write timeout on
+// the whole request: the proxy streams (server-sent events, websockets,
+// long downloads) to the environments.
+func httpServer(h http.Handler, idle time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// idleTimeout closes keep-alive connections that stay idle this long.
+const idleTimeout = 2 * time.Minute
+
 // poll lists the source now, on every interval and on Resync.
 func (d *Daemon) poll(ctx context.Context) {
 	interval := d.cfg.Forge.PollInterval()
@@ -306,20 +326,10 @@ func (d *Daemon) collect(ctx context.Context) {
 	if !ok {
 		return
 	}
-	live, err := d.store.Live(ctx)
+	keys, err := d.liveKeys(ctx)
 	if err != nil {
+		d.log.Warn("collecting orphaned databases", "err", err)
 		return
-	}
-	keys := map[string]bool{env.ProductionKey: true}
-	for _, e := range live {
-		keys[e.Key] = true
-	}
-	all, err := d.store.AllItems(ctx)
-	if err != nil {
-		return
-	}
-	for k := range all {
-		keys[k] = true
 	}
 	removed, err := c.Collect(ctx, keys)
 	if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -180,9 +181,18 @@ func (d *Daemon) collectKube(ctx context.Context) {
 	}
 }
 
-// liveKeys are the keys that own something: live environments, anything
-// in an inventory, and production.
+// liveKeys are the keys that own something or are wanted: live
+// environments, anything in an inventory, production, and every change the
+// forge lists now. The forge's answer matters on a fresh store (a pod
+// without persistence, a new leader, a lost volume): its open changes are
+// not recorded until the reconciler gets to them, and their namespaces and
+// databases must not be collected meanwhile. When the forge cannot be
+// asked, nothing is collected.
 func (d *Daemon) liveKeys(ctx context.Context) (map[string]bool, error) {
+	wanted, err := d.src.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing the forge: %w", err)
+	}
 	live, err := d.store.Live(ctx)
 	if err != nil {
 		return nil, err
@@ -197,6 +207,9 @@ func (d *Daemon) liveKeys(ctx context.Context) (map[string]bool, error) {
 	}
 	for k := range all {
 		keys[k] = true
+	}
+	for _, w := range wanted {
+		keys[w.Key] = true
 	}
 	return keys, nil
 }

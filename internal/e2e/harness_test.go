@@ -328,8 +328,8 @@ func processAlive(pid int) bool {
 	return i > 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
-// appPIDs returns the pids of processes carrying PREVIEWD_ENV=key under
-// dataDir's instance marker.
+// appPIDs returns the pids of the process groups (their leaders) carrying
+// PREVIEWD_ENV=key under dataDir's instance marker: one per running app.
 func appPIDs(dataDir, key string) []int {
 	ents, _ := os.ReadDir("/proc")
 	var pids []int
@@ -339,7 +339,7 @@ func appPIDs(dataDir, key string) []int {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !processAlive(pid) {
+		if err != nil || !processAlive(pid) || !groupLeader(pid) {
 			continue
 		}
 		s := "\x00" + string(b)
@@ -348,4 +348,15 @@ func appPIDs(dataDir, key string) []int {
 		}
 	}
 	return pids
+}
+
+// groupLeader reports whether pid leads its process group.
+func groupLeader(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 2 && f[2] == fmt.Sprint(pid)
 }

@@ -146,6 +146,21 @@ func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, resta
 		}
 	}
 	if err := r.o.Runtime.Deploy(ctx, rel); err != nil {
+		if restart {
+			// A failed restart is one more crash, not a verdict on the
+			// SHA: count it and try again after a backoff, until the
+			// restarts are used up.
+			if restarts >= r.o.MaxRestarts {
+				rec := *st.Record
+				rec.Restarts = restarts
+				return r.giveUp(ctx, src, rec)
+			}
+			msg := fmt.Sprintf("restart %d of %d failed: %v", restarts, r.o.MaxRestarts, err)
+			if serr := r.o.Store.Set(ctx, key, store.Update{Restarts: &restarts, Message: &msg}); serr != nil {
+				return serr
+			}
+			return errors.New(msg)
+		}
 		return r.stepFailed(ctx, p, err, oldSHA)
 	}
 	took := r.o.Now().Sub(p.start).Round(time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/previewd/previewd/internal/env"
 )
@@ -195,6 +196,9 @@ func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*u
 	if err != nil {
 		return nil, err
 	}
+	if err := r.checkNamespace(ctx, rel, d.Namespace); err != nil {
+		return nil, err
+	}
 	old, err := r.inv.Items(ctx, rel.Key)
 	if err != nil {
 		return nil, err
@@ -241,7 +245,7 @@ func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*u
 			if ref.Kind == "Namespace" && ref.Name == r.o.ProductionNamespace {
 				err = nil // never delete production's namespace
 			} else {
-				err = r.deleteObject(ctx, ref)
+				err = r.deleteObject(ctx, rel.Key, ref)
 			}
 		}
 		if err != nil {
@@ -257,6 +261,35 @@ func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*u
 		return applied, fmt.Errorf("pruning: %w", errors.Join(errs...))
 	}
 	return applied, nil
+}
+
+// checkNamespace refuses to take over a namespace that is not the
+// environment's: teardown deletes the environment's namespace, so taking
+// over someone else's (an existing team namespace, another environment's
+// when the namespace template does not tell them apart, production's)
+// would delete it later. A namespace that does not exist yet, or carries
+// previewd's labels for this environment, is fine; production may adopt an
+// existing namespace nobody else claims, as it is never deleted.
+func (r *Runtime) checkNamespace(ctx context.Context, rel *env.Release, ns string) error {
+	if !rel.Production() && ns == r.o.ProductionNamespace {
+		return &env.StepError{Step: "apply", Err: fmt.Errorf("namespace %s is production's: the namespace template must give each environment its own", ns)}
+	}
+	cur, err := r.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading namespace %s: %w", ns, err)
+	case owned(cur, rel.Key):
+		return nil
+	case rel.Production() && cur.Labels[LabelEnv] == "":
+		return nil
+	}
+	who := "not made by previewd"
+	if k := cur.Labels[LabelEnv]; k != "" && cur.Labels[LabelManagedBy] == ManagedBy {
+		who = "environment " + k + "'s"
+	}
+	return &env.StepError{Step: "apply", Err: fmt.Errorf("namespace %s already exists and is %s: previewd does not take it over (check runtime.kubernetes.namespace)", ns, who)}
 }
 
 func (r *Runtime) applyOne(ctx context.Context, p prepared) error {
@@ -277,7 +310,20 @@ func (r *Runtime) applyOne(ctx context.Context, p prepared) error {
 	return fmt.Errorf("applying %s: %w", p.ref, err)
 }
 
-func (r *Runtime) deleteObject(ctx context.Context, ref objRef) error {
+// owned reports whether an object carries previewd's labels for the
+// environment key.
+func owned(o metav1.Object, key string) bool {
+	l := o.GetLabels()
+	return l[LabelManagedBy] == ManagedBy && l[LabelEnv] == key
+}
+
+// deleteObject deletes an object of the environment key's inventory, in
+// the background. Only an object that carries previewd's labels for key is
+// deleted: an inventory entry is recorded before its object is applied, so
+// it may name an object previewd never took over (the apply failed, or
+// someone else made it since), and that one is left alone. Either way the
+// object is no longer the environment's, and nil is returned.
+func (r *Runtime) deleteObject(ctx context.Context, key string, ref objRef) error {
 	m, err := r.mapping(ref.gvk())
 	if meta.IsNoMatchError(err) {
 		return nil // the kind is gone, and so is the object
@@ -285,13 +331,28 @@ func (r *Runtime) deleteObject(ctx context.Context, ref objRef) error {
 	if err != nil {
 		return err
 	}
-	ri := r.dyn.Resource(m.Resource)
+	var ri dynamic.ResourceInterface = r.dyn.Resource(m.Resource)
 	if ref.Namespace != "" {
-		err = ri.Namespace(ref.Namespace).Delete(ctx, ref.Name, background)
-	} else {
-		err = ri.Delete(ctx, ref.Name, background)
+		ri = r.dyn.Resource(m.Resource).Namespace(ref.Namespace)
 	}
-	if err != nil && !apierrors.IsNotFound(err) {
+	cur, err := ri.Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", ref, err)
+	}
+	if !owned(cur, key) {
+		r.log.Warn("not deleting an object without previewd's labels for the environment", "env", key, "object", ref.String(), "labels", cur.GetLabels())
+		return nil
+	}
+	if cur.GetDeletionTimestamp() != nil {
+		return nil
+	}
+	opts := background
+	opts.Preconditions = &metav1.Preconditions{UID: ptr(cur.GetUID())}
+	err = ri.Delete(ctx, ref.Name, opts)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting %s: %w", ref, err)
 	}
 	return nil

@@ -272,10 +272,12 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 	if key == env.ProductionKey {
 		return errors.New("refusing to delete production's namespace")
 	}
+	// The namespaces to delete: those labelled as the environment's, and
+	// those of its inventory that still carry its labels (an inventory
+	// entry is recorded before its object is applied, so it may name a
+	// namespace previewd never took over: that one is left alone, and is
+	// no longer the environment's).
 	nsSet := map[string]bool{}
-	for _, it := range env.Find(items, env.ItemNamespace) {
-		nsSet[it.Name] = true
-	}
 	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
 	if err != nil {
 		return fmt.Errorf("listing namespaces of %s: %w", key, err)
@@ -283,16 +285,52 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 	for _, ns := range nss.Items {
 		nsSet[ns.Name] = true
 	}
-	delete(nsSet, r.o.ProductionNamespace)
-
 	var errs []error
+	for _, it := range env.Find(items, env.ItemNamespace) {
+		if nsSet[it.Name] {
+			continue
+		}
+		if it.Name == r.o.ProductionNamespace {
+			r.log.Warn("not deleting production's namespace", "env", key, "namespace", it.Name)
+			if err := r.inv.DeleteItem(ctx, key, it); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		ns, err := r.cs.CoreV1().Namespaces().Get(ctx, it.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			nsSet[it.Name] = true // gone already: waitGone returns at once
+		case err != nil:
+			errs = append(errs, fmt.Errorf("reading namespace %s: %w", it.Name, err))
+		case owned(ns, key):
+			nsSet[it.Name] = true
+		default:
+			r.log.Warn("not deleting a namespace without previewd's labels for the environment", "env", key, "namespace", it.Name, "labels", ns.Labels)
+			if err := r.inv.DeleteItem(ctx, key, it); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if nsSet[r.o.ProductionNamespace] {
+		r.log.Warn("not deleting production's namespace", "env", key, "namespace", r.o.ProductionNamespace)
+		delete(nsSet, r.o.ProductionNamespace)
+		for _, it := range env.Find(items, env.ItemNamespace) {
+			if it.Name == r.o.ProductionNamespace {
+				if err := r.inv.DeleteItem(ctx, key, it); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+
 	// Objects outside the namespaces being deleted go one by one.
 	for _, it := range env.Find(items, env.ItemObject) {
 		ref, err := parseRef(it)
 		if err != nil || nsSet[ref.Namespace] {
 			continue
 		}
-		if err := r.deleteObject(ctx, ref); err != nil {
+		if err := r.deleteObject(ctx, key, ref); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -89,7 +89,9 @@ func (r *Runtime) migrateRef(d Data) *objRef {
 
 // Migrate runs the release's migration Job, after applying the namespace
 // and the Secret it reads, and waits for it. A Job that already completed
-// for this SHA is not run again; a failed one is replaced (a redeploy).
+// for this SHA is not run again; a failed one is replaced (a redeploy), and
+// so is one of another SHA under the same name (a Job template whose name
+// does not carry the SHA): each SHA gets a fresh Job in its own image.
 func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	d, err := r.dataFor(rel)
 	if err != nil {
@@ -108,6 +110,10 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return fmt.Errorf("reading job %s: %w", job.GetName(), err)
+	case cur.Labels[LabelMigrate] != d.ShortSHA:
+		if err := r.deleteJob(ctx, cur); err != nil {
+			return err
+		}
 	case jobCondition(cur, batchv1.JobComplete):
 		return nil
 	case jobCondition(cur, batchv1.JobFailed):
@@ -135,7 +141,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *batchv1.Job) error {
 	jobs := r.cs.BatchV1().Jobs(j.Namespace)
 	err := jobs.Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationForeground)})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting failed job %s: %w", j.Name, err)
+		return fmt.Errorf("deleting job %s: %w", j.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.o.DeleteTimeout)
 	defer cancel()
@@ -146,7 +152,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *batchv1.Job) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("failed job %s still there after %s", j.Name, r.o.DeleteTimeout)
+			return fmt.Errorf("job %s still there after %s", j.Name, r.o.DeleteTimeout)
 		case <-time.After(r.o.PollInterval):
 		}
 	}

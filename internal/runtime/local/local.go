@@ -334,6 +334,15 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	old := r.procs[rel.Key]
 	r.procs[rel.Key] = p
 	r.mu.Unlock()
+	select {
+	case <-p.done:
+		// It died between its health check and becoming current, when
+		// exited did not count it as current: report it now.
+		if r.o.OnExit != nil {
+			r.o.OnExit(p.Key)
+		}
+	default:
+	}
 	if old != nil && old != p {
 		r.stop(ctx, old)
 	}
@@ -353,9 +362,9 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), r.o.Run)
-	// exec makes the app itself the group leader the shell started as, so
-	// signals reach it directly.
-	cmd := exec.Command("/bin/sh", "-c", "exec "+r.o.Run)
+	// The run command may be any shell command line; the app runs in its
+	// own process group, which is what is signalled and watched.
+	cmd := exec.Command("/bin/sh", "-c", r.o.Run)
 	cmd.Dir = dir
 	cmd.Env = r.environ(rel, port)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -377,8 +386,10 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 	return p, nil
 }
 
-// exited is called once p's process is gone.
+// exited is called once p's process is gone. What else ran in its
+// process group goes with it.
 func (r *Runtime) exited(p *proc) {
+	killGroup(p.PID, syscall.SIGKILL)
 	close(p.done)
 	r.mu.Lock()
 	current := r.procs[p.Key] == p && !p.stopping

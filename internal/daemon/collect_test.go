@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/kubetest"
+	"github.com/previewd/previewd/internal/runtime/kube"
+)
+
+// TestCollectOnAFreshStoreKeepsOpenChanges starts previewd on an empty
+// store (a pod without persistence, a new leader, a lost volume) in a
+// cluster that already holds the namespace of an open branch: collecting
+// orphans must not delete it before the reconciler has recorded the branch
+// again. A namespace of a branch that is really gone is collected.
+func TestCollectOnAFreshStoreKeepsOpenChanges(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main", repo},
+		{"-C", repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"},
+		{"-C", repo, "branch", "open-branch"},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := cp.WriteKubeconfig(kc, cp.AdminToken); err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	cs := kubernetes.NewForConfigOrDie(cp.Config())
+	// What an earlier previewd, whose store is lost, left in the cluster.
+	open, gone := "c"+suffix+"-open-branch", "c"+suffix+"-closed-branch"
+	for ns, key := range map[string]string{open: "open-branch", gone: "closed-branch"} {
+		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+			Labels: map[string]string{kube.LabelManagedBy: kube.ManagedBy, kube.LabelEnv: key}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	}
+
+	yaml := fmt.Sprintf(`
+domain: preview.example.com
+forge: {git: {url: %s, pollInterval: 1h}}
+database: {kind: none}
+runtime:
+  kind: argocd
+  kubernetes:
+    kubeconfig: %s
+    namespace: "c%s-{{.Key}}"
+    productionNamespace: "c%s-production"
+    argocd: {token: t0ken}
+`, repo, kc, suffix, suffix)
+	cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = filepath.Join(dir, "data")
+	d, err := New(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.store.Close()
+
+	// The first sync's collection, before any reconcile has run.
+	d.collect(ctx)
+
+	ns, err := cs.CoreV1().Namespaces().Get(ctx, open, metav1.GetOptions{})
+	if err != nil || ns.DeletionTimestamp != nil {
+		t.Errorf("the open branch's namespace was collected: %v", err)
+	}
+	ns, err = cs.CoreV1().Namespaces().Get(ctx, gone, metav1.GetOptions{})
+	if err == nil && ns.DeletionTimestamp == nil {
+		t.Errorf("the closed branch's namespace was not collected")
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		t.Error(err)
+	}
+}
