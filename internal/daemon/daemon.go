@@ -238,7 +238,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
-	wg.Add(3)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -248,8 +248,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	leading, err := d.lead(ctx, cancel, errc)
 	if err != nil {
+		hs.Close()
+		wg.Wait()
 		return err
 	}
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		whenLeading(ctx, leading, d.rec.Run)
