@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/previewd/previewd/internal/env"
 )
@@ -41,5 +47,89 @@ func TestFailedRestartsBackOff(t *testing.T) {
 	}
 	if !strings.Contains(e.Message, "gave up after 3 restarts") || !strings.Contains(e.Message, "cannot start again") {
 		t.Errorf("message: %q", e.Message)
+	}
+}
+
+// TestRestartWhileRepositoryUnreachable: after previewd and its apps die
+// together (a reboot) and the repository cannot be reached when previewd
+// comes back, the environments are started again from what was deployed,
+// and the status says the repository is unreachable.
+func TestRestartWhileRepositoryUnreachable(t *testing.T) {
+	app, previewd := binaries(t)
+	r := newRepo(t)
+	r.commit("main", nil)
+	sha := r.commit("feat", map[string]string{"banner.txt": "feat"})
+	dataDir := t.TempDir()
+	port := freePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "previewd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(configYAML(dataDir, r.bare, app, fmt.Sprintf("listen: 127.0.0.1:%d\n", port))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "previewd.log")
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("previewd's log:\n%s", b)
+		}
+	})
+	run := func() *exec.Cmd {
+		cmd := exec.Command(previewd, "serve", "--config", cfgPath)
+		logf, _ := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	a := &api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), client: &http.Client{Timeout: 5 * time.Second}}
+	p := run()
+	a.waitStatus("feat", env.StatusReady, sha)
+	a.waitStatus("production", env.StatusReady, "")
+
+	// The machine goes down: previewd and every app die at once.
+	p.Process.Signal(syscall.SIGKILL)
+	p.Wait()
+	for _, k := range []string{"feat", "production"} {
+		for _, pid := range appPIDs(dataDir, k) {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	if err := os.Rename(r.bare, r.bare+".away"); err != nil {
+		t.Fatal(err)
+	}
+	p = run()
+	defer func() {
+		p.Process.Signal(syscall.SIGTERM)
+		p.Wait()
+		for _, k := range []string{"feat", "production"} {
+			for _, pid := range appPIDs(dataDir, k) {
+				syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	eventually(t, 30*time.Second, func() string {
+		req, _ := http.NewRequest("GET", a.base+"/healthz", nil)
+		req.Host = "feat.preview.test"
+		resp, err := a.client.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		var h health
+		json.NewDecoder(resp.Body).Decode(&h)
+		if resp.StatusCode != http.StatusOK || h.SHA != sha || h.Banner != "feat" {
+			return fmt.Sprintf("feat answers %d %+v", resp.StatusCode, h)
+		}
+		return ""
+	})
+	var body struct {
+		Source struct {
+			OK    bool
+			Error string
+		}
+	}
+	a.getJSON("/api/v1/environments", &body)
+	if body.Source.OK {
+		t.Errorf("the source is reported ok while the repository is away")
 	}
 }

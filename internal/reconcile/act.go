@@ -170,7 +170,7 @@ func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, resta
 		msg = fmt.Sprintf("%s restarted after the process exited (%d of %d)", short, restarts, r.o.MaxRestarts)
 	}
 	// The runtime may have found the real URL (e.g. an Ingress host).
-	u := store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL}
+	u := store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL, Deployed: &src}
 	r.log.Info("ready", "env", key, "sha", short, "took", took)
 	return p.set(ctx, env.StatusReady, ReasonReady, msg, u, "")
 }

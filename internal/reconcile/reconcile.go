@@ -226,8 +226,14 @@ func changed(desired map[string]env.Source, live []env.Environment, items map[st
 }
 
 // Run starts the workers and blocks until ctx is done, then waits for them
-// to finish their current key.
+// to finish their current key. It first enqueues every live environment,
+// so they are looked at even before (or without) a listing.
 func (r *Reconciler) Run(ctx context.Context) {
+	if live, err := r.o.Store.Live(ctx); err == nil {
+		for _, e := range live {
+			r.queue.Add(e.Key)
+		}
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < r.o.Workers; i++ {
 		wg.Add(1)
@@ -317,6 +323,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (time.Duration, 
 	default:
 		st.Record = &rec
 	}
+	// The forge has not answered since previewd started (it may be
+	// unreachable): keep what was deployed running, restarting it if it
+	// is gone, and decide nothing else until a listing works.
+	fallback := desired == nil && !listed && st.Record != nil && st.Record.DeletedAt == nil && st.Record.Deployed != nil
+	if fallback {
+		st.Desired = st.Record.Deployed
+	}
 	if st.Items, err = r.o.Store.Items(ctx, key); err != nil {
 		return 0, err
 	}
@@ -324,18 +337,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (time.Duration, 
 		return 0, err
 	}
 	action := Decide(st)
+	if fallback && action != Restart && action != GiveUp {
+		action = Nothing
+	}
 	if action != Nothing {
 		r.log.Debug("reconciling", "env", key, "action", action.String())
 	}
 	switch action {
 	case Hold:
-		return 0, r.hold(ctx, *desired)
+		return 0, r.hold(ctx, *st.Desired)
 	case Deploy:
-		return 0, r.deploy(ctx, *desired, st, false)
+		return 0, r.deploy(ctx, *st.Desired, st, false)
 	case Restart:
-		return 0, r.deploy(ctx, *desired, st, true)
+		return 0, r.deploy(ctx, *st.Desired, st, true)
 	case GiveUp:
-		return 0, r.giveUp(ctx, *desired, rec)
+		return 0, r.giveUp(ctx, *st.Desired, rec)
 	case Teardown:
 		return 0, r.teardown(ctx, key, st)
 	}

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -76,6 +78,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating store schema in %s: %w", path, err)
+	}
+	// Columns added after the first release, for stores made before.
+	for _, col := range []string{`source TEXT NOT NULL DEFAULT ''`} {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE environments ADD COLUMN `+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			db.Close()
+			return nil, fmt.Errorf("upgrading store schema in %s: %w", path, err)
+		}
 	}
 	return &Store{db: db, now: time.Now}, nil
 }
@@ -154,6 +163,10 @@ type Record struct {
 	FailedSHA string
 	// Restarts counts crashes since the last healthy start.
 	Restarts int
+	// Deployed is the source last rolled out successfully, so that the
+	// environment can be restarted before the forge answers (e.g. after a
+	// reboot while the repository is unreachable).
+	Deployed *env.Source
 }
 
 // GetRecord returns the environment with its private fields.
@@ -164,9 +177,16 @@ func (s *Store) GetRecord(ctx context.Context, key string) (Record, error) {
 		return r, err
 	}
 	r.Environment = e
-	err = s.db.QueryRowContext(ctx, `SELECT failed_sha, restarts FROM environments WHERE key = ?`, key).Scan(&r.FailedSHA, &r.Restarts)
+	var src string
+	err = s.db.QueryRowContext(ctx, `SELECT failed_sha, restarts, source FROM environments WHERE key = ?`, key).Scan(&r.FailedSHA, &r.Restarts, &src)
 	if err != nil {
 		return r, fmt.Errorf("reading environment %s: %w", key, err)
+	}
+	if src != "" {
+		var d env.Source
+		if json.Unmarshal([]byte(src), &d) == nil && d.Key == key {
+			r.Deployed = &d
+		}
 	}
 	return r, nil
 }
@@ -202,6 +222,7 @@ type Update struct {
 	Database  *string
 	FailedSHA *string
 	Restarts  *int
+	Deployed  *env.Source
 	Ready     bool // set ready_at to now
 	Deleted   bool // set deleted_at to now
 }
@@ -234,6 +255,13 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 	}
 	if u.Restarts != nil {
 		add("restarts", *u.Restarts)
+	}
+	if u.Deployed != nil {
+		b, err := json.Marshal(u.Deployed)
+		if err != nil {
+			return err
+		}
+		add("source", string(b))
 	}
 	if u.Ready {
 		add("ready_at", ms(s.now()))
