@@ -199,17 +199,6 @@ type api struct {
 
 func (in *instance) api() *api { return &api{t: in.t, base: in.base, client: in.client} }
 
-func (a *api) environments() []env.Environment {
-	a.t.Helper()
-	var body struct {
-		Environments []env.Environment `json:"environments"`
-	}
-	if code := a.getJSON("/api/v1/environments", &body); code != http.StatusOK {
-		a.t.Fatalf("listing environments: HTTP %d", code)
-	}
-	return body.Environments
-}
-
 func (a *api) environment(key string) (env.Environment, int) {
 	a.t.Helper()
 	var e env.Environment

@@ -129,12 +129,12 @@ func (r *Reconciler) Enqueue(key string) {
 // EnqueueAfter asks for key to be reconciled after d.
 func (r *Reconciler) EnqueueAfter(key string, d time.Duration) { r.queue.AddAfter(key, d) }
 
-// SourceStatus returns the error of the last listing (nil when it worked)
-// and when the last successful listing was.
-func (r *Reconciler) SourceStatus() (error, time.Time) {
+// SourceStatus returns when the last successful listing was, and the
+// error of the last listing (nil when it worked).
+func (r *Reconciler) SourceStatus() (time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sourceErr, r.lastList
+	return r.lastList, r.sourceErr
 }
 
 // Synced is closed after the first successful listing.

@@ -43,8 +43,9 @@ type Options struct {
 	// source to be listed now.
 	Enqueue func(key string)
 	Resync  func()
-	// SourceStatus returns the last listing error and time.
-	SourceStatus func() (error, time.Time)
+	// SourceStatus returns when the last listing worked and the error of
+	// the last one (nil when it worked).
+	SourceStatus func() (time.Time, error)
 	// Ready reports whether previewd can do its work (for /readyz).
 	Ready func() error
 	// Logs returns the last lines of an environment's output (build,
@@ -183,7 +184,7 @@ func (s *Server) sourceStatus() sourceStatus {
 	if s.o.SourceStatus == nil {
 		return sourceStatus{OK: true}
 	}
-	err, last := s.o.SourceStatus()
+	last, err := s.o.SourceStatus()
 	st := sourceStatus{OK: err == nil}
 	if err != nil {
 		st.Error = err.Error()

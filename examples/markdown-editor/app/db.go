@@ -60,7 +60,7 @@ func chooseDatabase(c config) (dbTarget, error) {
 		return dbTarget{kind: kindSQLite, path: filepath.Clean(p)}, nil
 	case u != "":
 		scheme, _, _ := strings.Cut(u, ":")
-		return dbTarget{}, fmt.Errorf("DATABASE_URL: unsupported scheme %q: want postgres://, postgresql:// or sqlite:", scheme)
+		return dbTarget{}, fmt.Errorf("DATABASE_URL: unsupported scheme %q: want postgres://, postgresql:// or sqlite", scheme)
 	default:
 		return dbTarget{}, errNoDatabase
 	}
