@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,20 +27,7 @@ func TestCollectOnAFreshStoreKeepsOpenChanges(t *testing.T) {
 	cp := kubetest.Shared(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	for _, args := range [][]string{
-		{"init", "-q", "-b", "main", repo},
-		{"-C", repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"},
-		{"-C", repo, "branch", "open-branch"},
-	} {
-		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	kc := filepath.Join(dir, "kubeconfig")
-	if err := cp.WriteKubeconfig(kc, cp.AdminToken); err != nil {
-		t.Fatal(err)
-	}
+	repo, kc := repoAndKubeconfig(t, cp, dir, "open-branch")
 	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 	cs := kubernetes.NewForConfigOrDie(cp.Config())
 	// What an earlier previewd, whose store is lost, left in the cluster.

@@ -30,20 +30,7 @@ func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 func TestArgoCDMode(t *testing.T) {
 	cp := kubetest.Shared(t)
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	for _, args := range [][]string{
-		{"init", "-q", "-b", "main", repo},
-		{"-C", repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"},
-		{"-C", repo, "branch", "feature-x"},
-	} {
-		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	kc := filepath.Join(dir, "kubeconfig")
-	if err := cp.WriteKubeconfig(kc, cp.AdminToken); err != nil {
-		t.Fatal(err)
-	}
+	repo, kc := repoAndKubeconfig(t, cp, dir, "feature-x")
 	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 	yaml := fmt.Sprintf(`
 domain: preview.example.com
@@ -128,4 +115,25 @@ runtime:
 	if code, _ := get("POST", "/api/v1/getparams.execute", "", "{}"); code != http.StatusUnauthorized {
 		t.Errorf("getparams without token = %d", code)
 	}
+}
+
+// repoAndKubeconfig makes, under dir, a git repository with main and one
+// more branch, and an admin kubeconfig for cp.
+func repoAndKubeconfig(t *testing.T, cp *kubetest.ControlPlane, dir, branch string) (repo, kubeconfig string) {
+	t.Helper()
+	repo = filepath.Join(dir, "repo")
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main", repo},
+		{"-C", repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"},
+		{"-C", repo, "branch", branch},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig, cp.AdminToken); err != nil {
+		t.Fatal(err)
+	}
+	return repo, kubeconfig
 }

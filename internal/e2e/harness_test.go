@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -348,4 +349,59 @@ func groupLeader(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	f := strings.Fields(string(b[i+1:]))
 	return len(f) > 2 && f[2] == fmt.Sprint(pid)
+}
+
+// process runs previewd serve as its own process, so that tests can kill
+// it with SIGKILL and start it again on the same config and data dir.
+type process struct {
+	t                testing.TB
+	bin, cfg, logPth string
+	dataDir          string
+	api              *api
+}
+
+// newProcess writes a config for the prebuilt app and repoURL on a free
+// port. Its log is printed if the test fails.
+func newProcess(t testing.TB, repoURL string) *process {
+	t.Helper()
+	app, previewd := binaries(t)
+	p := &process{t: t, bin: previewd, dataDir: t.TempDir(), cfg: filepath.Join(t.TempDir(), "previewd.yaml"), logPth: filepath.Join(t.TempDir(), "previewd.log")}
+	port := freePort(t)
+	yaml := configYAML(p.dataDir, repoURL, app, fmt.Sprintf("listen: 127.0.0.1:%d\n", port))
+	if err := os.WriteFile(p.cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.api = &api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), client: &http.Client{Timeout: 5 * time.Second}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(p.logPth)
+			t.Logf("previewd's log:\n%s", b)
+		}
+	})
+	return p
+}
+
+// start starts previewd serve.
+func (p *process) start() *exec.Cmd {
+	p.t.Helper()
+	cmd := exec.Command(p.bin, "serve", "--config", p.cfg)
+	logf, err := os.OpenFile(p.logPth, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	return cmd
+}
+
+// killApps kills the process groups of the keys' apps.
+func (p *process) killApps(keys ...string) {
+	for _, k := range keys {
+		for _, pid := range appPIDs(p.dataDir, k) {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
 }

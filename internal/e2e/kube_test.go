@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -46,8 +44,7 @@ func TestKubernetesWithPostgres(t *testing.T) {
 	r.commit("main", nil)
 	sha := r.commit(branch, map[string]string{"banner.txt": "kube"})
 
-	stop := playDeploymentController(t, cs, ns, prodNS)
-	defer stop()
+	kubetest.MarkAvailable(t, cs, ns, prodNS)
 	yaml := fmt.Sprintf(`
 dataDir: %q
 domain: preview.test
@@ -135,47 +132,4 @@ database:
 	if roleExists() {
 		t.Errorf("role or schema %s survived", role)
 	}
-}
-
-// playDeploymentController reports every Deployment in the namespaces as
-// rolled out and Available, as the controller and a kubelet would, until
-// stopped.
-func playDeploymentController(t *testing.T, cs kubernetes.Interface, namespaces ...string) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			for _, ns := range namespaces {
-				ds, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
-				if err != nil {
-					continue
-				}
-				for i := range ds.Items {
-					d := &ds.Items[i]
-					if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas > 0 {
-						continue
-					}
-					n := int32(1)
-					if d.Spec.Replicas != nil {
-						n = *d.Spec.Replicas
-					}
-					now := metav1.Now()
-					d.Status = appsv1.DeploymentStatus{
-						ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
-						Conditions: []appsv1.DeploymentCondition{
-							{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: now, LastTransitionTime: now},
-							{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: now, LastTransitionTime: now},
-						},
-					}
-					cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -55,33 +54,11 @@ func TestFailedRestartsBackOff(t *testing.T) {
 // comes back, the environments are started again from what was deployed,
 // and the status says the repository is unreachable.
 func TestRestartWhileRepositoryUnreachable(t *testing.T) {
-	app, previewd := binaries(t)
 	r := newRepo(t)
 	r.commit("main", nil)
 	sha := r.commit("feat", map[string]string{"banner.txt": "feat"})
-	dataDir := t.TempDir()
-	port := freePort(t)
-	cfgPath := filepath.Join(t.TempDir(), "previewd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(configYAML(dataDir, r.bare, app, fmt.Sprintf("listen: 127.0.0.1:%d\n", port))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(t.TempDir(), "previewd.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("previewd's log:\n%s", b)
-		}
-	})
-	run := func() *exec.Cmd {
-		cmd := exec.Command(previewd, "serve", "--config", cfgPath)
-		logf, _ := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	a := &api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), client: &http.Client{Timeout: 5 * time.Second}}
+	proc := newProcess(t, r.bare)
+	a, run := proc.api, proc.start
 	p := run()
 	a.waitStatus("feat", env.StatusReady, sha)
 	a.waitStatus("production", env.StatusReady, "")
@@ -89,11 +66,7 @@ func TestRestartWhileRepositoryUnreachable(t *testing.T) {
 	// The machine goes down: previewd and every app die at once.
 	p.Process.Signal(syscall.SIGKILL)
 	p.Wait()
-	for _, k := range []string{"feat", "production"} {
-		for _, pid := range appPIDs(dataDir, k) {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
-	}
+	proc.killApps("feat", "production")
 	if err := os.Rename(r.bare, r.bare+".away"); err != nil {
 		t.Fatal(err)
 	}
@@ -101,11 +74,7 @@ func TestRestartWhileRepositoryUnreachable(t *testing.T) {
 	defer func() {
 		p.Process.Signal(syscall.SIGTERM)
 		p.Wait()
-		for _, k := range []string{"feat", "production"} {
-			for _, pid := range appPIDs(dataDir, k) {
-				syscall.Kill(-pid, syscall.SIGKILL)
-			}
-		}
+		proc.killApps("feat", "production")
 	}()
 	eventually(t, 30*time.Second, func() string {
 		req, _ := http.NewRequest("GET", a.base+"/healthz", nil)

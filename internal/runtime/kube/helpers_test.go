@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -95,50 +93,9 @@ func sha(c byte) string {
 	return string(b)
 }
 
-// markAvailable plays kubelet and deployment controller for the
-// namespace: every Deployment there is reported rolled out and Available,
-// until the test ends.
-func (f *fixture) markAvailable(ns string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	f.t.Cleanup(func() { cancel(); <-done })
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			ds, err := f.cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
-			if err == nil {
-				for i := range ds.Items {
-					d := &ds.Items[i]
-					if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas > 0 {
-						continue
-					}
-					setAvailable(d)
-					f.cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-}
-
-func setAvailable(d *appsv1.Deployment) {
-	n := int32(1)
-	if d.Spec.Replicas != nil {
-		n = *d.Spec.Replicas
-	}
-	now := metav1.Now()
-	d.Status = appsv1.DeploymentStatus{
-		ObservedGeneration: d.Generation,
-		Replicas:           n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
-		Conditions: []appsv1.DeploymentCondition{
-			{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: now, LastTransitionTime: now},
-			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: now, LastTransitionTime: now},
-		},
-	}
-}
+// markAvailable reports every Deployment in the namespace rolled out and
+// Available until the test ends (there is no kubelet).
+func (f *fixture) markAvailable(ns string) { kubetest.MarkAvailable(f.t, f.cs, ns) }
 
 // waitNamespaceGone waits until the namespace no longer exists.
 func (f *fixture) waitNamespaceGone(ns string, timeout time.Duration) {
