@@ -1,0 +1,18 @@
+package env
+
+import "time"
+
+// Notice is one change of an environment worth telling people about: the
+// reconciler makes it, notifiers (the PR comment, deployments, metrics)
+// consume it.
+type Notice struct {
+	Env    Environment
+	Source Source
+	// Took is the time since this rollout or teardown began.
+	Took time.Duration
+	// Tail is the end of the failed step's output.
+	Tail string
+	// Removed and Left list, on teardown, what was removed and what could
+	// not be (and will be retried).
+	Removed, Left []string
+}
