@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/previewd/previewd/internal/env"
-	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/store"
 )
 
@@ -34,7 +33,7 @@ func newMetrics(reg prometheus.Registerer, st *store.Store) *metrics {
 }
 
 // Notify implements reconcile.Notifier.
-func (m *metrics) Notify(ctx context.Context, n reconcile.Notice) error {
+func (m *metrics) Notify(ctx context.Context, n env.Notice) error {
 	m.transitions.WithLabelValues(string(n.Env.Status)).Inc()
 	if n.Env.Status == env.StatusReady {
 		m.readyTime.Observe(n.Took.Seconds())

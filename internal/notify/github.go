@@ -16,7 +16,6 @@ import (
 
 	"github.com/previewd/previewd/internal/env"
 	ghforge "github.com/previewd/previewd/internal/forge/github"
-	"github.com/previewd/previewd/internal/reconcile"
 )
 
 // GitHubOptions configure a GitHub notifier.
@@ -52,7 +51,7 @@ type GitHub struct {
 	wg    sync.WaitGroup
 
 	mu       sync.Mutex
-	pending  map[string]*reconcile.Notice
+	pending  map[string]*env.Notice
 	running  map[string]bool
 	comments map[int]*comment  // by pull request number
 	deploys  map[string]int64  // "<environment>@<sha>" -> deployment id
@@ -65,7 +64,6 @@ type comment struct {
 	body string
 }
 
-var _ reconcile.Notifier = (*GitHub)(nil)
 
 // NewGitHub returns a notifier.
 func NewGitHub(o GitHubOptions) *GitHub {
@@ -77,14 +75,14 @@ func NewGitHub(o GitHubOptions) *GitHub {
 	}
 	return &GitHub{
 		o: o, api: o.Client.API(), owner: o.Client.Owner(), repo: o.Client.Repo(), log: o.Logger,
-		pending: map[string]*reconcile.Notice{}, running: map[string]bool{},
+		pending: map[string]*env.Notice{}, running: map[string]bool{},
 		comments: map[int]*comment{}, deploys: map[string]int64{}, states: map[int64]string{},
 		commits: map[string]string{},
 	}
 }
 
 // Notify queues n to be sent; it never blocks on GitHub.
-func (g *GitHub) Notify(ctx context.Context, n reconcile.Notice) error {
+func (g *GitHub) Notify(ctx context.Context, n env.Notice) error {
 	key := n.Env.Key
 	if key == "" {
 		key = n.Source.Key
@@ -162,7 +160,7 @@ func permanent(err error) bool {
 
 // send makes GitHub show n. Each part is idempotent; a failed part fails
 // the whole and it is all tried again.
-func (g *GitHub) send(ctx context.Context, n reconcile.Notice) error {
+func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 	var errs []error
 	number := n.Env.Number
 	if number == 0 {
@@ -265,7 +263,7 @@ func (g *GitHub) findComment(ctx context.Context, number int) (*comment, error) 
 }
 
 // environment is the deployment environment of a key.
-func environment(n reconcile.Notice) (name string, production bool) {
+func environment(n env.Notice) (name string, production bool) {
 	if n.Env.Kind == env.KindProduction || n.Env.Key == env.ProductionKey {
 		return "production", true
 	}
@@ -282,7 +280,7 @@ func (g *GitHub) logURL(key string) string {
 // syncDeployment keeps one deployment per (SHA, environment) and moves its
 // status along: in_progress while rolling out, then success or failure;
 // on removal every deployment of the environment becomes inactive.
-func (g *GitHub) syncDeployment(ctx context.Context, n reconcile.Notice) error {
+func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 	envName, production := environment(n)
 	var state string
 	switch PhaseOf(n) {
@@ -340,7 +338,7 @@ func (g *GitHub) syncDeployment(ctx context.Context, n reconcile.Notice) error {
 
 // deployment returns the deployment of sha to envName, creating it when
 // GitHub has none.
-func (g *GitHub) deployment(ctx context.Context, envName string, production bool, sha string, n reconcile.Notice) (int64, error) {
+func (g *GitHub) deployment(ctx context.Context, envName string, production bool, sha string, n env.Notice) (int64, error) {
 	k := envName + "@" + sha
 	g.mu.Lock()
 	id := g.deploys[k]
@@ -442,7 +440,7 @@ func (g *GitHub) deactivate(ctx context.Context, envName string, keep int64) err
 }
 
 // syncCommitStatus sets the "previewd" commit status of the SHA.
-func (g *GitHub) syncCommitStatus(ctx context.Context, n reconcile.Notice) error {
+func (g *GitHub) syncCommitStatus(ctx context.Context, n env.Notice) error {
 	var state string
 	switch PhaseOf(n) {
 	case PhaseWaiting, PhaseBuilding, PhaseMigrating, PhaseStarting:

@@ -14,15 +14,14 @@ import (
 	"github.com/previewd/previewd/internal/env"
 	ghforge "github.com/previewd/previewd/internal/forge/github"
 	"github.com/previewd/previewd/internal/ghtest"
-	"github.com/previewd/previewd/internal/reconcile"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func sha(n int) string { return fmt.Sprintf("%040x", n) }
 
-func notice(key string, status env.Status, mod func(*reconcile.Notice)) reconcile.Notice {
-	n := reconcile.Notice{
+func notice(key string, status env.Status, mod func(*env.Notice)) env.Notice {
+	n := env.Notice{
 		Env: env.Environment{
 			Key: key, Kind: env.KindPullRequest, Number: 7, Branch: "feature/login", SHA: "3f2a9c1d0e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49",
 			Status: status, URL: "http://pr-7.preview.example.com", Database: "pr-7.sqlite",
@@ -40,23 +39,23 @@ func notice(key string, status env.Status, mod func(*reconcile.Notice)) reconcil
 // (go test ./internal/notify -run Render -update rewrites them).
 func TestRender(t *testing.T) {
 	deleted := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := map[string]reconcile.Notice{
-		"waiting":   notice("pr-7", env.StatusPending, func(n *reconcile.Notice) { n.Env.Message = "waiting for checks: ci, lint" }),
-		"building":  notice("pr-7", env.StatusBuilding, func(n *reconcile.Notice) { n.Env.Message = "building 3f2a9c1" }),
+	tests := map[string]env.Notice{
+		"waiting":   notice("pr-7", env.StatusPending, func(n *env.Notice) { n.Env.Message = "waiting for checks: ci, lint" }),
+		"building":  notice("pr-7", env.StatusBuilding, func(n *env.Notice) { n.Env.Message = "building 3f2a9c1" }),
 		"migrating": notice("pr-7", env.StatusMigrating, nil),
 		"starting":  notice("pr-7", env.StatusStarting, nil),
-		"ready":     notice("pr-7", env.StatusReady, func(n *reconcile.Notice) { n.Env.Message = "3f2a9c1 ready in 2.345s" }),
-		"failed": notice("pr-7", env.StatusFailed, func(n *reconcile.Notice) {
+		"ready":     notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Message = "3f2a9c1 ready in 2.345s" }),
+		"failed": notice("pr-7", env.StatusFailed, func(n *env.Notice) {
 			n.Env.Message = "migrate of 3f2a9c1 failed: exit status 1; still serving 1a2b3c4\nError: relation \"users\" already exists"
 			n.Tail = "==> migrate 3f2a9c1\napplying 0002_users.sql\nError: relation \"users\" already exists\n``` not a fence ```\n"
 		}),
-		"removing": notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) { n.Env.Message = "removing" }),
-		"removed": notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) {
+		"removing": notice("pr-7", env.StatusDeleting, func(n *env.Notice) { n.Env.Message = "removing" }),
+		"removed": notice("pr-7", env.StatusDeleting, func(n *env.Notice) {
 			n.Env.DeletedAt = &deleted
 			n.Removed = []string{"process", "work dir", "database file"}
 			n.Took = 180 * time.Millisecond
 		}),
-		"removal retrying": notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) {
+		"removal retrying": notice("pr-7", env.StatusDeleting, func(n *env.Notice) {
 			n.Env.Message = "removal failed and is being retried: database: dropping schema preview_pr_7: connection refused"
 			n.Removed = []string{"process", "work dir"}
 			n.Left = []string{"role preview_pr_7", "schema preview_pr_7"}
@@ -150,7 +149,7 @@ func TestOneComment(t *testing.T) {
 	}
 	// Restart: the new notifier finds the comment on page 2 and edits it.
 	g2 := newNotifier(t, fake, false)
-	g2.Notify(ctx, notice("pr-7", env.StatusBuilding, func(n *reconcile.Notice) { n.Env.SHA = sha(8) }))
+	g2.Notify(ctx, notice("pr-7", env.StatusBuilding, func(n *env.Notice) { n.Env.SHA = sha(8) }))
 	g2.Wait()
 	cs := ours()
 	if len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview building") || !strings.Contains(cs[0].Body, env.ShortSHA(sha(8))) {
@@ -169,13 +168,13 @@ func TestDeployments(t *testing.T) {
 	fake := ghtest.New(t, "octocat", "Hello-World")
 	fake.OpenPR(ghtest.PR{Number: 7, HeadSHA: sha(1)})
 	ctx := context.Background()
-	send := func(g *GitHub, n reconcile.Notice) {
+	send := func(g *GitHub, n env.Notice) {
 		t.Helper()
 		g.Notify(ctx, n)
 		g.Wait()
 	}
-	at := func(s string) func(*reconcile.Notice) {
-		return func(n *reconcile.Notice) { n.Env.SHA, n.Source.SHA = s, s }
+	at := func(s string) func(*env.Notice) {
+		return func(n *env.Notice) { n.Env.SHA, n.Source.SHA = s, s }
 	}
 	g := newNotifier(t, fake, true)
 	for _, st := range []env.Status{env.StatusBuilding, env.StatusMigrating, env.StatusStarting, env.StatusReady} {
@@ -223,7 +222,7 @@ func TestDeployments(t *testing.T) {
 	// Removal: all inactive, comment says removed.
 	g = newNotifier(t, fake, true)
 	deleted := time.Now()
-	send(g, notice("pr-7", env.StatusDeleting, func(n *reconcile.Notice) {
+	send(g, notice("pr-7", env.StatusDeleting, func(n *env.Notice) {
 		n.Env.DeletedAt, n.Removed = &deleted, []string{"process"}
 	}))
 	for _, d := range fake.Deployments() {
@@ -236,7 +235,7 @@ func TestDeployments(t *testing.T) {
 	}
 
 	// Production: a deployment to "production", no comment.
-	prod := reconcile.Notice{Env: env.Environment{Key: "production", Kind: env.KindProduction, Branch: "main", SHA: sha(9), Status: env.StatusReady, URL: "http://production.example.com"}}
+	prod := env.Notice{Env: env.Environment{Key: "production", Kind: env.KindProduction, Branch: "main", SHA: sha(9), Status: env.StatusReady, URL: "http://production.example.com"}}
 	send(g, prod)
 	send(newNotifier(t, fake, true), prod)
 	var pd []ghtest.Deployment
@@ -264,7 +263,7 @@ func TestNotifyUnderFaults(t *testing.T) {
 	for _, st := range []env.Status{env.StatusBuilding, env.StatusStarting, env.StatusReady} {
 		for n := 1; n <= 4; n++ {
 			key := fmt.Sprintf("pr-%d", n)
-			g.Notify(ctx, notice(key, st, func(x *reconcile.Notice) {
+			g.Notify(ctx, notice(key, st, func(x *env.Notice) {
 				x.Env.Number, x.Source.Number, x.Env.SHA = n, n, sha(n)
 			}))
 		}

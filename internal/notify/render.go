@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
-	"github.com/previewd/previewd/internal/reconcile"
 )
 
 // Phase is where an environment is, for people.
@@ -27,7 +26,7 @@ const (
 )
 
 // PhaseOf returns the phase a notice reports.
-func PhaseOf(n reconcile.Notice) Phase {
+func PhaseOf(n env.Notice) Phase {
 	switch {
 	case len(n.Left) > 0:
 		return PhaseRetrying
@@ -78,7 +77,7 @@ const maxTail = 12000
 
 // Render returns the pull request comment for a notice. dashboard, if
 // set, is previewd's dashboard URL.
-func Render(n reconcile.Notice, dashboard string) string {
+func Render(n env.Notice, dashboard string) string {
 	e := n.Env
 	key := e.Key
 	sha := e.SHA

@@ -57,7 +57,7 @@ func (p *progress) notify(ctx context.Context, tail string, removed, left []stri
 		p.r.log.Error("reading environment to notify", "env", p.src.Key, "err", err)
 		return
 	}
-	n := Notice{Env: e, Source: p.src, Took: p.r.o.Now().Sub(p.start), Tail: tail, Removed: removed, Left: left}
+	n := env.Notice{Env: e, Source: p.src, Took: p.r.o.Now().Sub(p.start), Tail: tail, Removed: removed, Left: left}
 	for _, nt := range p.r.o.Notifiers {
 		if err := nt.Notify(ctx, n); err != nil {
 			// A notification failing must not stop the environment; the

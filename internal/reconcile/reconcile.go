@@ -43,20 +43,7 @@ type Runtime interface {
 
 // Notifier tells people about an environment (a PR comment, a deployment).
 type Notifier interface {
-	Notify(ctx context.Context, n Notice) error
-}
-
-// Notice is one change of an environment worth telling people about.
-type Notice struct {
-	Env    env.Environment
-	Source env.Source
-	// Took is the time since this rollout or teardown began.
-	Took time.Duration
-	// Tail is the end of the failed step's output.
-	Tail string
-	// Removed and Left list, on teardown, what was removed and what could
-	// not be (and will be retried).
-	Removed, Left []string
+	Notify(ctx context.Context, n env.Notice) error
 }
 
 // Options configure a Reconciler.
