@@ -64,7 +64,6 @@ type comment struct {
 	body string
 }
 
-
 // NewGitHub returns a notifier.
 func NewGitHub(o GitHubOptions) *GitHub {
 	if o.Backoff <= 0 {
