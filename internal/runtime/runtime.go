@@ -9,6 +9,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/previewd/previewd/internal/env"
 )
@@ -45,9 +46,11 @@ type Logs interface {
 // Router is implemented by runtimes whose environments previewd's own
 // proxy serves.
 type Router interface {
-	// Route returns the address the environment's current process serves
-	// on, and false when it serves nowhere.
-	Route(key string) (addr string, ok bool)
+	// Proxy returns the handler that forwards a request to the
+	// environment's current process, and false when it serves nowhere.
+	// The handler owns draining: a process that is being replaced is
+	// stopped only once the requests it is serving are done.
+	Proxy(key string) (http.Handler, bool)
 }
 
 // Recoverer is implemented by runtimes that adopt, after previewd
