@@ -1,25 +1,3 @@
-// Package postgres is the database provider that gives each environment
-// its own PostgreSQL role and either its own schema (isolation: schema, in
-// the admin URL's database) or its own database (isolation: database,
-// cloned from a template).
-//
-// Safety by construction:
-//
-//   - Names come only from validated keys (Name): Prefix plus the key, at
-//     most 63 bytes, never public, pg_*, information_schema, production's
-//     database or user, or the template. Keys that are not valid keys are
-//     refused before any SQL runs.
-//   - Every identifier is quoted with pgx.Identifier.Sanitize. The only
-//     literals in utility statements (which take no bind parameters) are
-//     marker comments and SCRAM verifiers: they are checked against a small
-//     alphabet and then quoted by pgx's literal sanitizer as simple-protocol
-//     arguments (see checkLiteral).
-//   - Each environment has its own LOGIN role (NOSUPERUSER NOCREATEDB
-//     NOCREATEROLE NOINHERIT, a connection limit) whose search_path is set on
-//     the role, so apps need no session SET and PgBouncer (which pools per
-//     role) never hands one environment's server connection to another.
-//   - Every object carries a marker comment; Drop and Collect never touch a
-//     preview-named object that lacks it, nor anything that is production's.
 package postgres
 
 import (
@@ -442,76 +420,6 @@ func (p *Provider) roleSQL(key, name string, s state) (string, []any, error) {
 	return b.String(), []any{pgx.QueryExecModeSimpleProtocol, v, m}, nil
 }
 
-// ensureSchema makes the role and schema in one transaction, serialized
-// per name by an advisory lock, so it is all or nothing and concurrent
-// Ensures of one key wait for each other.
-func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
-	tx, err := p.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if err := lockName(ctx, tx, name); err != nil {
-		return fmt.Errorf("postgres: locking %s: %w", name, err)
-	}
-	s, err := inspect(ctx, tx, name)
-	if err != nil {
-		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
-	}
-	if s.schemaExists && s.schemaComment != marker(key) {
-		return fmt.Errorf("postgres: schema %q %w (comment %q)", name, ErrForeign, s.schemaComment)
-	}
-	sql, args, err := p.roleSQL(key, name, s)
-	if err != nil {
-		return err
-	}
-	r := ident(name)
-	var b strings.Builder
-	b.WriteString(sql)
-	if !s.schemaExists {
-		fmt.Fprintf(&b, "CREATE SCHEMA %s AUTHORIZATION %s;\n", r, r)
-		fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", r)
-	} else if s.schemaOwner != name {
-		fmt.Fprintf(&b, "ALTER SCHEMA %s OWNER TO %s;\n", r, r)
-	}
-	fmt.Fprintf(&b, "ALTER ROLE %s SET search_path TO %s;\n", r, r)
-	if !s.connectGrant {
-		b.WriteString(sqlGlobalLock)
-		fmt.Fprintf(&b, "GRANT CONNECT ON DATABASE %s TO %s;\n", ident(p.adminDB), r)
-	}
-	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
-		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
-	}
-	if err := checkNoCreateElsewhere(ctx, tx, name, name); err != nil {
-		return err
-	}
-	if err := p.runHook(ctx, "schema-tx", name); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
-	}
-	return nil
-}
-
-// checkNoCreateElsewhere fails (and so rolls back) if role may create
-// objects in any schema but own, e.g. in public on a server older than
-// PostgreSQL 15 or where someone granted CREATE on public to PUBLIC.
-func checkNoCreateElsewhere(ctx context.Context, tx pgx.Tx, role, own string) error {
-	var others []string
-	err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(nspname ORDER BY nspname), '{}') FROM pg_namespace
-		WHERE nspname <> $2 AND has_schema_privilege($1, oid, 'CREATE')`, role, own).Scan(&others)
-	if err != nil {
-		return fmt.Errorf("postgres: checking %s's privileges: %w", role, err)
-	}
-	if len(others) > 0 {
-		return fmt.Errorf("postgres: role %s could create objects in schema(s) %s, so environments would not be isolated; "+
-			"revoke CREATE from PUBLIC there (PostgreSQL 15's default for public: REVOKE CREATE ON SCHEMA public FROM PUBLIC)",
-			role, strings.Join(others, ", "))
-	}
-	return nil
-}
-
 // Drop implements database.Provider. It drops databases, then schemas,
 // then roles (after DROP OWNED), each with IF EXISTS, so it can be called
 // again after a crash to finish. It refuses, with database.ErrProduction,
@@ -581,148 +489,20 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 	return errors.Join(errs...)
 }
 
-// dropRoleAndSchema drops the schema and/or the role in one transaction on
-// the admin database.
-func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role, schema bool) error {
-	tx, err := p.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
 	}
-	defer tx.Rollback(context.Background())
-	if err := lockName(ctx, tx, name); err != nil {
-		return fmt.Errorf("postgres: locking %s: %w", name, err)
-	}
-	s, err := inspect(ctx, tx, name)
-	if err != nil {
-		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
-	}
-	r := ident(name)
-	var b strings.Builder
-	args := []any{pgx.QueryExecModeSimpleProtocol}
-	if role && s.roleExists {
-		if s.roleComment != marker(key) {
-			return fmt.Errorf("postgres: not dropping role %q: it %w (comment %q)", name, ErrForeign, s.roleComment)
-		}
-		// Sessions of the role (the app, PgBouncer's server connections)
-		// would hold locks that DROP SCHEMA waits for.
-		b.WriteString("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid();\n")
-		args = append(args, name)
-	}
-	if schema && s.schemaExists {
-		if s.schemaComment != marker(key) {
-			return fmt.Errorf("postgres: not dropping schema %q: it %w (comment %q)", name, ErrForeign, s.schemaComment)
-		}
-		fmt.Fprintf(&b, "DROP SCHEMA IF EXISTS %s CASCADE;\n", r)
-	}
-	if role && s.roleExists {
-		// DROP OWNED also revokes the role's CONNECT on this database,
-		// which rewrites its pg_database row.
-		b.WriteString(sqlGlobalLock)
-		fmt.Fprintf(&b, "DROP OWNED BY %s CASCADE;\n", r)
-		fmt.Fprintf(&b, "DROP ROLE IF EXISTS %s;\n", r)
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
-		return fmt.Errorf("postgres: dropping %s: %w", name, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: dropping %s: %w", name, err)
-	}
-	p.log.Info("dropped", "name", name, "role", role, "schema", schema)
-	return nil
+	return ""
 }
 
-// dropSchemaIn drops a schema that lives in another database than the
-// admin one (the admin URL changed since it was made).
-func (p *Provider) dropSchemaIn(ctx context.Context, db, key, name string) error {
-	if err := p.checkOwned(name); err != nil {
-		return err
+// major returns the server's major version.
+func major(c *pgconn.PgConn) int {
+	v := c.ParameterStatus("server_version")
+	if i := strings.IndexAny(v, ". "); i >= 0 {
+		v = v[:i]
 	}
-	cfg := p.adminCfg.Copy()
-	cfg.Database = db
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "3D000" { // the database is gone
-			return nil
-		}
-		return fmt.Errorf("postgres: connecting to %s to drop schema %s: %w", db, name, err)
-	}
-	defer conn.Close(context.Background())
-	var comment *string
-	err = conn.QueryRow(ctx, "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1", name).Scan(&comment)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
-	}
-	if comment == nil || *comment != marker(key) {
-		return fmt.Errorf("postgres: not dropping schema %q in %s: it %w", name, db, ErrForeign)
-	}
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+ident(name)+" CASCADE"); err != nil {
-		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
-	}
-	return nil
-}
-
-// Collect implements database.Collector: it drops every role, schema (in
-// the admin database) and database whose name has Prefix and whose marker
-// names a key that is not live, and returns what it dropped as "role x",
-// "schema x", "database x". A database is also collected when it has no
-// marker (a crash between CREATE DATABASE and COMMENT) but is owned by its
-// marked role. Production's names are never collected.
-func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
-	rows, err := p.pool.Query(ctx, `
-SELECT 'role', rolname, COALESCE(shobj_description(oid, 'pg_authid'), ''), '' FROM pg_roles WHERE starts_with(rolname, $1)
-UNION ALL
-SELECT 'schema', nspname, COALESCE(obj_description(oid, 'pg_namespace'), ''), '' FROM pg_namespace WHERE starts_with(nspname, $1)
-UNION ALL
-SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), ''),
-       CASE WHEN o.rolname = d.datname THEN COALESCE(shobj_description(o.oid, 'pg_authid'), '') ELSE '' END
-  FROM pg_database d JOIN pg_roles o ON o.oid = d.datdba WHERE starts_with(d.datname, $1)`, Prefix)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
-	}
-	kinds := map[string]env.ItemKind{"role": env.ItemRole, "schema": env.ItemSchema, "database": env.ItemDatabase}
-	dead := map[string][]env.Item{} // by name
-	for rows.Next() {
-		var kind, name, comment, ownerComment string
-		if err := rows.Scan(&kind, &name, &comment, &ownerComment); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		key, ok := markedKey(comment, name)
-		if !ok && kind == "database" {
-			key, ok = markedKey(ownerComment, name)
-		}
-		if !ok || live[key] || p.checkOwned(name) != nil {
-			continue
-		}
-		dead[name] = append(dead[name], env.Item{Kind: kinds[kind], Name: name})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
-	}
-	names := make([]string, 0, len(dead))
-	for n := range dead {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var removed []string
-	var errs []error
-	for _, name := range names {
-		// One environment at a time, so one that cannot be dropped does
-		// not keep the others; Drop orders database, schema, role.
-		if err := p.Drop(ctx, dead[name]); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, it := range dead[name] {
-			removed = append(removed, strings.TrimPrefix(string(it.Kind), "pg-")+" "+name)
-		}
-	}
-	return removed, errors.Join(errs...)
+	n, _ := strconv.Atoi(v)
+	return n
 }

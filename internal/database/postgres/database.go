@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -340,22 +339,4 @@ func (p *Provider) dropDatabase(ctx context.Context, key, name string) error {
 		p.log.Info("dropped", "database", name)
 		return nil
 	})
-}
-
-func pgCode(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
-}
-
-// major returns the server's major version.
-func major(c *pgconn.PgConn) int {
-	v := c.ParameterStatus("server_version")
-	if i := strings.IndexAny(v, ". "); i >= 0 {
-		v = v[:i]
-	}
-	n, _ := strconv.Atoi(v)
-	return n
 }

@@ -1,0 +1,70 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/previewd/previewd/internal/env"
+)
+
+// Collect implements database.Collector: it drops every role, schema (in
+// the admin database) and database whose name has Prefix and whose marker
+// names a key that is not live, and returns what it dropped as "role x",
+// "schema x", "database x". A database is also collected when it has no
+// marker (a crash between CREATE DATABASE and COMMENT) but is owned by its
+// marked role. Production's names are never collected.
+func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `
+SELECT 'role', rolname, COALESCE(shobj_description(oid, 'pg_authid'), ''), '' FROM pg_roles WHERE starts_with(rolname, $1)
+UNION ALL
+SELECT 'schema', nspname, COALESCE(obj_description(oid, 'pg_namespace'), ''), '' FROM pg_namespace WHERE starts_with(nspname, $1)
+UNION ALL
+SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), ''),
+       CASE WHEN o.rolname = d.datname THEN COALESCE(shobj_description(o.oid, 'pg_authid'), '') ELSE '' END
+  FROM pg_database d JOIN pg_roles o ON o.oid = d.datdba WHERE starts_with(d.datname, $1)`, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
+	}
+	kinds := map[string]env.ItemKind{"role": env.ItemRole, "schema": env.ItemSchema, "database": env.ItemDatabase}
+	dead := map[string][]env.Item{} // by name
+	for rows.Next() {
+		var kind, name, comment, ownerComment string
+		if err := rows.Scan(&kind, &name, &comment, &ownerComment); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		key, ok := markedKey(comment, name)
+		if !ok && kind == "database" {
+			key, ok = markedKey(ownerComment, name)
+		}
+		if !ok || live[key] || p.checkOwned(name) != nil {
+			continue
+		}
+		dead[name] = append(dead[name], env.Item{Kind: kinds[kind], Name: name})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
+	}
+	names := make([]string, 0, len(dead))
+	for n := range dead {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var removed []string
+	var errs []error
+	for _, name := range names {
+		// One environment at a time, so one that cannot be dropped does
+		// not keep the others; Drop orders database, schema, role.
+		if err := p.Drop(ctx, dead[name]); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, it := range dead[name] {
+			removed = append(removed, strings.TrimPrefix(string(it.Kind), "pg-")+" "+name)
+		}
+	}
+	return removed, errors.Join(errs...)
+}

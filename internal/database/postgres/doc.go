@@ -1,0 +1,23 @@
+// Package postgres is the database provider that gives each environment
+// its own PostgreSQL role and either its own schema (isolation: schema, in
+// the admin URL's database) or its own database (isolation: database,
+// cloned from a template).
+//
+// Safety by construction:
+//
+//   - Names come only from validated keys (Name): Prefix plus the key, at
+//     most 63 bytes, never public, pg_*, information_schema, production's
+//     database or user, or the template. Keys that are not valid keys are
+//     refused before any SQL runs.
+//   - Every identifier is quoted with pgx.Identifier.Sanitize. The only
+//     literals in utility statements (which take no bind parameters) are
+//     marker comments and SCRAM verifiers: they are checked against a small
+//     alphabet and then quoted by pgx's literal sanitizer as simple-protocol
+//     arguments (see checkLiteral).
+//   - Each environment has its own LOGIN role (NOSUPERUSER NOCREATEDB
+//     NOCREATEROLE NOINHERIT, a connection limit) whose search_path is set on
+//     the role, so apps need no session SET and PgBouncer (which pools per
+//     role) never hands one environment's server connection to another.
+//   - Every object carries a marker comment; Drop and Collect never touch a
+//     preview-named object that lacks it, nor anything that is production's.
+package postgres

@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ensureSchema makes the role and schema in one transaction, serialized
+// per name by an advisory lock, so it is all or nothing and concurrent
+// Ensures of one key wait for each other.
+func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := lockName(ctx, tx, name); err != nil {
+		return fmt.Errorf("postgres: locking %s: %w", name, err)
+	}
+	s, err := inspect(ctx, tx, name)
+	if err != nil {
+		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
+	}
+	if s.schemaExists && s.schemaComment != marker(key) {
+		return fmt.Errorf("postgres: schema %q %w (comment %q)", name, ErrForeign, s.schemaComment)
+	}
+	sql, args, err := p.roleSQL(key, name, s)
+	if err != nil {
+		return err
+	}
+	r := ident(name)
+	var b strings.Builder
+	b.WriteString(sql)
+	if !s.schemaExists {
+		fmt.Fprintf(&b, "CREATE SCHEMA %s AUTHORIZATION %s;\n", r, r)
+		fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", r)
+	} else if s.schemaOwner != name {
+		fmt.Fprintf(&b, "ALTER SCHEMA %s OWNER TO %s;\n", r, r)
+	}
+	fmt.Fprintf(&b, "ALTER ROLE %s SET search_path TO %s;\n", r, r)
+	if !s.connectGrant {
+		b.WriteString(sqlGlobalLock)
+		fmt.Fprintf(&b, "GRANT CONNECT ON DATABASE %s TO %s;\n", ident(p.adminDB), r)
+	}
+	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
+	}
+	if err := checkNoCreateElsewhere(ctx, tx, name, name); err != nil {
+		return err
+	}
+	if err := p.runHook(ctx, "schema-tx", name); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
+	}
+	return nil
+}
+
+// checkNoCreateElsewhere fails (and so rolls back) if role may create
+// objects in any schema but own, e.g. in public on a server older than
+// PostgreSQL 15 or where someone granted CREATE on public to PUBLIC.
+func checkNoCreateElsewhere(ctx context.Context, tx pgx.Tx, role, own string) error {
+	var others []string
+	err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(nspname ORDER BY nspname), '{}') FROM pg_namespace
+		WHERE nspname <> $2 AND has_schema_privilege($1, oid, 'CREATE')`, role, own).Scan(&others)
+	if err != nil {
+		return fmt.Errorf("postgres: checking %s's privileges: %w", role, err)
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("postgres: role %s could create objects in schema(s) %s, so environments would not be isolated; "+
+			"revoke CREATE from PUBLIC there (PostgreSQL 15's default for public: REVOKE CREATE ON SCHEMA public FROM PUBLIC)",
+			role, strings.Join(others, ", "))
+	}
+	return nil
+}
+
+// dropRoleAndSchema drops the schema and/or the role in one transaction on
+// the admin database.
+func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role, schema bool) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := lockName(ctx, tx, name); err != nil {
+		return fmt.Errorf("postgres: locking %s: %w", name, err)
+	}
+	s, err := inspect(ctx, tx, name)
+	if err != nil {
+		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
+	}
+	r := ident(name)
+	var b strings.Builder
+	args := []any{pgx.QueryExecModeSimpleProtocol}
+	if role && s.roleExists {
+		if s.roleComment != marker(key) {
+			return fmt.Errorf("postgres: not dropping role %q: it %w (comment %q)", name, ErrForeign, s.roleComment)
+		}
+		// Sessions of the role (the app, PgBouncer's server connections)
+		// would hold locks that DROP SCHEMA waits for.
+		b.WriteString("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid();\n")
+		args = append(args, name)
+	}
+	if schema && s.schemaExists {
+		if s.schemaComment != marker(key) {
+			return fmt.Errorf("postgres: not dropping schema %q: it %w (comment %q)", name, ErrForeign, s.schemaComment)
+		}
+		fmt.Fprintf(&b, "DROP SCHEMA IF EXISTS %s CASCADE;\n", r)
+	}
+	if role && s.roleExists {
+		// DROP OWNED also revokes the role's CONNECT on this database,
+		// which rewrites its pg_database row.
+		b.WriteString(sqlGlobalLock)
+		fmt.Fprintf(&b, "DROP OWNED BY %s CASCADE;\n", r)
+		fmt.Fprintf(&b, "DROP ROLE IF EXISTS %s;\n", r)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("postgres: dropping %s: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: dropping %s: %w", name, err)
+	}
+	p.log.Info("dropped", "name", name, "role", role, "schema", schema)
+	return nil
+}
+
+// dropSchemaIn drops a schema that lives in another database than the
+// admin one (the admin URL changed since it was made).
+func (p *Provider) dropSchemaIn(ctx context.Context, db, key, name string) error {
+	if err := p.checkOwned(name); err != nil {
+		return err
+	}
+	cfg := p.adminCfg.Copy()
+	cfg.Database = db
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "3D000" { // the database is gone
+			return nil
+		}
+		return fmt.Errorf("postgres: connecting to %s to drop schema %s: %w", db, name, err)
+	}
+	defer conn.Close(context.Background())
+	var comment *string
+	err = conn.QueryRow(ctx, "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1", name).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
+	}
+	if comment == nil || *comment != marker(key) {
+		return fmt.Errorf("postgres: not dropping schema %q in %s: it %w", name, db, ErrForeign)
+	}
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+ident(name)+" CASCADE"); err != nil {
+		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
+	}
+	return nil
+}
