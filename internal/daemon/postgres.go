@@ -2,20 +2,43 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/database/postgres"
 )
 
-// openPostgres returns the postgres provider. Role passwords derive from
-// database.postgres.passwordSecret or, without one, from a random secret
-// kept in the data dir, so a restart (or `previewd db create` with the
-// same data dir) gives every environment the same working URL.
+// openPostgres returns the postgres provider for database.postgres.
 func openPostgres(ctx context.Context, cfg *config.Config) (database.Provider, error) {
-	s, err := secret(cfg.DataDir)
+	o, err := postgresOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return postgres.New(cfg.Database.Postgres, postgres.WithSecret([]byte(s)))
+	return postgres.New(ctx, o)
+}
+
+// postgresOptions maps database.postgres to the provider's options. Role
+// passwords derive from database.postgres.passwordSecret or, without one,
+// from a random secret kept in the data dir, so a restart (or `previewd db
+// create` with the same data dir) gives every environment the same working
+// URL.
+func postgresOptions(cfg *config.Config) (postgres.Options, error) {
+	c := cfg.Database.Postgres
+	s := c.PasswordSecret
+	if s == "" {
+		var err error
+		if s, err = secret(cfg.DataDir); err != nil {
+			return postgres.Options{}, fmt.Errorf("password secret: %w", err)
+		}
+	}
+	return postgres.Options{
+		AdminURL:        c.AdminURL,
+		Isolation:       c.Isolation,
+		Template:        c.Template,
+		AppHost:         c.AppHost,
+		ProductionURL:   c.ProductionURL,
+		ConnectionLimit: c.ConnectionLimit,
+		PasswordSecret:  []byte(s),
+	}, nil
 }

@@ -16,7 +16,9 @@ func TestConcurrent(t *testing.T) {
 	for _, iso := range []string{IsolationSchema, IsolationDatabase} {
 		t.Run(iso, func(t *testing.T) {
 			f := setup(t)
-			p := f.provider(f.cfg(iso), WithMaxConns(16))
+			o := f.cfg(iso)
+			o.MaxConns = 16
+			p := f.provider(o)
 			const keys, dup = 5, 2
 			ks := make([]string, keys)
 			for i := range ks {

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
 )
 
@@ -22,7 +21,14 @@ import (
 const crashEnv = "PREVIEWD_TEST_CRASH_AT"
 
 type crashRequest struct {
-	Cfg   config.Postgres
+	// The Options a child needs (Options' Logger and Hook cannot be
+	// marshalled).
+	AdminURL        string
+	Isolation       string
+	Template        string
+	ConnectionLimit int
+	PasswordSecret  []byte
+
 	Key   string
 	Stage string
 }
@@ -33,29 +39,42 @@ func crashHelper() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	p, err := New(req.Cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := New(ctx, Options{
+		AdminURL:        req.AdminURL,
+		Isolation:       req.Isolation,
+		Template:        req.Template,
+		ConnectionLimit: req.ConnectionLimit,
+		PasswordSecret:  req.PasswordSecret,
+		Hook: func(ctx context.Context, stage, name string) error {
+			if stage == req.Stage {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+			return nil
+		},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	p.hook = func(ctx context.Context, stage, name string) error {
-		if stage == req.Stage {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	_, err = p.Ensure(ctx, database.Target{Key: req.Key})
 	fmt.Fprintf(os.Stderr, "Ensure returned without reaching stage %s: %v\n", req.Stage, err)
 	return 3
 }
 
 // crash runs Ensure(key) in a child process that is killed at stage.
-func crash(t *testing.T, cfg config.Postgres, key, stage string) {
+func crash(t *testing.T, o Options, key, stage string) {
 	t.Helper()
-	req, _ := json.Marshal(crashRequest{Cfg: cfg, Key: key, Stage: stage})
+	req, err := json.Marshal(crashRequest{
+		AdminURL: o.AdminURL, Isolation: o.Isolation, Template: o.Template,
+		ConnectionLimit: o.ConnectionLimit, PasswordSecret: o.PasswordSecret,
+		Key: key, Stage: stage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashEnv+"="+string(req))
 	out, err := cmd.CombinedOutput()
@@ -125,9 +144,10 @@ func TestCrash(t *testing.T) {
 
 	t.Run("schema mode cancelled", func(t *testing.T) {
 		k := key("cancel-s")
-		p := f.provider(schemaCfg)
 		ctx, cancel := context.WithCancel(f.ctx)
-		p.hook = func(context.Context, string, string) error { cancel(); return nil }
+		o := schemaCfg
+		o.Hook = func(context.Context, string, string) error { cancel(); return nil }
+		p := f.provider(o)
 		if _, err := p.Ensure(ctx, database.Target{Key: k}); err == nil {
 			t.Fatal("Ensure with a cancelled context succeeded")
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/pgtest"
 )
@@ -80,21 +79,21 @@ func (f *fixture) checkProduction() {
 	}
 }
 
-// cfg returns a provider config for the fixture's database.
-func (f *fixture) cfg(isolation string) config.Postgres {
-	return config.Postgres{
+// cfg returns provider options for the fixture's database.
+func (f *fixture) cfg(isolation string) Options {
+	return Options{
 		AdminURL:        f.c.AdminURLFor(f.db),
 		Isolation:       isolation,
 		ConnectionLimit: 5,
-		PasswordSecret:  testSecret,
+		PasswordSecret:  []byte(testSecret),
 	}
 }
 
-// provider returns a provider for cfg; when the test ends it collects
+// provider returns a provider for o; when the test ends it collects
 // everything the test left (tests do not run in parallel) and closes.
-func (f *fixture) provider(cfg config.Postgres, opts ...Option) *Provider {
+func (f *fixture) provider(o Options) *Provider {
 	f.t.Helper()
-	p, err := New(cfg, opts...)
+	p, err := New(f.ctx, o)
 	if err != nil {
 		f.t.Fatal(err)
 	}

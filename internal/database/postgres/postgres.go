@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -21,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
 )
@@ -37,6 +35,46 @@ const (
 // neither takes it over nor drops it.
 var ErrForeign = errors.New("exists but was not made by previewd")
 
+// Options configure New. Zero values take the defaults named.
+type Options struct {
+	// AdminURL is how previewd connects to do its own work (create roles,
+	// schemas, databases). Required.
+	AdminURL string
+	// Isolation is IsolationSchema (one schema per environment in the
+	// AdminURL's database) or IsolationDatabase (one database per
+	// environment, cloned from Template). Default IsolationSchema.
+	Isolation string
+	// Template is the database cloned for each environment in database
+	// isolation. Empty means a new empty database.
+	Template string
+	// AppHost, if set (host or host:port, port 5432 by default), is where
+	// the DATABASE_URL given to apps points, instead of AdminURL's host.
+	AppHost string
+	// ProductionURL is the DATABASE_URL given to production. Default: the
+	// AdminURL's database and user, at AppHost, with schema public.
+	ProductionURL string
+	// ConnectionLimit is each environment role's connection limit.
+	// Default 20.
+	ConnectionLimit int
+	// PasswordSecret derives each environment role's password (HMAC), so
+	// that every Provider with the same secret gives an environment the
+	// same working URL. Required.
+	PasswordSecret []byte
+	// TemplateWait bounds how long Ensure retries CREATE DATABASE while
+	// the template is in use by other sessions. Default 30s.
+	TemplateWait time.Duration
+	// MaxConns is the admin connection pool's size. Default 8.
+	MaxConns int32
+	// Logger receives retries and drops. Default: nowhere.
+	Logger *slog.Logger
+	// Hook, if set (a test seam), runs at the named stages of Ensure, so a
+	// test can simulate a crash there: "schema-tx" (schema mode,
+	// everything made but not committed), "role" (database mode, role
+	// committed, no database yet), "database" (database made, not yet
+	// finished and marked). An error it returns is Ensure's.
+	Hook func(ctx context.Context, stage, name string) error
+}
+
 // Provider gives environments PostgreSQL roles and schemas or databases.
 // It is safe for concurrent use.
 type Provider struct {
@@ -46,7 +84,6 @@ type Provider struct {
 	secret    []byte
 	wait      time.Duration
 	log       *slog.Logger
-	maxConns  int32
 
 	pool      *pgxpool.Pool
 	adminCfg  *pgx.ConnConfig
@@ -68,12 +105,7 @@ type Provider struct {
 	// BenchmarkCloneTemplate200k).
 	strategy string
 
-	// hook, if set (by tests), runs at the named stages of Ensure, to
-	// simulate a crash there: "schema-tx" (schema mode, everything made
-	// but not committed), "role" (database mode, role committed, no
-	// database yet), "database" (database made, not yet finished and
-	// marked).
-	hook func(ctx context.Context, stage, name string) error
+	hook func(ctx context.Context, stage, name string) error // Options.Hook
 }
 
 func (p *Provider) runHook(ctx context.Context, stage, name string) error {
@@ -88,48 +120,19 @@ var (
 	_ database.Collector = (*Provider)(nil)
 )
 
-// Option configures New.
-type Option func(*Provider)
-
-// WithSecret sets the secret role passwords are derived from when the
-// config has no passwordSecret (the daemon passes the random secret it
-// keeps in its data directory). A secret in the config wins.
-func WithSecret(secret []byte) Option {
-	return func(p *Provider) {
-		if len(p.secret) == 0 {
-			p.secret = append([]byte(nil), secret...)
-		}
-	}
-}
-
-// WithTemplateWait bounds how long Ensure retries CREATE DATABASE while
-// the template is in use by other sessions. Default 30s.
-func WithTemplateWait(d time.Duration) Option { return func(p *Provider) { p.wait = d } }
-
-// WithLogger sets where retries and drops are logged. Default: nowhere.
-func WithLogger(l *slog.Logger) Option { return func(p *Provider) { p.log = l } }
-
-// WithMaxConns sets the admin connection pool's size. Default 8.
-func WithMaxConns(n int32) Option { return func(p *Provider) { p.maxConns = n } }
-
-// New returns a provider for cfg. It does not connect: the admin pool
+// New returns a provider for o. It does not connect: the admin pool
 // connects on first use, so a provider is cheap to make in a CLI.
-func New(cfg config.Postgres, opts ...Option) (*Provider, error) {
+func New(ctx context.Context, o Options) (*Provider, error) {
 	p := &Provider{
-		isolation: cfg.Isolation,
-		template:  cfg.Template,
-		connLimit: cfg.ConnectionLimit,
-		wait:      30 * time.Second,
-		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		maxConns:  8,
-		prodURL:   cfg.ProductionURL,
+		isolation: o.Isolation,
+		template:  o.Template,
+		connLimit: o.ConnectionLimit,
+		secret:    append([]byte(nil), o.PasswordSecret...),
+		wait:      o.TemplateWait,
+		log:       o.Logger,
+		prodURL:   o.ProductionURL,
 		strategy:  "FILE_COPY",
-	}
-	if cfg.PasswordSecret != "" {
-		p.secret = []byte(cfg.PasswordSecret)
-	}
-	for _, o := range opts {
-		o(p)
+		hook:      o.Hook,
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -137,21 +140,33 @@ func New(cfg config.Postgres, opts ...Option) (*Provider, error) {
 	if p.connLimit == 0 {
 		p.connLimit = 20
 	}
+	if p.wait == 0 {
+		p.wait = 30 * time.Second
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	maxConns := o.MaxConns
+	if maxConns == 0 {
+		maxConns = 8
+	}
 	switch {
 	case p.isolation != IsolationSchema && p.isolation != IsolationDatabase:
-		return nil, fmt.Errorf("postgres: isolation %q: want schema or database", p.isolation)
+		return nil, fmt.Errorf("postgres: Isolation %q: want schema or database", p.isolation)
 	case p.connLimit < 1:
-		return nil, fmt.Errorf("postgres: connectionLimit %d: want at least 1", p.connLimit)
+		return nil, fmt.Errorf("postgres: ConnectionLimit %d: want at least 1", p.connLimit)
+	case maxConns < 1:
+		return nil, fmt.Errorf("postgres: MaxConns %d: want at least 1", maxConns)
 	case len(p.secret) == 0:
-		return nil, errors.New("postgres: no password secret: set database.postgres.passwordSecret or pass WithSecret")
-	case cfg.AdminURL == "":
-		return nil, errors.New("postgres: adminURL is required")
+		return nil, errors.New("postgres: PasswordSecret is required")
+	case o.AdminURL == "":
+		return nil, errors.New("postgres: AdminURL is required")
 	}
-	pc, err := pgxpool.ParseConfig(cfg.AdminURL)
+	pc, err := pgxpool.ParseConfig(o.AdminURL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: adminURL: %w", err)
+		return nil, fmt.Errorf("postgres: AdminURL: %w", err)
 	}
-	pc.MaxConns = p.maxConns
+	pc.MaxConns = maxConns
 	pc.MinConns = 0
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = "previewd"
@@ -162,31 +177,31 @@ func New(cfg config.Postgres, opts ...Option) (*Provider, error) {
 		p.adminDB = p.adminUser
 	}
 	if p.isolation == IsolationDatabase && p.template != "" && p.template == p.adminDB {
-		return nil, fmt.Errorf("postgres: template %q is the adminURL's database; PostgreSQL cannot clone a database previewd is connected to", p.template)
+		return nil, fmt.Errorf("postgres: Template %q is the AdminURL's database; PostgreSQL cannot clone a database previewd is connected to", p.template)
 	}
-	if u, err := url.Parse(cfg.AdminURL); err == nil {
+	if u, err := url.Parse(o.AdminURL); err == nil {
 		p.sslmode = u.Query().Get("sslmode")
 	}
 	p.appHost = net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port)))
-	if cfg.AppHost != "" {
-		h, port, err := net.SplitHostPort(cfg.AppHost)
+	if o.AppHost != "" {
+		h, port, err := net.SplitHostPort(o.AppHost)
 		if err != nil {
-			h, port = cfg.AppHost, "5432"
+			h, port = o.AppHost, "5432"
 		}
 		if h == "" || strings.ContainsAny(h, "/@?# ") {
-			return nil, fmt.Errorf("postgres: appHost %q: want host or host:port", cfg.AppHost)
+			return nil, fmt.Errorf("postgres: AppHost %q: want host or host:port", o.AppHost)
 		}
 		p.appHost = net.JoinHostPort(h, port)
 	}
 	p.prodDB, p.prodUser = p.adminDB, p.adminUser
-	if cfg.ProductionURL != "" {
-		c, err := pgconn.ParseConfig(cfg.ProductionURL)
+	if o.ProductionURL != "" {
+		c, err := pgconn.ParseConfig(o.ProductionURL)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: productionURL: %w", err)
+			return nil, fmt.Errorf("postgres: ProductionURL: %w", err)
 		}
 		p.prodDB, p.prodUser = c.Database, c.User
 	}
-	if p.pool, err = pgxpool.NewWithConfig(context.Background(), pc); err != nil {
+	if p.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return p, nil

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
 )
@@ -497,7 +496,8 @@ func TestTemplateBusy(t *testing.T) {
 
 	cfg := f.cfg(IsolationDatabase)
 	cfg.Template = tpl
-	p := f.provider(cfg, WithTemplateWait(300*time.Millisecond))
+	cfg.TemplateWait = 300 * time.Millisecond
+	p := f.provider(cfg)
 	k := key("busy")
 	start := time.Now()
 	_, err = p.Ensure(f.ctx, database.Target{Key: k})
@@ -522,7 +522,8 @@ func TestTemplateBusy(t *testing.T) {
 	}
 
 	// With a longer wait, the retry succeeds once the holder leaves.
-	p2 := f.provider(cfg, WithTemplateWait(10*time.Second))
+	cfg.TemplateWait = 10 * time.Second
+	p2 := f.provider(cfg)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		holder.Close(context.Background())
@@ -539,11 +540,11 @@ func TestTemplateBusy(t *testing.T) {
 }
 
 func TestConnVars(t *testing.T) {
-	base := config.Postgres{
+	base := Options{
 		AdminURL:       "postgres://boss:s%40cret@db.internal:6543/shop?sslmode=require",
-		PasswordSecret: "x",
+		PasswordSecret: []byte("x"),
 	}
-	p, err := New(base)
+	p, err := New(t.Context(), base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +569,7 @@ func TestConnVars(t *testing.T) {
 	withApp := base
 	withApp.AppHost = "pgbouncer:6432"
 	withApp.ProductionURL = "postgres://app:pw@prod:5432/shop"
-	p2, err := New(withApp)
+	p2, err := New(t.Context(), withApp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,26 +588,26 @@ func TestConnVars(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	ok := config.Postgres{AdminURL: "postgres://a@h/db", PasswordSecret: "s"}
+	ok := Options{AdminURL: "postgres://a@h/db", PasswordSecret: []byte("s")}
 	for name, tc := range map[string]struct {
-		mod  func(*config.Postgres)
-		opts []Option
+		mod  func(*Options)
 		want string
 	}{
-		"no secret":        {mod: func(c *config.Postgres) { c.PasswordSecret = "" }, want: "secret"},
-		"bad isolation":    {mod: func(c *config.Postgres) { c.Isolation = "table" }, want: "isolation"},
-		"template is db":   {mod: func(c *config.Postgres) { c.Isolation = "database"; c.Template = "db" }, want: "template"},
-		"bad url":          {mod: func(c *config.Postgres) { c.AdminURL = "postgres://a@h:notaport/db" }, want: "adminURL"},
-		"no url":           {mod: func(c *config.Postgres) { c.AdminURL = "" }, want: "adminURL"},
-		"bad appHost":      {mod: func(c *config.Postgres) { c.AppHost = "user@host:1" }, want: "appHost"},
-		"bad connlimit":    {mod: func(c *config.Postgres) { c.ConnectionLimit = -1 }, want: "connectionLimit"},
-		"bad production":   {mod: func(c *config.Postgres) { c.ProductionURL = "postgres://a@h:x/db" }, want: "productionURL"},
-		"secret by option": {mod: func(c *config.Postgres) { c.PasswordSecret = "" }, opts: []Option{WithSecret([]byte("s"))}},
+		"no secret":      {mod: func(c *Options) { c.PasswordSecret = nil }, want: "PasswordSecret"},
+		"bad isolation":  {mod: func(c *Options) { c.Isolation = "table" }, want: "Isolation"},
+		"template is db": {mod: func(c *Options) { c.Isolation = "database"; c.Template = "db" }, want: "Template"},
+		"bad url":        {mod: func(c *Options) { c.AdminURL = "postgres://a@h:notaport/db" }, want: "AdminURL"},
+		"no url":         {mod: func(c *Options) { c.AdminURL = "" }, want: "AdminURL"},
+		"bad appHost":    {mod: func(c *Options) { c.AppHost = "user@host:1" }, want: "AppHost"},
+		"bad connlimit":  {mod: func(c *Options) { c.ConnectionLimit = -1 }, want: "ConnectionLimit"},
+		"bad production": {mod: func(c *Options) { c.ProductionURL = "postgres://a@h:x/db" }, want: "ProductionURL"},
+		"bad maxconns":   {mod: func(c *Options) { c.MaxConns = -1 }, want: "MaxConns"},
+		"defaults":       {mod: func(*Options) {}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := ok
 			tc.mod(&c)
-			p, err := New(c, tc.opts...)
+			p, err := New(t.Context(), c)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -635,7 +636,7 @@ func TestNonSuperuserAdmin(t *testing.T) {
 		t.Run(iso, func(t *testing.T) {
 			cfg := f.cfg(iso)
 			cfg.AdminURL = f.c.DSN(role, "pv-pass", f.db)
-			p, err := New(cfg)
+			p, err := New(f.ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
