@@ -311,7 +311,8 @@ func (c *Cluster) waitReady(ctx context.Context, p *proc, timeout time.Duration,
 		conn, err := pgconn.Connect(cctx, dsn)
 		ccancel()
 		if err == nil {
-			conn.Close(context.Background())
+			// The server answered; how the probe closes does not matter.
+			_ = conn.Close(ctx)
 			return nil
 		}
 		last = err
@@ -406,9 +407,8 @@ func (c *Cluster) Exec(ctx context.Context, db, sql string, args ...any) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, sql, args...)
-	return err
+	return errors.Join(err, conn.Close(context.WithoutCancel(ctx)))
 }
 
 // CreateDatabase creates an empty database named name, owned by admin.
@@ -426,13 +426,16 @@ func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
 func (c *Cluster) NewDatabase(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("test_%d_%d", os.Getpid(), c.dbSeq.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The test's context ends before its cleanups run: the drop keeps only
+	// its values.
+	tctx := t.Context()
+	ctx, cancel := context.WithTimeout(tctx, 30*time.Second)
 	defer cancel()
 	if err := c.CreateDatabase(ctx, name); err != nil {
 		t.Fatalf("pgtest: creating database: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(tctx), 30*time.Second)
 		defer cancel()
 		if err := c.DropDatabase(ctx, name); err != nil {
 			t.Errorf("pgtest: dropping database %s: %v", name, err)

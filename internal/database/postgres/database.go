@@ -22,15 +22,18 @@ func (p *Provider) withSessionLock(ctx context.Context, name string, fn func(*pg
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", int32(lockClass), lockID(name)); err != nil {
-		conn.Conn().Close(context.Background())
+		// The server may yet grant the lock: the session must not go
+		// back to the pool.
+		p.closeConn(ctx, conn.Conn())
 		return fmt.Errorf("postgres: locking %s: %w", name, err)
 	}
 	defer func() {
-		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		uctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1, $2)", int32(lockClass), lockID(name)); err != nil {
 			// Closing the session is what releases the lock then.
-			conn.Conn().Close(context.Background())
+			p.log.Warn("unlock failed; closing the session", "name", name, "err", err)
+			p.closeConn(ctx, conn.Conn())
 		}
 	}()
 	return fn(conn)
@@ -48,7 +51,7 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		if err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
-		defer tx.Rollback(context.Background())
+		defer p.rollback(ctx, tx)
 		s, err := inspect(ctx, tx, name)
 		if err != nil {
 			return fmt.Errorf("postgres: inspecting %s: %w", name, err)
@@ -98,11 +101,11 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		}
 		err = p.adoptObjects(ctx, name)
 		if !s.adminSuper {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			rctx, cancel := cleanupContext(ctx)
 			_, nerr := conn.Exec(rctx, "ALTER ROLE "+ident(name)+" NOINHERIT")
 			cancel()
-			if nerr != nil && err == nil {
-				err = fmt.Errorf("postgres: %w", nerr)
+			if nerr != nil {
+				err = errors.Join(err, fmt.Errorf("postgres: setting %s NOINHERIT again: %w", name, nerr))
 			}
 		}
 		if err != nil {
@@ -119,7 +122,13 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 			"COMMENT ON DATABASE "+d+" IS $1;\n"+
 			"COMMIT;", pgx.QueryExecModeSimpleProtocol, m)
 		if err != nil {
-			conn.Exec(context.Background(), "ROLLBACK")
+			rctx, cancel := cleanupContext(ctx)
+			if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
+				// A session in an unknown transaction state must not go
+				// back to the pool.
+				p.closeConn(ctx, conn.Conn())
+			}
+			cancel()
 			return fmt.Errorf("postgres: finishing database %s: %w", name, err)
 		}
 		return nil
@@ -164,8 +173,11 @@ func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name 
 		waited := time.Since(start)
 		if waited >= p.wait || ctx.Err() != nil {
 			if len(holders) == 0 {
-				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				holders, _ = templateHolders(hctx, conn, tmpl)
+				hctx, cancel := cleanupContext(ctx)
+				var herr error
+				if holders, herr = templateHolders(hctx, conn, tmpl); herr != nil {
+					p.log.Warn("listing the template's sessions failed", "template", tmpl, "err", herr)
+				}
 				cancel()
 			}
 			if last == nil {
@@ -248,7 +260,7 @@ func (p *Provider) adoptObjects(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: connecting to %s: %w", name, err)
 	}
-	defer conn.Close(context.Background())
+	defer p.closeConn(ctx, conn)
 	rows, err := conn.Query(ctx, sqlForeignOwned, name)
 	if err != nil {
 		return fmt.Errorf("postgres: listing objects of %s: %w", name, err)

@@ -335,6 +335,37 @@ func (p *Provider) production() (database.Conn, error) {
 	}, nil
 }
 
+// cleanupTimeout bounds the statements that clean up after work done under
+// a context (rollback, unlock, closing a session). They run even when that
+// context has ended, so a cancelled Ensure leaves no open transaction or
+// held lock behind.
+const cleanupTimeout = 5 * time.Second
+
+// cleanupContext returns the context for cleaning up after work done under
+// ctx: ctx's values without its cancellation, bounded by cleanupTimeout.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
+// rollback rolls tx back unless it was committed; for a defer.
+func (p *Provider) rollback(ctx context.Context, tx pgx.Tx) {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := tx.Rollback(cctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		// pgx closes a session whose rollback failed.
+		p.log.Warn("rollback failed", "err", err)
+	}
+}
+
+// closeConn closes a session; for a defer.
+func (p *Provider) closeConn(ctx context.Context, conn *pgx.Conn) {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := conn.Close(cctx); err != nil {
+		p.log.Warn("closing a session failed", "err", err)
+	}
+}
+
 func ident(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
 
 // lockClass is the first key of previewd's advisory locks ("prev").

@@ -18,7 +18,7 @@ func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	defer tx.Rollback(context.Background())
+	defer p.rollback(ctx, tx)
 	if err := lockName(ctx, tx, name); err != nil {
 		return fmt.Errorf("postgres: locking %s: %w", name, err)
 	}
@@ -87,7 +87,7 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	defer tx.Rollback(context.Background())
+	defer p.rollback(ctx, tx)
 	if err := lockName(ctx, tx, name); err != nil {
 		return fmt.Errorf("postgres: locking %s: %w", name, err)
 	}
@@ -149,7 +149,7 @@ func (p *Provider) dropSchemaIn(ctx context.Context, db, key, name string) error
 		}
 		return fmt.Errorf("postgres: connecting to %s to drop schema %s: %w", db, name, err)
 	}
-	defer conn.Close(context.Background())
+	defer p.closeConn(ctx, conn)
 	var comment *string
 	err = conn.QueryRow(ctx, "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1", name).Scan(&comment)
 	if errors.Is(err, pgx.ErrNoRows) {
