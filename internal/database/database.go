@@ -3,8 +3,11 @@ package database
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
 )
 
 // Target says which environment a provider works for.
@@ -32,7 +35,12 @@ type Provider interface {
 	// connect. It keeps existing data.
 	Ensure(ctx context.Context, t Target) (Conn, error)
 	// Drop removes the items; removing what is already gone is not an
-	// error. It refuses items that belong to production.
+	// error, so it can be called again to finish. It refuses items that
+	// belong to production (ErrProduction) and objects previewd did not
+	// make (ErrForeign), and ignores items of kinds it does not make.
+	// When some items are not removed, the error is a *LeftError naming
+	// them: the caller keeps those recorded, to be retried, and forgets
+	// the rest, which are gone (Left does both for it).
 	Drop(ctx context.Context, items []env.Item) error
 }
 
@@ -46,6 +54,50 @@ type Collector interface {
 
 // ErrProduction is returned by Drop when asked to drop production's data.
 var ErrProduction = errors.New("refusing to drop the production database")
+
+// ErrForeign is returned when an object with a name previewd makes exists
+// but was not made by previewd for that environment. previewd neither takes
+// it over nor drops it.
+var ErrForeign = errors.New("exists but was not made by previewd")
+
+// LeftError is Drop's error when items were not removed. Items are those
+// that may still exist (refused ones included); every other item given to
+// Drop is gone. Err holds the reasons, so errors.Is finds ErrProduction and
+// ErrForeign through it.
+type LeftError struct {
+	Items []env.Item
+	Err   error
+}
+
+func (e *LeftError) Error() string {
+	ids := make([]string, len(e.Items))
+	for i, it := range e.Items {
+		ids[i] = inventory.IDOf(it).String()
+	}
+	return fmt.Sprintf("left %s: %v", strings.Join(ids, ", "), e.Err)
+}
+
+func (e *LeftError) Unwrap() error { return e.Err }
+
+// Left returns the items of items that are still there after Drop(ctx,
+// items) returned err: none when err is nil, those a *LeftError names, and
+// all of them for any other error (nothing is known to be gone).
+func Left(items []env.Item, err error) []env.Item {
+	if err == nil {
+		return nil
+	}
+	var le *LeftError
+	if !errors.As(err, &le) {
+		return items
+	}
+	var out []env.Item
+	for _, it := range items {
+		if inventory.Has(le.Items, inventory.IDOf(it)) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
 
 // None is the provider for database.kind none: environments get no
 // database.

@@ -7,7 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
 )
 
 // Collect implements database.Collector: it drops every role, schema (in
@@ -34,7 +36,7 @@ SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), 
 		var kind, name, comment, ownerComment string
 		if err := rows.Scan(&kind, &name, &comment, &ownerComment); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
 		}
 		key, ok := markedKey(comment, name)
 		if !ok && kind == "database" {
@@ -56,14 +58,16 @@ SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), 
 	var removed []string
 	var errs []error
 	for _, name := range names {
-		// One environment at a time, so one that cannot be dropped does
-		// not keep the others; Drop orders database, schema, role.
-		if err := p.Drop(ctx, dead[name]); err != nil {
+		// One environment at a time; Drop orders database, schema, role.
+		err := p.Drop(ctx, dead[name])
+		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
+		left := database.Left(dead[name], err)
 		for _, it := range dead[name] {
-			removed = append(removed, strings.TrimPrefix(string(it.Kind), "pg-")+" "+name)
+			if !inventory.Has(left, inventory.IDOf(it)) {
+				removed = append(removed, strings.TrimPrefix(string(it.Kind), "pg-")+" "+name)
+			}
 		}
 	}
 	return removed, errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,10 +31,9 @@ const (
 	IsolationDatabase = "database"
 )
 
-// ErrForeign is returned when an object with a preview name exists but was
-// not made by previewd for that key (it has no matching marker). previewd
-// neither takes it over nor drops it.
-var ErrForeign = errors.New("exists but was not made by previewd")
+// ErrForeign is database.ErrForeign: an object with a preview name exists
+// but was not made by previewd for that key (it has no matching marker).
+var ErrForeign = database.ErrForeign
 
 // Options configure New. Zero values take the defaults named.
 type Options struct {
@@ -471,12 +471,15 @@ func (p *Provider) roleSQL(key, name string, s state) (string, []any, error) {
 // again after a crash to finish. It refuses, with database.ErrProduction,
 // every item that is not a preview name or is one of production's, and
 // with ErrForeign every existing object without previewd's marker.
+//
+// Each environment's items go on their own, so one that cannot be dropped
+// does not keep the others. What is left is named by a
+// *database.LeftError: refused items, and of an environment whose drop
+// failed, what that step would have dropped and what comes after it (a
+// role is kept with the database it owns).
 func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
-	type want struct {
-		role, schema, db bool
-		schemaDB         string
-	}
-	byName := map[string]*want{}
+	byName := map[string]*dropSet{}
+	var left []env.Item
 	var errs []error
 	for _, it := range items {
 		switch it.Kind {
@@ -486,25 +489,15 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 		}
 		if err := p.checkOwned(it.Name); err != nil {
 			errs = append(errs, fmt.Errorf("postgres: refusing to drop %s: %w", it.Kind, err))
+			left = append(left, it)
 			continue
 		}
-		w := byName[it.Name]
-		if w == nil {
-			w = &want{}
-			byName[it.Name] = w
+		d := byName[it.Name]
+		if d == nil {
+			d = &dropSet{}
+			byName[it.Name] = d
 		}
-		switch it.Kind {
-		case env.ItemRole:
-			w.role = true
-		case env.ItemDatabase:
-			w.db = true
-		case env.ItemSchema:
-			w.schema = true
-			var d itemData
-			if len(it.Data) > 0 && json.Unmarshal(it.Data, &d) == nil {
-				w.schemaDB = d.Database
-			}
-		}
+		d.add(it)
 	}
 	names := make([]string, 0, len(byName))
 	for n := range byName {
@@ -512,27 +505,79 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		w := byName[name]
-		key, _ := KeyOf(name)
-		if w.db {
-			if err := p.dropDatabase(ctx, key, name); err != nil {
-				errs = append(errs, err)
-				continue // keep the role: it owns the database
-			}
-		}
-		if w.schema && w.schemaDB != "" && w.schemaDB != p.adminDB {
-			if err := p.dropSchemaIn(ctx, w.schemaDB, key, name); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		if w.role || (w.schema && (w.schemaDB == "" || w.schemaDB == p.adminDB)) {
-			if err := p.dropRoleAndSchema(ctx, key, name, w.role, w.schema && (w.schemaDB == "" || w.schemaDB == p.adminDB)); err != nil {
-				errs = append(errs, err)
-			}
+		d := byName[name]
+		if l, err := p.dropOne(ctx, name, d); err != nil {
+			errs = append(errs, err)
+			left = append(left, l...)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return &database.LeftError{Items: left, Err: errors.Join(errs...)}
+}
+
+// dropSet is what Drop was asked to drop of one name.
+type dropSet struct {
+	items            []env.Item
+	role, schema, db bool
+	schemaDB         string // where the schema lives; "" for the admin database
+}
+
+func (d *dropSet) add(it env.Item) {
+	d.items = append(d.items, it)
+	switch it.Kind {
+	case env.ItemRole:
+		d.role = true
+	case env.ItemDatabase:
+		d.db = true
+	case env.ItemSchema:
+		d.schema = true
+		var data itemData
+		if len(it.Data) > 0 && json.Unmarshal(it.Data, &data) == nil {
+			d.schemaDB = data.Database
+		}
+	}
+}
+
+// of returns d's items of the given kinds.
+func (d *dropSet) of(kinds ...env.ItemKind) []env.Item {
+	var out []env.Item
+	for _, it := range d.items {
+		if slices.Contains(kinds, it.Kind) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// dropOne drops d's database, then a schema in another database, then the
+// role and a schema in the admin database. When a step fails it stops and
+// returns, with the error, d's items that may still exist.
+func (p *Provider) dropOne(ctx context.Context, name string, d *dropSet) ([]env.Item, error) {
+	key, _ := KeyOf(name)
+	if d.db {
+		if err := p.dropDatabase(ctx, key, name); err != nil {
+			return d.items, err // the role owns the database: keep it too
+		}
+	}
+	here := d.schema && (d.schemaDB == "" || d.schemaDB == p.adminDB)
+	if d.schema && !here {
+		if err := p.dropSchemaIn(ctx, d.schemaDB, key, name); err != nil {
+			return d.of(env.ItemSchema, env.ItemRole), err
+		}
+	}
+	if d.role || here {
+		if err := p.dropRoleAndSchema(ctx, key, name, d.role, here); err != nil {
+			// One transaction: the role and this schema are both still
+			// there.
+			if here {
+				return d.of(env.ItemRole, env.ItemSchema), err
+			}
+			return d.of(env.ItemRole), err
+		}
+	}
+	return nil, nil
 }
 
 func pgCode(err error) string {

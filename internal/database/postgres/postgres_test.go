@@ -13,6 +13,7 @@ import (
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
 )
 
 // denied lists statements an environment's role must not be able to run,
@@ -439,6 +440,58 @@ func TestForeignObjects(t *testing.T) {
 	}
 	if !f.exists("schema", n) {
 		t.Fatal("foreign schema dropped")
+	}
+}
+
+// TestDropNamesWhatIsLeft: one Drop of several environments' items drops
+// what it may and names, in a LeftError, exactly what it did not drop
+// (refused and foreign items), for the caller to keep recorded.
+func TestDropNamesWhatIsLeft(t *testing.T) {
+	f := setup(t)
+	for _, iso := range []string{IsolationSchema, IsolationDatabase} {
+		t.Run(iso, func(t *testing.T) {
+			p := f.provider(f.cfg(iso))
+			gone, foreign := key("left-ok"), key("left-foreign")
+			f.ensure(p, gone)
+			// Made by a person, not by previewd: no marker.
+			fn := mustName(t, foreign)
+			if iso == IsolationSchema {
+				f.admin("CREATE SCHEMA " + fn)
+				t.Cleanup(func() { f.c.Exec(context.Background(), f.db, "DROP SCHEMA IF EXISTS "+fn+" CASCADE") })
+			} else {
+				if err := f.c.CreateDatabase(f.ctx, fn); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { f.c.DropDatabase(context.Background(), fn) })
+			}
+			prod := env.Item{Kind: env.ItemRole, Name: "admin"}
+			refused := append(p.Items(database.Target{Key: foreign}), prod)
+			items := append(p.Items(database.Target{Key: gone}), refused...)
+
+			err := p.Drop(f.ctx, items)
+			var le *database.LeftError
+			if !errors.As(err, &le) || !errors.Is(err, ErrForeign) || !errors.Is(err, database.ErrProduction) {
+				t.Fatalf("Drop = %v; want a LeftError wrapping ErrForeign and ErrProduction", err)
+			}
+			left := database.Left(items, err)
+			if len(left) != len(refused) {
+				t.Errorf("left %v; want %v", left, refused)
+			}
+			for _, it := range refused {
+				if !inventory.Has(left, inventory.IDOf(it)) {
+					t.Errorf("%s is not named as left: %v", inventory.IDOf(it), left)
+				}
+			}
+			for _, kind := range []string{"role", "schema", "database"} {
+				if f.exists(kind, mustName(t, gone)) {
+					t.Errorf("%s of %s survived Drop", kind, gone)
+				}
+			}
+			if iso == IsolationSchema && !f.exists("schema", fn) || iso == IsolationDatabase && !f.exists("database", fn) {
+				t.Error("the foreign object was dropped")
+			}
+			f.checkProduction()
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
@@ -104,27 +105,43 @@ func (p *Provider) create(path string) error {
 	return nil
 }
 
-// Drop implements database.Provider. It removes the file and its -wal and
-// -shm companions, and never production's file.
+// Drop implements database.Provider. It removes the file and its -wal,
+// -shm and -journal companions. It refuses (database.ErrProduction)
+// production's file, in this directory or any other, and
+// (database.ErrForeign) a recorded path that is not the file of the item's
+// key, so a forged or mistaken item cannot remove another file. What it
+// does not remove is named by a *database.LeftError.
 func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
+	var left []env.Item
 	var errs []error
 	for _, it := range env.Find(items, env.ItemSQLite) {
-		if it.Name == env.ProductionKey {
-			errs = append(errs, database.ErrProduction)
-			continue
+		if err := p.drop(it); err != nil {
+			left = append(left, it)
+			errs = append(errs, err)
 		}
-		var d itemData
-		if err := json.Unmarshal(it.Data, &d); err != nil || d.Path == "" {
-			d.Path = p.Path(it.Name)
-		}
-		if d.Path == p.Path(env.ProductionKey) {
-			errs = append(errs, database.ErrProduction)
-			continue
-		}
-		for _, f := range []string{d.Path, d.Path + "-wal", d.Path + "-shm", d.Path + "-journal"} {
-			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
-			}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &database.LeftError{Items: left, Err: errors.Join(errs...)}
+}
+
+func (p *Provider) drop(it env.Item) error {
+	var d itemData
+	if err := json.Unmarshal(it.Data, &d); err != nil || d.Path == "" {
+		d.Path = p.Path(it.Name)
+	}
+	base := filepath.Base(d.Path)
+	switch {
+	case it.Name == env.ProductionKey || base == env.ProductionKey+".sqlite":
+		return fmt.Errorf("sqlite: %s: %w", d.Path, database.ErrProduction)
+	case env.CheckKey(it.Name) != nil || base != it.Name+".sqlite" || !filepath.IsAbs(d.Path):
+		return fmt.Errorf("sqlite: %s is not the database file of %q, so it %w", d.Path, it.Name, database.ErrForeign)
+	}
+	var errs []error
+	for _, f := range []string{d.Path, d.Path + "-wal", d.Path + "-shm", d.Path + "-journal"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -138,15 +155,17 @@ func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string,
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing databases: %w", err)
 	}
 	var removed []string
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		if filepath.Ext(name) == "" || name[0] == '.' {
-			if len(name) > 5 && name[:5] == ".new-" {
-				os.Remove(filepath.Join(p.dir, name))
+			if strings.HasPrefix(name, ".new-") { // a crashed create's temporary file
+				if err := os.Remove(filepath.Join(p.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("removing %s: %w", name, err))
+				}
 			}
 			continue
 		}

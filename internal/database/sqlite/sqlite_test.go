@@ -2,12 +2,15 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
 )
 
 func TestProvider(t *testing.T) {
@@ -75,5 +78,55 @@ func TestProvider(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, "pr-2*"))
 	if len(left) != 0 {
 		t.Errorf("Drop left %v", left)
+	}
+}
+
+// TestDropLeavesWhatItRefuses: Drop removes what it may, refuses
+// production's file wherever it lives and any path that is not the item's
+// own file, and names exactly what it left.
+func TestDropLeavesWhatItRefuses(t *testing.T) {
+	ctx := t.Context()
+	dir, old := t.TempDir(), t.TempDir()
+	p, err := New(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Ensure(ctx, database.Target{Key: "pr-1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Production's file in the directory an older config used, and a file
+	// of someone else's.
+	prodFile, notes := filepath.Join(old, "production.sqlite"), filepath.Join(old, "notes.txt")
+	for _, f := range []string{prodFile, notes} {
+		if err := os.WriteFile(f, []byte("keep"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	item := func(key, path string) env.Item {
+		data, err := json.Marshal(itemData{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env.Item{Kind: env.ItemSQLite, Name: key, Data: data}
+	}
+	prod, foreign := item("pr-9", prodFile), item("pr-3", notes)
+	items := append(p.Items(database.Target{Key: "pr-1"}), prod, foreign)
+
+	err = p.Drop(ctx, items)
+	var le *database.LeftError
+	if !errors.As(err, &le) || !errors.Is(err, database.ErrProduction) || !errors.Is(err, database.ErrForeign) {
+		t.Fatalf("Drop = %v; want a LeftError wrapping ErrProduction and ErrForeign", err)
+	}
+	left := database.Left(items, err)
+	if len(left) != 2 || !inventory.Has(left, inventory.IDOf(prod)) || !inventory.Has(left, inventory.IDOf(foreign)) {
+		t.Errorf("left %v; want the production and the foreign item", left)
+	}
+	for _, f := range []string{prodFile, notes} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("Drop removed %s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(p.Path("pr-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pr-1's file is still there: %v", err)
 	}
 }
