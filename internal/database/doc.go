@@ -6,4 +6,9 @@
 // Production is special everywhere: a provider returns no inventory items
 // for production and refuses to drop anything that is production's, so no
 // code path can drop it.
+//
+// Drop works from inventory items alone and names what it did not remove
+// (refused, foreign or failed) in a *LeftError, so the caller keeps exactly
+// those recorded and the next teardown retries them. Every provider is held
+// to these rules by one contract test (contract_test.go).
 package database

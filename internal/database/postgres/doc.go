@@ -20,4 +20,9 @@
 //     role) never hands one environment's server connection to another.
 //   - Every object carries a marker comment; Drop and Collect never touch a
 //     preview-named object that lacks it, nor anything that is production's.
+//
+// The files follow the concerns: postgres.go is the provider (Options,
+// Items, Ensure and Drop dispatch, roles), names.go the names, markers and
+// passwords, schema.go schema isolation, database.go database isolation
+// (cloning the template), collect.go orphan collection.
 package postgres
