@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
@@ -162,9 +163,9 @@ func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string,
 	for _, e := range entries {
 		name := e.Name()
 		if filepath.Ext(name) == "" || name[0] == '.' {
-			if strings.HasPrefix(name, ".new-") { // a crashed create's temporary file
-				if err := os.Remove(filepath.Join(p.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("removing %s: %w", name, err))
+			if strings.HasPrefix(name, ".new-") {
+				if err := removeStaleTemp(filepath.Join(p.dir, name)); err != nil {
+					errs = append(errs, err)
 				}
 			}
 			continue
@@ -181,4 +182,26 @@ func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string,
 		removed = append(removed, name)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// staleTemp is how old a temporary file of Ensure's must be before Collect
+// takes it for a crashed create's and removes it: a younger one may be a
+// create in progress, which its removal would fail.
+const staleTemp = 10 * time.Minute
+
+func removeStaleTemp(path string) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", path, err)
+	}
+	if time.Since(info.ModTime()) < staleTemp {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", path, err)
+	}
+	return nil
 }

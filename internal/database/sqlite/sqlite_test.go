@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
@@ -128,5 +129,36 @@ func TestDropLeavesWhatItRefuses(t *testing.T) {
 	}
 	if _, err := os.Stat(p.Path("pr-1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pr-1's file is still there: %v", err)
+	}
+}
+
+// TestCollectKeepsACreateInProgress: Collect, which runs while
+// environments are being made, removes only stale temporary files, so it
+// never fails a create in progress.
+func TestCollectKeepsACreateInProgress(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	p, err := New(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, stale := filepath.Join(dir, ".new-1"), filepath.Join(dir, ".new-2")
+	for _, f := range []string{fresh, stale} {
+		if err := os.WriteFile(f, []byte("half a copy"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Collect(ctx, map[string]bool{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("Collect removed a create in progress: %v", err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Collect kept a crashed create's file: %v", err)
 	}
 }
