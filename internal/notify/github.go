@@ -491,9 +491,9 @@ func (g *GitHub) deactivate(ctx context.Context, key, envName string, keep int64
 			continue
 		}
 		var state string
-		var known bool
-		g.known(key, func(s *shown) { state, known = s.states[id] })
-		if !known {
+		var ok bool
+		g.known(key, func(s *shown) { state, ok = s.states[id] })
+		if !ok {
 			sts, _, err := g.api.Repositories.ListDeploymentStatuses(ctx, g.owner, g.repo, id, &gh.ListOptions{PerPage: 1})
 			if err != nil {
 				return fmt.Errorf("reading deployment %d: %w", id, err)
