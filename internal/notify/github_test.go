@@ -99,11 +99,20 @@ func TestCode(t *testing.T) {
 	}
 }
 
+// newNotifier returns a running notifier that talks to fake. Its attempts
+// time out after the default 30s, unless the fake is slowed on purpose:
+// these tests count what GitHub holds, and on a loaded machine a slow
+// answer must not be taken for a lost one.
 func newNotifier(t testing.TB, fake *ghtest.Server, commitStatus bool) *GitHub {
+	t.Helper()
+	return newNotifierTimeout(t, fake, commitStatus, 0)
+}
+
+func newNotifierTimeout(t testing.TB, fake *ghtest.Server, commitStatus bool, timeout time.Duration) *GitHub {
 	t.Helper()
 	c, err := githubapi.New(githubapi.Options{
 		APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t",
-		RequestTimeout: 300 * time.Millisecond, Backoff: 10 * time.Millisecond,
+		RequestTimeout: timeout, Backoff: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +301,7 @@ func TestNotifyUnderFaults(t *testing.T) {
 		fake.OpenPR(ghtest.PR{Number: n, HeadSHA: sha(n)})
 	}
 	fake.SetFaults(ghtest.Faults{ServerErrors: 0.1, SecondaryLimits: 0.02, RetryAfter: 1, Slow: 0.2, Delay: 400 * time.Millisecond})
-	g := newNotifier(t, fake, false)
+	g := newNotifierTimeout(t, fake, false, 300*time.Millisecond)
 	ctx := context.Background()
 	for _, st := range []env.Status{env.StatusBuilding, env.StatusStarting, env.StatusReady} {
 		for n := 1; n <= 4; n++ {

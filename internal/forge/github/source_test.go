@@ -21,9 +21,12 @@ import (
 
 func sha(n int) string { return fmt.Sprintf("%040x", n) }
 
+// newClient returns a client of fake. Its attempts time out only after the
+// default 30s: these tests count requests, and a slow answer on a loaded
+// machine must not be sent twice. (githubapi tests the timeouts.)
 func newClient(t testing.TB, fake *ghtest.Server) *githubapi.Client {
 	t.Helper()
-	c, err := githubapi.New(githubapi.Options{APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t0ken", RequestTimeout: 2 * time.Second, Backoff: 10 * time.Millisecond})
+	c, err := githubapi.New(githubapi.Options{APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t0ken", Backoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
