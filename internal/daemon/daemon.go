@@ -236,6 +236,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	hs := httpServer(d.srv, idleTimeout)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.gh.start(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Add(1)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/previewd/previewd/internal/config"
 	ghforge "github.com/previewd/previewd/internal/forge/github"
+	"github.com/previewd/previewd/internal/githubapi"
 	"github.com/previewd/previewd/internal/notify"
 	"github.com/previewd/previewd/internal/reconcile"
 )
@@ -15,14 +16,14 @@ import (
 // openGitHub returns the github forge's source.
 func openGitHub(cfg *config.Config, log *slog.Logger) (*ghforge.Source, error) {
 	g := cfg.Forge.GitHub
-	co := ghforge.ClientOptions{
-		APIURL: g.APIURL, Owner: g.Owner, Repo: g.Repo, Token: g.Token, CloneURL: g.CloneURL,
+	co := githubapi.Options{
+		APIURL: g.APIURL, Owner: g.Owner, Repo: g.Repo, Token: g.Token,
 		RequestTimeout: g.RequestTimeout.Duration, Logger: log,
 	}
 	if g.App.Enabled() {
-		co.App = &ghforge.App{ID: g.App.ID, InstallationID: g.App.InstallationID, PrivateKeyFile: g.App.PrivateKeyFile}
+		co.App = &githubapi.App{ID: g.App.ID, InstallationID: g.App.InstallationID, PrivateKeyFile: g.App.PrivateKeyFile}
 	}
-	c, err := ghforge.NewClient(co)
+	c, err := githubapi.New(co)
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +81,13 @@ func (p gitHubParts) webhooks() map[string]http.Handler {
 		return nil
 	}
 	return map[string]http.Handler{"github": p.webhook}
+}
+
+// start runs the notifier until ctx ends.
+func (p gitHubParts) start(ctx context.Context) {
+	if p.notifier != nil {
+		go p.notifier.Run(ctx)
+	}
 }
 
 // wait waits for the notices still being sent.

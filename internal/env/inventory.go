@@ -16,8 +16,6 @@ const (
 	ItemDatabase  ItemKind = "pg-database"
 	ItemNamespace ItemKind = "k8s-namespace"
 	ItemObject    ItemKind = "k8s-object"
-	ItemComment   ItemKind = "gh-comment"
-	ItemDeploy    ItemKind = "gh-deployment"
 )
 
 // Item is one thing an environment owns, recorded in the store before or as

@@ -2,12 +2,11 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -15,12 +14,13 @@ import (
 	gh "github.com/google/go-github/v88/github"
 
 	"github.com/previewd/previewd/internal/env"
-	ghforge "github.com/previewd/previewd/internal/forge/github"
+	"github.com/previewd/previewd/internal/githubapi"
 )
 
 // GitHubOptions configure a GitHub notifier.
 type GitHubOptions struct {
-	Client *ghforge.Client
+	// Client is the repository's API client.
+	Client *githubapi.Client
 	// Deployments creates a deployment per deployed SHA.
 	Deployments bool
 	// CommitStatus sets the "previewd" commit status.
@@ -38,10 +38,12 @@ type GitHubOptions struct {
 // a deployment per deployed SHA, and optionally a commit status.
 //
 // Notify only records the notice and returns, so the reconciler never
-// waits for GitHub. One goroutine per key sends the latest notice, in
-// order, retrying with backoff until it is sent or a newer one replaces
-// it. Everything it does is idempotent and found again after a restart:
-// the comment by its hidden marker, a deployment by (SHA, environment).
+// waits for GitHub. While Run runs, one goroutine per key sends the latest
+// notice, in order, retrying with backoff until it is sent or a newer one
+// replaces it. Everything it does is idempotent and found again after a
+// restart: the comment by its hidden marker, a deployment by (SHA,
+// environment). What it remembers of an environment only saves requests,
+// and is forgotten once the environment's removal has been told.
 type GitHub struct {
 	o     GitHubOptions
 	api   *gh.Client
@@ -50,13 +52,28 @@ type GitHub struct {
 	log   *slog.Logger
 	wg    sync.WaitGroup
 
-	mu       sync.Mutex
-	pending  map[string]*env.Notice
-	running  map[string]bool
-	comments map[int]*comment  // by pull request number
-	deploys  map[string]int64  // "<environment>@<sha>" -> deployment id
-	states   map[int64]string  // deployment id -> last state known
-	commits  map[string]string // sha -> last commit status state and description
+	mu      sync.Mutex
+	ctx     context.Context // Run's; nil before Run
+	stopped bool            // Run's context has ended
+	pending map[string]*env.Notice
+	running map[string]bool
+	shown   map[string]*shown // by key
+}
+
+// shown is what GitHub is known to show for one environment.
+type shown struct {
+	comment *comment
+	// deploy is the deployment of the SHA deployed last.
+	deploy struct {
+		sha string
+		id  int64
+	}
+	// states are the last states known of the environment's deployments
+	// that GitHub still lists, so old ones are not read again.
+	states map[int64]string
+	// commit is the SHA, state and description of the last commit status
+	// set.
+	commit string
 }
 
 type comment struct {
@@ -64,7 +81,14 @@ type comment struct {
 	body string
 }
 
-// NewGitHub returns a notifier.
+// Pages read at most when looking for the comment (10,000 comments) and
+// for the deployments of an environment (1,000 deployments).
+const (
+	maxCommentPages    = 100
+	maxDeploymentPages = 10
+)
+
+// NewGitHub returns a notifier; it sends nothing until Run.
 func NewGitHub(o GitHubOptions) *GitHub {
 	if o.Backoff <= 0 {
 		o.Backoff = 500 * time.Millisecond
@@ -74,14 +98,51 @@ func NewGitHub(o GitHubOptions) *GitHub {
 	}
 	return &GitHub{
 		o: o, api: o.Client.API(), owner: o.Client.Owner(), repo: o.Client.Repo(), log: o.Logger,
-		pending: map[string]*env.Notice{}, running: map[string]bool{},
-		comments: map[int]*comment{}, deploys: map[string]int64{}, states: map[int64]string{},
-		commits: map[string]string{},
+		pending: map[string]*env.Notice{}, running: map[string]bool{}, shown: map[string]*shown{},
 	}
 }
 
-// Notify queues n to be sent; it never blocks on GitHub.
-func (g *GitHub) Notify(ctx context.Context, n env.Notice) error {
+// Run sends notices until ctx ends, then waits for the sends under way to
+// stop. Notices queued before Run are sent once it starts; after it ends,
+// Notify refuses them. Call it once.
+func (g *GitHub) Run(ctx context.Context) {
+	g.mu.Lock()
+	if g.ctx != nil {
+		g.mu.Unlock()
+		g.log.Error("notifier run twice")
+		return
+	}
+	g.ctx = ctx
+	for key := range g.pending {
+		g.start(key)
+	}
+	g.mu.Unlock()
+	<-ctx.Done()
+	// No goroutine starts after this: every wg.Add happened under g.mu
+	// before it.
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+	g.wg.Wait()
+	g.mu.Lock()
+	clear(g.pending)
+	g.mu.Unlock()
+}
+
+// start starts key's goroutine unless it runs. Call with g.mu held, after
+// Run began.
+func (g *GitHub) start(key string) {
+	if g.running[key] {
+		return
+	}
+	g.running[key] = true
+	g.wg.Add(1)
+	go g.drain(g.ctx, key)
+}
+
+// Notify queues n to be sent; it never blocks on GitHub. The notice
+// outlives ctx: it is sent under Run's context.
+func (g *GitHub) Notify(_ context.Context, n env.Notice) error {
 	key := n.Env.Key
 	if key == "" {
 		key = n.Source.Key
@@ -92,17 +153,18 @@ func (g *GitHub) Notify(ctx context.Context, n env.Notice) error {
 	n.Env.Key = key
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.stopped {
+		return errors.New("github notifier stopped")
+	}
 	g.pending[key] = &n
-	if !g.running[key] {
-		g.running[key] = true
-		g.wg.Add(1)
-		go g.drain(ctx, key)
+	if g.ctx != nil {
+		g.start(key)
 	}
 	return nil
 }
 
-// Wait blocks until every queued notice has been sent or dropped (its
-// context ended, or GitHub refused it for good).
+// Wait blocks until every notice queued while Run runs has been sent or
+// dropped (Run's context ended, or GitHub refused it for good).
 func (g *GitHub) Wait() { g.wg.Wait() }
 
 func (g *GitHub) drain(ctx context.Context, key string) {
@@ -111,38 +173,51 @@ func (g *GitHub) drain(ctx context.Context, key string) {
 		g.mu.Lock()
 		n := g.pending[key]
 		delete(g.pending, key)
-		if n == nil {
+		if n == nil || ctx.Err() != nil {
 			delete(g.running, key)
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		delay := g.o.Backoff
-		for {
-			err := g.send(ctx, *n)
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			if permanent(err) {
-				g.log.Warn("github refused a notice", "env", key, "err", err)
-				break
-			}
+		g.deliver(ctx, key, *n)
+		if PhaseOf(*n) == PhaseRemoved && ctx.Err() == nil {
+			// Told: nothing of the environment is needed any more. (If
+			// its pull request comes back, all is found again.)
 			g.mu.Lock()
-			newer := g.pending[key] != nil
+			delete(g.shown, key)
 			g.mu.Unlock()
-			if newer {
-				break // the newer notice says more
-			}
-			g.log.Debug("retrying a notice", "env", key, "err", err, "in", delay)
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			delay = min(delay*2, time.Minute)
 		}
+	}
+}
+
+// deliver sends n, retrying with backoff until it is sent, refused for
+// good, replaced by a newer notice, or ctx ends.
+func (g *GitHub) deliver(ctx context.Context, key string, n env.Notice) {
+	delay := g.o.Backoff
+	for {
+		err := g.send(ctx, n)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if permanent(err) {
+			g.log.Warn("github refused a notice", "env", key, "err", err)
+			return
+		}
+		g.mu.Lock()
+		newer := g.pending[key] != nil
+		g.mu.Unlock()
+		if newer {
+			return // the newer notice says more
+		}
+		g.log.Debug("retrying a notice", "env", key, "err", err, "in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(delay*2, time.Minute)
 	}
 }
 
@@ -157,6 +232,18 @@ func permanent(err error) bool {
 	return c >= 400 && c < 500 && c != http.StatusRequestTimeout && c != http.StatusConflict && c != http.StatusTooManyRequests && c != http.StatusForbidden
 }
 
+// known runs f on what is known of key, with g.mu held.
+func (g *GitHub) known(key string, f func(s *shown)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.shown[key]
+	if s == nil {
+		s = &shown{states: map[int64]string{}}
+		g.shown[key] = s
+	}
+	f(s)
+}
+
 // send makes GitHub show n. Each part is idempotent; a failed part fails
 // the whole and it is all tried again.
 func (g *GitHub) send(ctx context.Context, n env.Notice) error {
@@ -166,7 +253,7 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 		number = n.Source.Number
 	}
 	if n.Env.Kind == env.KindPullRequest && number > 0 {
-		if err := g.syncComment(ctx, number, Render(n, g.o.DashboardURL)); err != nil {
+		if err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL)); err != nil {
 			errs = append(errs, fmt.Errorf("comment: %w", err))
 		}
 	}
@@ -186,30 +273,30 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 // syncComment makes the pull request's previewd comment read body: it
 // edits the comment it made before (found by its marker after a restart)
 // or creates it.
-func (g *GitHub) syncComment(ctx context.Context, number int, body string) error {
-	g.mu.Lock()
-	c := g.comments[number]
-	g.mu.Unlock()
+func (g *GitHub) syncComment(ctx context.Context, key string, number int, body string) error {
+	var c *comment
+	g.known(key, func(s *shown) { c = s.comment })
 	if c == nil {
-		found, err := g.findComment(ctx, number)
+		found, err := g.findComment(ctx, key, number)
 		if err != nil {
 			return fmt.Errorf("finding the comment: %w", err)
 		}
 		c = found
 	}
+	remember := func(c *comment) { g.known(key, func(s *shown) { s.comment = c }) }
 	if c != nil {
 		if c.body == body {
-			g.remember(number, c)
+			remember(c)
 			return nil
 		}
 		_, _, err := g.api.Issues.EditComment(ctx, g.owner, g.repo, c.id, &gh.IssueComment{Body: gh.Ptr(body)})
 		switch {
-		case ghforge.IsNotFound(err):
-			c = nil // deleted by someone: make it again
+		case githubapi.IsNotFound(err):
+			// deleted by someone: make it again
 		case err != nil:
 			return fmt.Errorf("editing comment %d: %w", c.id, err)
 		default:
-			g.remember(number, &comment{id: c.id, body: body})
+			remember(&comment{id: c.id, body: body})
 			return nil
 		}
 	}
@@ -217,48 +304,34 @@ func (g *GitHub) syncComment(ctx context.Context, number int, body string) error
 	if err != nil {
 		// If the comment was made but the answer lost, the next attempt
 		// finds it by its marker.
-		g.forget(number)
+		remember(nil)
 		return fmt.Errorf("creating comment: %w", err)
 	}
-	g.remember(number, &comment{id: made.GetID(), body: body})
+	remember(&comment{id: made.GetID(), body: body})
 	return nil
 }
 
-func (g *GitHub) remember(number int, c *comment) {
-	g.mu.Lock()
-	g.comments[number] = c
-	g.mu.Unlock()
-}
-
-func (g *GitHub) forget(number int) {
-	g.mu.Lock()
-	delete(g.comments, number)
-	g.mu.Unlock()
-}
-
 // findComment looks through the pull request's comments, oldest first,
-// for the one that starts with its marker.
-func (g *GitHub) findComment(ctx context.Context, number int) (*comment, error) {
-	marker := Marker(env.PullRequestKey(number))
-	var found *comment
-	path := fmt.Sprintf("repos/%s/%s/issues/%d/comments?per_page=100", url.PathEscape(g.owner), url.PathEscape(g.repo), number)
-	err := g.o.Client.Pages(ctx, path, 100, func(body []byte) (bool, error) {
-		var cs []struct {
-			ID   int64  `json:"id"`
-			Body string `json:"body"`
-		}
-		if err := json.Unmarshal(body, &cs); err != nil {
-			return false, err
+// for the one that starts with key's marker.
+func (g *GitHub) findComment(ctx context.Context, key string, number int) (*comment, error) {
+	marker := Marker(key)
+	opts := &gh.IssueListCommentsOptions{ListOptions: gh.ListOptions{PerPage: 100}}
+	for range maxCommentPages {
+		cs, resp, err := g.api.Issues.ListComments(ctx, g.owner, g.repo, number, opts)
+		if err != nil {
+			return nil, err
 		}
 		for _, c := range cs {
-			if strings.HasPrefix(strings.TrimSpace(c.Body), marker) {
-				found = &comment{id: c.ID, body: c.Body}
-				return false, nil
+			if strings.HasPrefix(strings.TrimSpace(c.GetBody()), marker) {
+				return &comment{id: c.GetID(), body: c.GetBody()}, nil
 			}
 		}
-		return true, nil
-	})
-	return found, err
+		if resp.NextPage == 0 {
+			break
+		}
+		opts.Page = resp.NextPage
+	}
+	return nil, nil
 }
 
 // environment is the deployment environment of a key.
@@ -280,6 +353,7 @@ func (g *GitHub) logURL(key string) string {
 // status along: in_progress while rolling out, then success or failure;
 // on removal every deployment of the environment becomes inactive.
 func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
+	key := n.Env.Key
 	envName, production := environment(n)
 	var state string
 	switch PhaseOf(n) {
@@ -290,7 +364,7 @@ func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 	case PhaseFailed:
 		state = "failure"
 	case PhaseRemoved:
-		return g.deactivate(ctx, envName, 0)
+		return g.deactivate(ctx, key, envName, 0)
 	default:
 		return nil
 	}
@@ -305,9 +379,8 @@ func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 	if err != nil {
 		return err
 	}
-	g.mu.Lock()
-	last := g.states[id]
-	g.mu.Unlock()
+	var last string
+	g.known(key, func(s *shown) { last = s.states[id] })
 	if last != state {
 		req := &gh.DeploymentStatusRequest{
 			State:       gh.Ptr(state),
@@ -319,18 +392,16 @@ func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 		if n.Env.URL != "" && state != "failure" {
 			req.EnvironmentURL = gh.Ptr(n.Env.URL)
 		}
-		if u := g.logURL(n.Env.Key); u != "" {
+		if u := g.logURL(key); u != "" {
 			req.LogURL = gh.Ptr(u)
 		}
 		if _, _, err := g.api.Repositories.CreateDeploymentStatus(ctx, g.owner, g.repo, id, req); err != nil {
 			return fmt.Errorf("setting deployment %d %s: %w", id, state, err)
 		}
-		g.mu.Lock()
-		g.states[id] = state
-		g.mu.Unlock()
+		g.known(key, func(s *shown) { s.states[id] = state })
 	}
 	if state == "success" {
-		return g.deactivate(ctx, envName, id)
+		return g.deactivate(ctx, key, envName, id)
 	}
 	return nil
 }
@@ -338,10 +409,13 @@ func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 // deployment returns the deployment of sha to envName, creating it when
 // GitHub has none.
 func (g *GitHub) deployment(ctx context.Context, envName string, production bool, sha string, n env.Notice) (int64, error) {
-	k := envName + "@" + sha
-	g.mu.Lock()
-	id := g.deploys[k]
-	g.mu.Unlock()
+	key := n.Env.Key
+	var id int64
+	g.known(key, func(s *shown) {
+		if s.deploy.sha == sha {
+			id = s.deploy.id
+		}
+	})
 	if id != 0 {
 		return id, nil
 	}
@@ -356,7 +430,7 @@ func (g *GitHub) deployment(ctx context.Context, envName string, production bool
 		}
 	}
 	if id == 0 {
-		desc := "previewd: " + n.Env.Key
+		desc := "previewd: " + key
 		if n.Env.Kind == env.KindPullRequest && n.Env.Number > 0 {
 			desc = fmt.Sprintf("previewd: pull request #%d", n.Env.Number)
 		}
@@ -369,7 +443,7 @@ func (g *GitHub) deployment(ctx context.Context, envName string, production bool
 			Description:           gh.Ptr(desc),
 			TransientEnvironment:  gh.Ptr(!production),
 			ProductionEnvironment: gh.Ptr(production),
-			Payload:               map[string]string{"previewd": n.Env.Key},
+			Payload:               map[string]string{"previewd": key},
 		})
 		if err != nil {
 			// A deployment made whose answer was lost is found by the
@@ -378,40 +452,48 @@ func (g *GitHub) deployment(ctx context.Context, envName string, production bool
 		}
 		id = d.GetID()
 	}
-	g.mu.Lock()
-	g.deploys[k] = id
-	g.mu.Unlock()
+	g.known(key, func(s *shown) {
+		s.deploy.sha, s.deploy.id = sha, id
+	})
 	return id, nil
 }
 
 // deactivate marks every deployment of envName except keep inactive,
-// unless it already is, or failed.
-func (g *GitHub) deactivate(ctx context.Context, envName string, keep int64) error {
+// unless it already is, or failed. It forgets the states of deployments
+// GitHub no longer lists, so they are bounded by what it lists.
+func (g *GitHub) deactivate(ctx context.Context, key, envName string, keep int64) error {
 	var ids []int64
-	path := fmt.Sprintf("repos/%s/%s/deployments?environment=%s&per_page=100", url.PathEscape(g.owner), url.PathEscape(g.repo), url.QueryEscape(envName))
-	err := g.o.Client.Pages(ctx, path, 10, func(body []byte) (bool, error) {
-		var ds []struct {
-			ID          int64  `json:"id"`
-			Environment string `json:"environment"`
-		}
-		if err := json.Unmarshal(body, &ds); err != nil {
-			return false, err
+	opts := &gh.DeploymentsListOptions{Environment: envName, ListOptions: gh.ListOptions{PerPage: 100}}
+	for range maxDeploymentPages {
+		ds, resp, err := g.api.Repositories.ListDeployments(ctx, g.owner, g.repo, opts)
+		if err != nil {
+			return fmt.Errorf("listing deployments: %w", err)
 		}
 		for _, d := range ds {
-			if d.ID != keep && d.Environment == envName {
-				ids = append(ids, d.ID)
+			if d.GetEnvironment() == envName {
+				ids = append(ids, d.GetID())
 			}
 		}
-		return true, nil
-	})
-	if err != nil {
-		return fmt.Errorf("listing deployments: %w", err)
+		if resp.NextPage == 0 {
+			break
+		}
+		opts.Page = resp.NextPage
 	}
+	listed := map[int64]bool{keep: true}
 	for _, id := range ids {
-		g.mu.Lock()
-		state, known := g.states[id]
-		g.mu.Unlock()
-		if !known {
+		listed[id] = true
+	}
+	g.known(key, func(s *shown) {
+		maps.DeleteFunc(s.states, func(id int64, _ string) bool { return !listed[id] })
+	})
+	for _, id := range ids {
+		if id == keep {
+			continue
+		}
+		var state string
+		var ok bool
+		g.known(key, func(s *shown) { state, ok = s.states[id] })
+		if !ok {
 			sts, _, err := g.api.Repositories.ListDeploymentStatuses(ctx, g.owner, g.repo, id, &gh.ListOptions{PerPage: 1})
 			if err != nil {
 				return fmt.Errorf("reading deployment %d: %w", id, err)
@@ -421,9 +503,7 @@ func (g *GitHub) deactivate(ctx context.Context, envName string, keep int64) err
 			}
 		}
 		if state == "inactive" || state == "failure" || state == "error" {
-			g.mu.Lock()
-			g.states[id] = state
-			g.mu.Unlock()
+			g.known(key, func(s *shown) { s.states[id] = state })
 			continue
 		}
 		if _, _, err := g.api.Repositories.CreateDeploymentStatus(ctx, g.owner, g.repo, id, &gh.DeploymentStatusRequest{
@@ -431,9 +511,7 @@ func (g *GitHub) deactivate(ctx context.Context, envName string, keep int64) err
 		}); err != nil {
 			return fmt.Errorf("setting deployment %d inactive: %w", id, err)
 		}
-		g.mu.Lock()
-		g.states[id] = "inactive"
-		g.mu.Unlock()
+		g.known(key, func(s *shown) { s.states[id] = "inactive" })
 	}
 	return nil
 }
@@ -459,9 +537,9 @@ func (g *GitHub) syncCommitStatus(ctx context.Context, n env.Notice) error {
 		return nil
 	}
 	desc := truncate(firstLine(n.Env.Message), 140)
-	g.mu.Lock()
-	same := g.commits[sha] == state+"\x00"+desc
-	g.mu.Unlock()
+	set := sha + "\x00" + state + "\x00" + desc
+	var same bool
+	g.known(n.Env.Key, func(s *shown) { same = s.commit == set })
 	if same {
 		return nil
 	}
@@ -474,12 +552,7 @@ func (g *GitHub) syncCommitStatus(ctx context.Context, n env.Notice) error {
 	if _, _, err := g.api.Repositories.CreateStatus(ctx, g.owner, g.repo, sha, st); err != nil {
 		return err
 	}
-	g.mu.Lock()
-	if len(g.commits) > 10000 {
-		clear(g.commits)
-	}
-	g.commits[sha] = state + "\x00" + desc
-	g.mu.Unlock()
+	g.known(n.Env.Key, func(s *shown) { s.commit = set })
 	return nil
 }
 

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
-	ghforge "github.com/previewd/previewd/internal/forge/github"
 	"github.com/previewd/previewd/internal/ghtest"
+	"github.com/previewd/previewd/internal/githubapi"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -99,16 +99,59 @@ func TestCode(t *testing.T) {
 	}
 }
 
+// newNotifier returns a running notifier that talks to fake. Its attempts
+// time out after the default 30s, unless the fake is slowed on purpose:
+// these tests count what GitHub holds, and on a loaded machine a slow
+// answer must not be taken for a lost one.
 func newNotifier(t testing.TB, fake *ghtest.Server, commitStatus bool) *GitHub {
 	t.Helper()
-	c, err := ghforge.NewClient(ghforge.ClientOptions{
+	return newNotifierTimeout(t, fake, commitStatus, 0)
+}
+
+func newNotifierTimeout(t testing.TB, fake *ghtest.Server, commitStatus bool, timeout time.Duration) *GitHub {
+	t.Helper()
+	c, err := githubapi.New(githubapi.Options{
 		APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t",
-		RequestTimeout: 300 * time.Millisecond, Backoff: 10 * time.Millisecond,
+		RequestTimeout: timeout, Backoff: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewGitHub(GitHubOptions{Client: c, Deployments: true, CommitStatus: commitStatus, DashboardURL: "https://previewd.example.com", Backoff: 10 * time.Millisecond})
+	g := NewGitHub(GitHubOptions{Client: c, Deployments: true, CommitStatus: commitStatus, DashboardURL: "https://previewd.example.com", Backoff: 10 * time.Millisecond})
+	run(t, g)
+	return g
+}
+
+// run runs g until the test ends.
+func run(t testing.TB, g *GitHub) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	for !g.runs() {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// runs reports whether Run has begun.
+func (g *GitHub) runs() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ctx != nil
+}
+
+// sizes returns how many entries the notifier's maps hold.
+func (g *GitHub) sizes() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return map[string]int{"pending": len(g.pending), "running": len(g.running), "shown": len(g.shown)}
 }
 
 // TestOneComment: many notices, sent concurrently, and a restart (a new
@@ -258,7 +301,7 @@ func TestNotifyUnderFaults(t *testing.T) {
 		fake.OpenPR(ghtest.PR{Number: n, HeadSHA: sha(n)})
 	}
 	fake.SetFaults(ghtest.Faults{ServerErrors: 0.1, SecondaryLimits: 0.02, RetryAfter: 1, Slow: 0.2, Delay: 400 * time.Millisecond})
-	g := newNotifier(t, fake, false)
+	g := newNotifierTimeout(t, fake, false, 300*time.Millisecond)
 	ctx := context.Background()
 	for _, st := range []env.Status{env.StatusBuilding, env.StatusStarting, env.StatusReady} {
 		for n := 1; n <= 4; n++ {
@@ -290,6 +333,97 @@ func TestNotifyUnderFaults(t *testing.T) {
 	for k, c := range count {
 		if c != 1 {
 			t.Errorf("%s deployed %d times", k, c)
+		}
+	}
+}
+
+// TestForgetsRemoved: what the notifier remembers of an environment goes
+// once its removal has been told, so memory does not grow with every pull
+// request ever seen.
+func TestForgetsRemoved(t *testing.T) {
+	const prs = 20
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	for n := 1; n <= prs; n++ {
+		fake.OpenPR(ghtest.PR{Number: n, HeadSHA: sha(n)})
+	}
+	g := newNotifier(t, fake, true)
+	ctx := context.Background()
+	at := func(n int, mod func(*env.Notice)) func(*env.Notice) {
+		return func(x *env.Notice) {
+			x.Env.Key, x.Source.Key = env.PullRequestKey(n), env.PullRequestKey(n)
+			x.Env.Number, x.Source.Number, x.Env.SHA, x.Source.SHA = n, n, sha(n), sha(n)
+			if mod != nil {
+				mod(x)
+			}
+		}
+	}
+	for _, st := range []env.Status{env.StatusBuilding, env.StatusReady} {
+		for n := 1; n <= prs; n++ {
+			g.Notify(ctx, notice(env.PullRequestKey(n), st, at(n, nil)))
+		}
+		g.Wait()
+	}
+	if got := g.sizes()["shown"]; got != prs {
+		t.Fatalf("%d environments remembered while open, want %d", got, prs)
+	}
+	deleted := time.Now()
+	for n := 1; n <= prs; n++ {
+		g.Notify(ctx, notice(env.PullRequestKey(n), env.StatusDeleting, at(n, func(x *env.Notice) {
+			x.Env.DeletedAt, x.Removed = &deleted, []string{"process"}
+		})))
+	}
+	g.Wait()
+	for name, size := range g.sizes() {
+		if size != 0 {
+			t.Errorf("%s holds %d entries after every environment was removed", name, size)
+		}
+	}
+	for n := 1; n <= prs; n++ {
+		if cs := fake.Comments(n); len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview removed") {
+			t.Errorf("pr-%d: comments %+v", n, cs)
+		}
+	}
+	for _, d := range fake.Deployments() {
+		if d.State() != "inactive" {
+			t.Errorf("%s is %s after removal", d.Environment, d.State())
+		}
+	}
+}
+
+// TestRunLifecycle: a notice queued before Run is sent once Run starts;
+// after Run's context ends, Notify refuses notices and keeps none.
+func TestRunLifecycle(t *testing.T) {
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	fake.OpenPR(ghtest.PR{Number: 7, HeadSHA: sha(7)})
+	c, err := githubapi.New(githubapi.Options{APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGitHub(GitHubOptions{Client: c})
+	if err := g.Notify(context.Background(), notice("pr-7", env.StatusReady, nil)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.Run(ctx)
+	}()
+	for !g.runs() {
+		time.Sleep(time.Millisecond)
+	}
+	g.Wait()
+	if cs := fake.Comments(7); len(cs) != 1 || !strings.Contains(cs[0].Body, "Preview ready") {
+		t.Fatalf("comments after Run started: %+v", cs)
+	}
+	cancel()
+	<-done
+	if err := g.Notify(context.Background(), notice("pr-7", env.StatusBuilding, nil)); err == nil {
+		t.Error("Notify after Run ended: no error")
+	}
+	for name, size := range g.sizes() {
+		if name != "shown" && size != 0 {
+			t.Errorf("%s holds %d entries after Run ended", name, size)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/previewd/previewd/internal/githubapi"
 )
 
 // checkState is one named check's state.
@@ -75,7 +77,7 @@ func holdReason(want []string, states map[string]checkState) string {
 
 func (s *Source) readChecks(ctx context.Context, sha string) (map[string]checkState, error) {
 	states := map[string]checkState{}
-	repo := fmt.Sprintf("repos/%s/%s/commits/%s", url.PathEscape(s.c.owner), url.PathEscape(s.c.repo), url.PathEscape(sha))
+	repo := fmt.Sprintf("repos/%s/%s/commits/%s", url.PathEscape(s.c.Owner()), url.PathEscape(s.c.Repo()), url.PathEscape(sha))
 	// Commit statuses first: a check run of the same name wins.
 	body, err := s.getCached(ctx, repo+"/status?per_page=100")
 	if err != nil {
@@ -151,8 +153,8 @@ func (s *Source) getCachedPage(ctx context.Context, u string) ([]byte, string, e
 	if old != nil {
 		etag = old.etag
 	}
-	body, tag, next, err := s.c.get(ctx, u, etag)
-	if errors.Is(err, errNotModified) && old != nil {
+	body, tag, next, err := s.c.Get(ctx, u, etag)
+	if errors.Is(err, githubapi.ErrNotModified) && old != nil {
 		return old.body, "", nil
 	}
 	if err != nil {

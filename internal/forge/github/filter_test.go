@@ -67,13 +67,3 @@ func TestHoldReason(t *testing.T) {
 		}
 	}
 }
-
-func TestNextLink(t *testing.T) {
-	h := `<https://api.github.com/repositories/515435940/issues?per_page=3&page=1>; rel="prev", <https://api.github.com/repositories/515435940/issues?per_page=3&page=3>; rel="next", <https://api.github.com/repositories/515435940/issues?per_page=3&page=5>; rel="last"`
-	if got := nextLink(h); got != "https://api.github.com/repositories/515435940/issues?per_page=3&page=3" {
-		t.Errorf("nextLink = %q", got)
-	}
-	if got := nextLink(`<https://api.github.com/x?page=1>; rel="first"`); got != "" {
-		t.Errorf("nextLink without next = %q", got)
-	}
-}

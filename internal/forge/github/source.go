@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/githubapi"
 )
 
 // SourceOptions configure a Source.
@@ -51,7 +53,7 @@ type SourceOptions struct {
 // webhook marked the key stale (Invalidate), in which case it reads the
 // pull request itself; the fresher answer wins.
 type Source struct {
-	c   *Client
+	c   *githubapi.Client
 	o   SourceOptions
 	log *slog.Logger
 
@@ -129,7 +131,7 @@ type cached struct {
 const maxPages = 100
 
 // NewSource returns a Source reading through c.
-func NewSource(c *Client, o SourceOptions) *Source {
+func NewSource(c *githubapi.Client, o SourceOptions) *Source {
 	if o.Fresh <= 0 {
 		o.Fresh = time.Minute
 	}
@@ -144,7 +146,7 @@ func NewSource(c *Client, o SourceOptions) *Source {
 	}
 	return &Source{
 		c: c, o: o, log: o.Logger,
-		firstURL: fmt.Sprintf("repos/%s/%s/pulls?state=open&sort=updated&direction=desc&per_page=100", url.PathEscape(c.owner), url.PathEscape(c.repo)),
+		firstURL: fmt.Sprintf("repos/%s/%s/pulls?state=open&sort=updated&direction=desc&per_page=100", url.PathEscape(c.Owner()), url.PathEscape(c.Repo())),
 		pages:    map[string]*page{},
 		snap:     map[int]*entry{},
 		single:   map[int]*single{},
@@ -272,8 +274,8 @@ func (s *Source) fetchPage(ctx context.Context, u string, old *page) (*page, boo
 	if old != nil {
 		etag = old.etag
 	}
-	body, tag, next, err := s.c.get(ctx, u, etag)
-	if errors.Is(err, errNotModified) && old != nil {
+	body, tag, next, err := s.c.Get(ctx, u, etag)
+	if errors.Is(err, githubapi.ErrNotModified) && old != nil {
 		return old, false, nil
 	}
 	if err != nil {
@@ -381,11 +383,11 @@ func (s *Source) fetchPR(ctx context.Context, n int) (*pull, error) {
 	if old != nil {
 		etag = old.etag
 	}
-	body, tag, _, err := s.c.get(ctx, fmt.Sprintf("repos/%s/%s/pulls/%d", url.PathEscape(s.c.owner), url.PathEscape(s.c.repo), n), etag)
+	body, tag, _, err := s.c.Get(ctx, fmt.Sprintf("repos/%s/%s/pulls/%d", url.PathEscape(s.c.Owner()), url.PathEscape(s.c.Repo()), n), etag)
 	switch {
-	case errors.Is(err, errNotModified) && old != nil:
+	case errors.Is(err, githubapi.ErrNotModified) && old != nil:
 		return old.pr, nil
-	case IsNotFound(err):
+	case githubapi.IsNotFound(err):
 		s.mu.Lock()
 		delete(s.single, n)
 		s.mu.Unlock()
@@ -416,12 +418,12 @@ func (s *Source) fetchBranch(ctx context.Context) (*branchHead, error) {
 	if old != nil {
 		etag = old.etag
 	}
-	path := fmt.Sprintf("repos/%s/%s/branches/%s", url.PathEscape(s.c.owner), url.PathEscape(s.c.repo), url.PathEscape(s.o.ProductionBranch))
-	body, tag, _, err := s.c.get(ctx, path, etag)
+	path := fmt.Sprintf("repos/%s/%s/branches/%s", url.PathEscape(s.c.Owner()), url.PathEscape(s.c.Repo()), url.PathEscape(s.o.ProductionBranch))
+	body, tag, _, err := s.c.Get(ctx, path, etag)
 	switch {
-	case errors.Is(err, errNotModified) && old != nil:
+	case errors.Is(err, githubapi.ErrNotModified) && old != nil:
 		return old, nil
-	case IsNotFound(err):
+	case githubapi.IsNotFound(err):
 		return &branchHead{}, nil
 	case err != nil:
 		return nil, fmt.Errorf("reading branch %s: %w", s.o.ProductionBranch, err)
@@ -473,7 +475,7 @@ func (s *Source) pullRequest(pr *pull) PullRequest {
 // of the head repository says whether that repository is a fork, which
 // is also true for a branch of a repository that is itself a fork.)
 func (s *Source) isFork(pr *pull) bool {
-	return pr.Head.Repo == nil || !strings.EqualFold(pr.Head.Repo.FullName, s.c.owner+"/"+s.c.repo)
+	return pr.Head.Repo == nil || !strings.EqualFold(pr.Head.Repo.FullName, s.c.Owner()+"/"+s.c.Repo())
 }
 
 func (s *Source) prodSource(sha string) env.Source {
@@ -501,8 +503,30 @@ func (s *Source) KeysForSHA(sha string) []string {
 // WaitsForChecks reports whether deployments wait for checks.
 func (s *Source) WaitsForChecks() bool { return len(s.o.WaitForChecks) > 0 }
 
-// GitEnv returns git's credentials for the clone URL (see Client.GitEnv).
-func (s *Source) GitEnv(ctx context.Context) ([]string, error) { return s.c.GitEnv(ctx) }
+// GitEnv returns the environment that lets git fetch from the clone URL
+// with the client's token: a http.<url>.extraHeader setting passed through
+// GIT_CONFIG_COUNT/KEY/VALUE, so the token is never on a command line and
+// is only sent to the clone URL's host. It is empty when the clone URL is
+// not http(s) (a local path needs no credentials) or there is no token.
+func (s *Source) GitEnv(ctx context.Context) ([]string, error) {
+	u, err := url.Parse(s.o.CloneURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, nil
+	}
+	token, err := s.c.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("getting a token for git: %w", err)
+	}
+	if token == "" {
+		return nil, nil
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
+	return []string{
+		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_KEY_0=http." + u.Scheme + "://" + u.Host + "/.extraHeader",
+		"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic,
+	}, nil
+}
 
 func prNumber(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, "pr-")
@@ -526,4 +550,4 @@ func isSHA(s string) bool {
 }
 
 // Client returns the source's client.
-func (s *Source) Client() *Client { return s.c }
+func (s *Source) Client() *githubapi.Client { return s.c }

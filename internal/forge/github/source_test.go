@@ -3,7 +3,6 @@ package github
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,17 +16,17 @@ import (
 
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/ghtest"
+	"github.com/previewd/previewd/internal/githubapi"
 )
 
 func sha(n int) string { return fmt.Sprintf("%040x", n) }
 
-func newClient(t testing.TB, fake *ghtest.Server, mod func(*ClientOptions)) *Client {
+// newClient returns a client of fake. Its attempts time out only after the
+// default 30s: these tests count requests, and a slow answer on a loaded
+// machine must not be sent twice. (githubapi tests the timeouts.)
+func newClient(t testing.TB, fake *ghtest.Server) *githubapi.Client {
 	t.Helper()
-	o := ClientOptions{APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t0ken", CloneURL: "https://github.example/x.git", RequestTimeout: 2 * time.Second, Backoff: 10 * time.Millisecond}
-	if mod != nil {
-		mod(&o)
-	}
-	c, err := NewClient(o)
+	c, err := githubapi.New(githubapi.Options{APIURL: fake.APIURL(), Owner: fake.Owner, Repo: fake.Repo, Token: "t0ken", Backoff: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +44,17 @@ func newSource(t testing.TB, fake *ghtest.Server, o SourceOptions) *Source {
 	if o.Filter.ForkLabel == "" {
 		o.Filter.ForkLabel = "preview"
 	}
-	return NewSource(newClient(t, fake, nil), o)
+	return NewSource(newClient(t, fake), o)
+}
+
+// offline returns a client that is never asked anything.
+func offline(t testing.TB, owner, repo string) *githubapi.Client {
+	t.Helper()
+	c, err := githubapi.New(githubapi.Options{Owner: owner, Repo: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func keys(srcs []env.Source) []string {
@@ -265,7 +274,7 @@ func TestForksFromRecording(t *testing.T) {
 	if err := json.Unmarshal(ghtest.Fixture("rest/recorded/jenkinsci/pulls-list-open-from-forks.body.json"), &pulls); err != nil {
 		t.Fatal(err)
 	}
-	c := &Client{owner: "cloudbeers", repo: "yolo"}
+	c := offline(t, "cloudbeers", "yolo")
 	for _, trust := range []bool{false, true} {
 		s := NewSource(c, SourceOptions{Filter: Filter{ForkLabel: "preview", TrustForks: trust}})
 		for _, pr := range pulls {
@@ -288,7 +297,7 @@ func TestForksFromRecording(t *testing.T) {
 		PullRequest *pull `json:"pull_request"`
 	}
 	json.Unmarshal(ghtest.Fixture("webhooks/pull_request.edited.json"), &d)
-	s := NewSource(&Client{owner: "bradrydzewski", repo: "drone-test-go"}, SourceOptions{Filter: Filter{ForkLabel: "preview"}})
+	s := NewSource(offline(t, "bradrydzewski", "drone-test-go"), SourceOptions{Filter: Filter{ForkLabel: "preview"}})
 	if src, ok := s.toSource(d.PullRequest); !ok || src.Fork || !src.Trusted {
 		t.Errorf("same-repo pull request of a forked repo: ok=%v %+v", ok, src)
 	}
@@ -346,110 +355,6 @@ func TestWaitForChecks(t *testing.T) {
 	}
 }
 
-// TestRateLimits: a secondary limit is waited out for its Retry-After and
-// a primary one until its reset; 5xx and timeouts are retried; a limit
-// longer than MaxWait fails at once, and so do the requests after it,
-// without reaching GitHub.
-func TestRateLimits(t *testing.T) {
-	fake := ghtest.New(t, "octocat", "Hello-World")
-	fake.OpenPR(ghtest.PR{Number: 1, HeadSHA: sha(1)})
-	fake.SetFaults(ghtest.Faults{RetryAfter: 1, Delay: 500 * time.Millisecond})
-	c := newClient(t, fake, func(o *ClientOptions) { o.RequestTimeout = 200 * time.Millisecond })
-	get := func() (time.Duration, error) {
-		t0 := time.Now()
-		_, _, _, err := c.get(context.Background(), "repos/octocat/Hello-World/pulls/1", "")
-		return time.Since(t0), err
-	}
-	tests := []struct {
-		name     string
-		faults   []ghtest.Fault
-		min, max time.Duration
-		requests int
-	}{
-		{"secondary limit", []ghtest.Fault{ghtest.FaultSecondary}, time.Second, 3 * time.Second, 2},
-		{"primary limit", []ghtest.Fault{ghtest.FaultPrimary}, 400 * time.Millisecond, 3 * time.Second, 2},
-		{"5xx", []ghtest.Fault{ghtest.Fault5xx, ghtest.Fault5xx}, 0, time.Second, 3},
-		{"timeout", []ghtest.Fault{ghtest.FaultSlow}, 150 * time.Millisecond, 2 * time.Second, 2},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := fake.Stats().Requests
-			fake.FailNext(tt.faults...)
-			took, err := get()
-			if err != nil {
-				t.Fatal(err)
-			}
-			reqs := fake.Stats().Requests - before
-			if took < tt.min || took > tt.max {
-				t.Errorf("took %s, want %s to %s", took, tt.min, tt.max)
-			}
-			// A slow request the client gave up on may not have reached
-			// the counters, and on a loaded machine the retry may time
-			// out too.
-			if reqs != tt.requests && !(tt.name == "timeout" && reqs >= tt.requests-1 && reqs <= tt.requests+2) {
-				t.Errorf("%d requests reached GitHub, want %d", reqs, tt.requests)
-			}
-		})
-	}
-
-	t.Run("longer than MaxWait", func(t *testing.T) {
-		fake.SetFaults(ghtest.Faults{RetryAfter: 30})
-		c := newClient(t, fake, func(o *ClientOptions) { o.MaxWait = 500 * time.Millisecond })
-		fake.FailNext(ghtest.FaultSecondary)
-		before := fake.Stats().Requests
-		t0 := time.Now()
-		_, _, _, err := c.get(context.Background(), "repos/octocat/Hello-World/pulls/1", "")
-		if !IsRateLimited(err) {
-			t.Fatalf("err = %v, want a rate limit", err)
-		}
-		_, _, _, err = c.get(context.Background(), "repos/octocat/Hello-World/pulls/1", "")
-		if !IsRateLimited(err) || time.Since(t0) > 2*time.Second {
-			t.Fatalf("second request: %v after %s", err, time.Since(t0))
-		}
-		if reqs := fake.Stats().Requests - before; reqs != 1 {
-			t.Errorf("%d requests reached GitHub, want 1", reqs)
-		}
-	})
-
-	t.Run("context ends the wait", func(t *testing.T) {
-		fake.SetFaults(ghtest.Faults{RetryAfter: 30})
-		c := newClient(t, fake, nil)
-		fake.FailNext(ghtest.FaultSecondary)
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		t0 := time.Now()
-		_, _, _, err := c.get(ctx, "repos/octocat/Hello-World/pulls/1", "")
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(t0) > 2*time.Second {
-			t.Errorf("err = %v after %s", err, time.Since(t0))
-		}
-	})
-}
-
-// TestNoRetryOfPOSTAfterTimeout: a POST that timed out may have been done;
-// it is not sent again blindly (the notifier finds what it made).
-func TestNoRetryOfPOSTAfterTimeout(t *testing.T) {
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		w.WriteHeader(http.StatusBadGateway)
-	}))
-	defer srv.Close()
-	c, err := NewClient(ClientOptions{APIURL: srv.URL + "/", Owner: "o", Repo: "r", Token: "t", Backoff: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := c.API().NewRequest(context.Background(), http.MethodPost, "repos/o/r/deployments", map[string]string{"ref": "x"})
-	c.API().Do(req, nil)
-	if n.Load() != 1 {
-		t.Errorf("POST sent %d times, want 1", n.Load())
-	}
-	req, _ = c.API().NewRequest(context.Background(), http.MethodGet, "repos/o/r", nil)
-	c.API().Do(req, nil)
-	if n.Load() != 1+5 {
-		t.Errorf("GET sent %d times, want 5 (1 + 4 retries)", n.Load()-1)
-	}
-}
-
 // TestGitEnv: git fetches with the token as an HTTP header scoped to the
 // clone URL's host, never on its command line.
 func TestGitEnv(t *testing.T) {
@@ -462,11 +367,11 @@ func TestGitEnv(t *testing.T) {
 		http.Error(w, "no", http.StatusNotFound)
 	}))
 	defer srv.Close()
-	c, err := NewClient(ClientOptions{Owner: "o", Repo: "r", Token: "s3cret", CloneURL: srv.URL + "/o/r.git"})
+	c, err := githubapi.New(githubapi.Options{Owner: "o", Repo: "r", Token: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := c.GitEnv(context.Background())
+	e, err := NewSource(c, SourceOptions{CloneURL: srv.URL + "/o/r.git"}).GitEnv(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,8 +397,7 @@ func TestGitEnv(t *testing.T) {
 		t.Errorf("git sent the token to another host: %q", got.Load())
 	}
 	// A local clone URL needs no credentials.
-	c, _ = NewClient(ClientOptions{Owner: "o", Repo: "r", Token: "s3cret", CloneURL: "/srv/repo.git"})
-	if e, _ := c.GitEnv(context.Background()); e != nil {
+	if e, _ := NewSource(c, SourceOptions{CloneURL: "/srv/repo.git"}).GitEnv(context.Background()); e != nil {
 		t.Errorf("GitEnv for a path = %q", e)
 	}
 }

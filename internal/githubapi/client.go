@@ -1,8 +1,7 @@
-package github
+package githubapi
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +28,8 @@ type App struct {
 	PrivateKeyFile string
 }
 
-// ClientOptions configure a Client.
-type ClientOptions struct {
+// Options configure a Client.
+type Options struct {
 	// APIURL is the REST API's base URL. Default DefaultAPIURL; any other
 	// is GitHub Enterprise Server (/api/v3/ is added when missing).
 	APIURL string
@@ -39,9 +38,6 @@ type ClientOptions struct {
 	// Token authenticates; App is used instead when set.
 	Token string
 	App   *App
-	// CloneURL is where code is fetched from; GitEnv scopes the
-	// credentials to its host.
-	CloneURL string
 	// RequestTimeout bounds each attempt. Default 30s.
 	RequestTimeout time.Duration
 	// MaxWait is the longest a request waits for a rate limit to reset
@@ -63,14 +59,12 @@ type ClientOptions struct {
 type Client struct {
 	api         *gh.Client
 	owner, repo string
-	cloneURL    string
 	token       func(ctx context.Context) (string, error)
 	t           *transport
-	log         *slog.Logger
 }
 
-// NewClient returns a Client.
-func NewClient(o ClientOptions) (*Client, error) {
+// New returns a Client. It sends nothing until it is used.
+func New(o Options) (*Client, error) {
 	if o.Owner == "" || o.Repo == "" {
 		return nil, errors.New("github: owner and repo are required")
 	}
@@ -105,7 +99,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("github api url: %w", err)
 	}
-	c := &Client{owner: o.Owner, repo: o.Repo, cloneURL: o.CloneURL, log: o.Logger}
+	c := &Client{owner: o.Owner, repo: o.Repo}
 	var auth http.RoundTripper
 	switch {
 	case o.App != nil:
@@ -159,39 +153,22 @@ func (c *Client) Repo() string { return c.repo }
 // Stats returns what the client has sent so far.
 func (c *Client) Stats() Stats { return c.t.stats() }
 
-// GitEnv returns the environment that lets git fetch from the clone URL
-// with the client's token: a http.<url>.extraHeader setting passed through
-// GIT_CONFIG_COUNT/KEY/VALUE, so the token is never on a command line and
-// is only sent to the clone URL's host. It is empty when the clone URL is
-// not http(s) (a local path needs no credentials).
-func (c *Client) GitEnv(ctx context.Context) ([]string, error) {
-	u, err := url.Parse(c.cloneURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, nil
-	}
-	token, err := c.token(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("getting a token for git: %w", err)
-	}
-	if token == "" {
-		return nil, nil
-	}
-	basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
-	return []string{
-		"GIT_CONFIG_COUNT=1",
-		"GIT_CONFIG_KEY_0=http." + u.Scheme + "://" + u.Host + "/.extraHeader",
-		"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic,
-	}, nil
-}
+// Token returns the token requests are sent with: the configured one, or
+// the App installation's current one (renewed when it nears its expiry).
+// It is empty when the client has none.
+func (c *Client) Token(ctx context.Context) (string, error) { return c.token(ctx) }
 
-// errNotModified is what get returns for a 304.
-var errNotModified = errors.New("not modified")
+// ErrNotModified is what Get returns for a 304.
+var ErrNotModified = errors.New("not modified")
 
-// get sends a GET for path (relative to the API, or an absolute URL on
-// the API's host), with If-None-Match when etag is set. It returns the
-// body, the new ETag and the Link header's next URL; errNotModified for a
-// 304; and a *gh.ErrorResponse for other errors (404 included).
-func (c *Client) get(ctx context.Context, path, etag string) (body []byte, newTag, next string, err error) {
+// Get sends a conditional GET for path (relative to the API, or an
+// absolute URL on the API's host, as Link headers give), with
+// If-None-Match when etag is set: an unchanged answer costs no rate
+// limit. It returns the body, the new ETag and the Link header's next
+// URL; ErrNotModified for a 304; and a *gh.ErrorResponse for other errors
+// (404 included). go-github's typed services cannot send If-None-Match,
+// so listings polled often come through here; everything else uses API.
+func (c *Client) Get(ctx context.Context, path, etag string) (body []byte, newTag, next string, err error) {
 	req, err := c.api.NewRequest(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, "", "", err
@@ -204,7 +181,7 @@ func (c *Client) get(ctx context.Context, path, etag string) (body []byte, newTa
 	}
 	resp, err := c.api.BareDo(req)
 	if resp != nil && resp.StatusCode == http.StatusNotModified {
-		return nil, etag, "", errNotModified
+		return nil, etag, "", ErrNotModified
 	}
 	if err != nil {
 		return nil, "", "", err
@@ -237,21 +214,4 @@ func nextLink(h string) string {
 func IsNotFound(err error) bool {
 	var er *gh.ErrorResponse
 	return errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusNotFound
-}
-
-// Pages GETs path and the pages its Link headers name next (at most
-// maxPages), handing each body to each until it returns false.
-func (c *Client) Pages(ctx context.Context, path string, maxPages int, each func(body []byte) (more bool, err error)) error {
-	for u, n := path, 0; u != "" && n < maxPages; n++ {
-		body, _, next, err := c.get(ctx, u, "")
-		if err != nil {
-			return err
-		}
-		more, err := each(body)
-		if err != nil || !more {
-			return err
-		}
-		u = next
-	}
-	return nil
 }
