@@ -19,7 +19,7 @@ import (
 // migration Job, then the newest pod of each of its Deployments, each
 // under a header line. It wraps runtime.ErrNoLogs, with the reason, when
 // the environment has no namespace or no pods, or when no pod's log can be
-// read (a pod that is not yet running has none); a log that cannot be read
+// read (a pod that no node runs yet has none); a log that cannot be read
 // beside others that can is named in its section.
 func (r *Runtime) Logs(ctx context.Context, key string, n int) (string, error) {
 	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
@@ -49,7 +49,15 @@ func (r *Runtime) Logs(ctx context.Context, key string, n int) (string, error) {
 				opts.TailLines = ptr(int64(n))
 			}
 			fmt.Fprintf(&b, "==> %s, pod %s/%s, container %s <==\n", s.what, s.pod.Namespace, s.pod.Name, c.Name)
-			raw, err := r.cs.CoreV1().Pods(s.pod.Namespace).GetLogs(s.pod.Name, opts).DoRaw(ctx)
+			var raw []byte
+			var err error
+			if s.pod.Spec.NodeName == "" {
+				// The API server answers an empty log for a pod no node
+				// runs: say so instead.
+				err = fmt.Errorf("not scheduled to a node (%s)", s.pod.Status.Phase)
+			} else {
+				raw, err = r.cs.CoreV1().Pods(s.pod.Namespace).GetLogs(s.pod.Name, opts).DoRaw(ctx)
+			}
 			if err != nil {
 				err = fmt.Errorf("pod %s container %s: %w", s.pod.Name, c.Name, err)
 				errs = append(errs, err)
