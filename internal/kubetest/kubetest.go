@@ -291,7 +291,7 @@ func (cp *ControlPlane) startControllerManager(bin string, o Options) error {
 func waitHTTP(ctx context.Context, p *testsvc.Process, hc *http.Client, url, token string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last error
+	var last error // set before it is read: a request is made first
 	for {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		if token != "" {
@@ -310,7 +310,7 @@ func waitHTTP(ctx context.Context, p *testsvc.Process, hc *http.Client, url, tok
 		case <-p.Done():
 			return fmt.Errorf("%s exited: %v", p.Name(), p.State())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %v", p.Name(), timeout, last)
+			return fmt.Errorf("%s not ready after %s: %w", p.Name(), timeout, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -274,7 +274,7 @@ func (c *Cluster) spawn(path string, args []string, logPath string, deathSig sys
 func (c *Cluster) waitReady(ctx context.Context, p *testsvc.Process, timeout time.Duration, dsn, what string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last error
+	last := errors.New("no connection tried yet")
 	for {
 		select {
 		case <-p.Done():
@@ -282,10 +282,10 @@ func (c *Cluster) waitReady(ctx context.Context, p *testsvc.Process, timeout tim
 			if strings.Contains(log, "already in use") {
 				return fmt.Errorf("pgtest: %s: %w\n%s", what, errAddrInUse, log)
 			}
-			return fmt.Errorf("pgtest: %s exited: %v\n%s", what, p.Wait(), log)
+			return fmt.Errorf("pgtest: %s exited: %v\n%s", what, p.State(), log)
 		case <-ctx.Done():
 			_ = p.Stop(syscall.SIGKILL, time.Second) // killed either way
-			return fmt.Errorf("pgtest: %s did not accept connections in %s: %v\n%s", what, timeout, last, p.LogTail(4000))
+			return fmt.Errorf("pgtest: %s did not accept connections in %s: %w\n%s", what, timeout, last, p.LogTail(4000))
 		case <-time.After(20 * time.Millisecond):
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
@@ -530,7 +530,7 @@ func serverCredential() (*syscall.Credential, error) {
 		// The Debian packages create it; create it if they did not.
 		out, aerr := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres").CombinedOutput()
 		if aerr != nil {
-			return nil, fmt.Errorf("pgtest: running as root and there is no user postgres to run the servers as; creating it failed: %v: %s", aerr, out)
+			return nil, fmt.Errorf("pgtest: running as root and there is no user postgres to run the servers as; creating it failed: %w: %s", aerr, out)
 		}
 		if u, err = user.Lookup("postgres"); err != nil {
 			return nil, fmt.Errorf("pgtest: looking up user postgres: %w", err)
