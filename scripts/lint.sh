@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs golangci-lint (a pinned v2, configured by .golangci.yml) over the
 # module. The binary is built once from the Go module proxy with the local
-# Go toolchain and cached in a directory keyed by its version; a lock keeps
-# two runs from building it at the same time.
+# Go toolchain and cached in a directory keyed by its version and the Go
+# version (a linter built by an older Go cannot load newer code); a lock
+# keeps two runs from building it at the same time.
 #
 # Usage: scripts/lint.sh            lint ./...
 #        scripts/lint.sh PKG...     lint the given packages
@@ -12,7 +13,7 @@ set -euo pipefail
 GOLANGCI_LINT_VERSION="${GOLANGCI_LINT_VERSION:-v2.15.0}"
 GO="${GO:-go}"
 cache_root="${PREVIEWD_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/previewd-tools}"
-dir="$cache_root/golangci-lint-$GOLANGCI_LINT_VERSION"
+dir="$cache_root/golangci-lint-$GOLANGCI_LINT_VERSION-$(GOTOOLCHAIN=local "$GO" env GOVERSION)"
 bin="$dir/golangci-lint"
 
 if [ ! -x "$bin" ]; then
