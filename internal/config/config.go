@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 // Config is the whole configuration file.
@@ -24,7 +26,8 @@ type Config struct {
 	// Default localhost.
 	Domain string `yaml:"domain"`
 	// URL is an optional Go template for environment URLs, over .Key,
-	// .Host, .Domain and .Port, e.g. https://{{.Key}}.preview.example.com.
+	// .Host, .Domain and .Port (internal/tmpl's URLData, with its
+	// functions), e.g. https://{{.Key}}.preview.example.com.
 	// Default http://<key>.<domain>:<listen port>.
 	URL string `yaml:"url"`
 	// Concurrency is how many environments are reconciled at once.
@@ -350,7 +353,7 @@ func (c *Config) Validate() error {
 		bad("domain", "%q is not a domain name", c.Domain)
 	}
 	if c.URL != "" {
-		if err := checkURLTemplate(c.URL); err != nil {
+		if err := tmpl.Check("url", c.URL, tmpl.SampleURL()); err != nil {
 			bad("url", "%v", err)
 		}
 	}

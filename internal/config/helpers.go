@@ -4,8 +4,8 @@ import (
 	"net"
 	"path"
 	"strconv"
-	"strings"
-	"text/template"
+
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 func splitHostPort(addr string) (string, int, error) {
@@ -26,22 +26,14 @@ func (c *Config) ListenPort() int {
 	return p
 }
 
-// URLData is what the url template sees.
-type URLData struct {
-	Key, Host, Domain string
-	Port              int
-}
-
 // EnvURL returns an environment's URL: the url template if set, else
 // http://<key>.<domain>:<listen port>.
 func (c *Config) EnvURL(key string) string {
-	d := URLData{Key: key, Host: key + "." + c.Domain, Domain: c.Domain, Port: c.ListenPort()}
+	d := tmpl.URLData{Key: key, Host: key + "." + c.Domain, Domain: c.Domain, Port: c.ListenPort()}
 	if c.URL != "" {
-		t, err := template.New("url").Option("missingkey=error").Parse(c.URL)
-		if err == nil {
-			var b strings.Builder
-			if err := t.Execute(&b, d); err == nil {
-				return b.String()
+		if t, err := tmpl.Parse("url", c.URL); err == nil {
+			if u, err := tmpl.Execute(t, d); err == nil {
+				return u
 			}
 		}
 	}
@@ -49,14 +41,6 @@ func (c *Config) EnvURL(key string) string {
 		return "http://" + d.Host
 	}
 	return "http://" + d.Host + ":" + strconv.Itoa(d.Port)
-}
-
-func checkURLTemplate(s string) error {
-	t, err := template.New("url").Option("missingkey=error").Parse(s)
-	if err != nil {
-		return err
-	}
-	return t.Execute(&strings.Builder{}, URLData{Key: "k", Host: "k.d", Domain: "d", Port: 1})
 }
 
 func checkGlobs(bad func(string, string, ...any), field string, globs []string) {

@@ -4,8 +4,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
+
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 // Kubernetes configures the kubernetes runtime (each environment is a
@@ -13,9 +14,11 @@ import (
 // (previewd provisions the namespace, the Secret and the database; Argo CD
 // applies the app through the plugin generator).
 //
-// Every template below is a Go template over the environment: .Key .Kind
-// .Number .Branch .BranchSlug .SHA .ShortSHA .Host .URL .Image .Namespace
-// .SecretName .Production.
+// Every template below (and every manifest and the migrate Job) is a Go
+// template over the environment, internal/tmpl's Data: .Key .Kind .Number
+// .Branch .BranchSlug .SHA .ShortSHA .Host .URL .Image .Namespace
+// .SecretName .Production; with the functions quote, lower, upper, trunc
+// and default.
 type Kubernetes struct {
 	// Kubeconfig is the path of a kubeconfig file. Empty means the
 	// in-cluster config (the pod's service account).
@@ -151,21 +154,6 @@ func expandHome(p string) string {
 	return p
 }
 
-// kubeTemplateData stands for an environment when templates are checked.
-var kubeTemplateData = map[string]any{
-	"Key": "k", "Kind": "branch", "Number": 0, "Branch": "b", "BranchSlug": "b",
-	"SHA": "0123456789abcdef", "ShortSHA": "0123456", "Host": "k.d", "URL": "https://k.d",
-	"Image": "i", "Namespace": "n", "SecretName": "s", "Production": false,
-}
-
-func checkKubeTemplate(s string) error {
-	t, err := template.New("").Option("missingkey=error").Parse(s)
-	if err != nil {
-		return err
-	}
-	return t.Execute(&strings.Builder{}, kubeTemplateData)
-}
-
 func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...any)) {
 	const p = "runtime.kubernetes."
 	if kind == "kubernetes" {
@@ -182,7 +170,7 @@ func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...a
 		if v == "" {
 			continue
 		}
-		if err := checkKubeTemplate(v); err != nil {
+		if err := tmpl.Check(field, v, tmpl.Sample()); err != nil {
 			bad(p+field, "%v", err)
 		}
 	}
@@ -195,8 +183,10 @@ func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...a
 		}
 	}
 	if k.Migrate.Job != "" {
-		if st, err := os.Stat(k.Migrate.Job); err != nil || st.IsDir() {
+		if raw, err := os.ReadFile(k.Migrate.Job); err != nil {
 			bad(p+"migrate.job", "%q is not a readable file", k.Migrate.Job)
+		} else if err := tmpl.Check("migrate job", string(raw), tmpl.Sample()); err != nil {
+			bad(p+"migrate.job", "%v", err)
 		}
 	}
 	for field, d := range map[string]Duration{

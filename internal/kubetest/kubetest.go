@@ -33,7 +33,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -112,14 +111,7 @@ type ControlPlane struct {
 
 	dir   string
 	etcd  string
-	procs []*proc
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
+	procs []*testsvc.Process
 }
 
 // Options configure Start.
@@ -176,7 +168,7 @@ func (cp *ControlPlane) start(ctx context.Context, bin string, o Options) error 
 		if err = cp.startAPIServer(ctx, bin, o); err == nil {
 			break
 		}
-		if p := cp.procs[len(cp.procs)-1]; p.name == "kube-apiserver" {
+		if p := cp.procs[len(cp.procs)-1]; p.Name() == "kube-apiserver" {
 			stop(p)
 			cp.procs = cp.procs[:len(cp.procs)-1]
 		}
@@ -209,44 +201,25 @@ func (cp *ControlPlane) writeFiles() error {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func (cp *ControlPlane) spawn(name, path string, args ...string) (*proc, error) {
-	logPath := cp.path(name + ".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func (cp *ControlPlane) spawn(name, path string, args ...string) (*testsvc.Process, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Dir = cp.dir
+	// The log is appended to: a retried start keeps what the failed
+	// attempt said.
+	p, err := testsvc.Start(cmd, testsvc.Options{Log: cp.path(name + ".log"), Append: true, DeathSignal: syscall.SIGKILL})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = cp.dir
-	setDeathSignal(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
 	cp.procs = append(cp.procs, p)
 	return p, nil
 }
 
 func (cp *ControlPlane) startEtcd(ctx context.Context, bin string) error {
-	client, err := freePort()
+	client, err := testsvc.FreePort()
 	if err != nil {
 		return err
 	}
-	peer, err := freePort()
+	peer, err := testsvc.FreePort()
 	if err != nil {
 		return err
 	}
@@ -268,7 +241,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, bin string) error {
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, bin string, o Options) error {
-	port, err := freePort()
+	port, err := testsvc.FreePort()
 	if err != nil {
 		return err
 	}
@@ -315,10 +288,10 @@ func (cp *ControlPlane) startControllerManager(bin string, o Options) error {
 
 // waitHTTP polls url until it answers 200, the process exits, or the
 // timeout passes.
-func waitHTTP(ctx context.Context, p *proc, hc *http.Client, url, token string, timeout time.Duration) error {
+func waitHTTP(ctx context.Context, p *testsvc.Process, hc *http.Client, url, token string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last error
+	var last error // set before it is read: a request is made first
 	for {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		if token != "" {
@@ -334,10 +307,10 @@ func waitHTTP(ctx context.Context, p *proc, hc *http.Client, url, token string, 
 		}
 		last = err
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited: %v", p.name, p.cmd.ProcessState)
+		case <-p.Done():
+			return fmt.Errorf("%s exited: %v", p.Name(), p.State())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %v", p.name, timeout, last)
+			return fmt.Errorf("%s not ready after %s: %w", p.Name(), timeout, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -385,11 +358,7 @@ current-context: kubetest
 func (cp *ControlPlane) Logs() string {
 	var b bytes.Buffer
 	for _, p := range cp.procs {
-		data, _ := os.ReadFile(p.log)
-		if len(data) > 4000 {
-			data = data[len(data)-4000:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", p.name, data)
+		fmt.Fprintf(&b, "--- %s\n%s\n", p.Name(), p.LogTail(4000))
 	}
 	return b.String()
 }
@@ -407,14 +376,10 @@ func (cp *ControlPlane) stopAll() {
 	cp.procs = nil
 }
 
-func stop(p *proc) {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
+// stop stops p with SIGTERM, killing it after 10 s (which is no error
+// here: the control plane is thrown away).
+func stop(p *testsvc.Process) {
+	_ = p.Stop(syscall.SIGTERM, 10*time.Second)
 }
 
 var shared = &testsvc.Shared[*ControlPlane]{

@@ -83,19 +83,11 @@ type Cluster struct {
 	port        int
 	bouncerPort int
 	cred        *syscall.Credential
-	pg          *proc
-	bouncer     *proc
+	pg          *testsvc.Process
+	bouncer     *testsvc.Process
 	closeOnce   sync.Once
 	closeErr    error
 	dbSeq       atomic.Int64
-}
-
-// proc is a server process and the channel closed when it exits.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // valid after done is closed
-	log  string
 }
 
 const host = "127.0.0.1"
@@ -266,45 +258,34 @@ log_disconnections = 0
 
 // spawn starts a server process as the server user, its output going to
 // logPath. deathSig is sent to it if this process dies first.
-func (c *Cluster) spawn(path string, args []string, logPath string, deathSig syscall.Signal) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
+func (c *Cluster) spawn(path string, args []string, logPath string, deathSig syscall.Signal) (*testsvc.Process, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Dir = c.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
 	c.setCred(cmd)
-	setDeathSignal(cmd, deathSig)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pgtest: starting %s: %w", filepath.Base(path), err)
+	p, err := testsvc.Start(cmd, testsvc.Options{Log: logPath, DeathSignal: deathSig})
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	return p, nil
 }
 
 // waitReady waits until dsn accepts a login, the process exits or the
 // timeout passes.
-func (c *Cluster) waitReady(ctx context.Context, p *proc, timeout time.Duration, dsn, what string) error {
+func (c *Cluster) waitReady(ctx context.Context, p *testsvc.Process, timeout time.Duration, dsn, what string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last error
+	last := errors.New("no connection tried yet")
 	for {
 		select {
-		case <-p.done:
-			log := readTail(p.log, 4000)
+		case <-p.Done():
+			log := p.LogTail(4000)
 			if strings.Contains(log, "already in use") {
 				return fmt.Errorf("pgtest: %s: %w\n%s", what, errAddrInUse, log)
 			}
-			return fmt.Errorf("pgtest: %s exited: %v\n%s", what, p.err, log)
+			return fmt.Errorf("pgtest: %s exited: %v\n%s", what, p.State(), log)
 		case <-ctx.Done():
-			stop(p, syscall.SIGKILL, time.Second)
-			return fmt.Errorf("pgtest: %s did not accept connections in %s: %v\n%s", what, timeout, last, readTail(p.log, 4000))
+			_ = p.Stop(syscall.SIGKILL, time.Second) // killed either way
+			return fmt.Errorf("pgtest: %s did not accept connections in %s: %w\n%s", what, timeout, last, p.LogTail(4000))
 		case <-time.After(20 * time.Millisecond):
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
@@ -325,11 +306,11 @@ func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
 		var errs []error
 		if c.bouncer != nil {
-			errs = append(errs, stop(c.bouncer, syscall.SIGTERM, 5*time.Second))
+			errs = append(errs, stopped(c.bouncer.Stop(syscall.SIGTERM, 5*time.Second)))
 		}
 		if c.pg != nil {
 			// SIGINT is PostgreSQL's fast shutdown.
-			errs = append(errs, stop(c.pg, syscall.SIGINT, 10*time.Second))
+			errs = append(errs, stopped(c.pg.Stop(syscall.SIGINT, 10*time.Second)))
 		}
 		errs = append(errs, os.RemoveAll(c.dir))
 		c.closeErr = errors.Join(errs...)
@@ -337,22 +318,12 @@ func (c *Cluster) Close() error {
 	return c.closeErr
 }
 
-// stop signals p and waits for it to exit, killing it after wait.
-func stop(p *proc, sig syscall.Signal, wait time.Duration) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
+// stopped prefixes a stop's error with the package's name.
+func stopped(err error) error {
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
 	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(wait):
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("pgtest: %s did not stop in %s; killed", filepath.Base(p.cmd.Path), wait)
+	return nil
 }
 
 // Dir returns the cluster's temporary directory (data, logs, socket).
@@ -448,9 +419,9 @@ func (c *Cluster) NewDatabase(t testing.TB) string {
 // failure messages.
 func (c *Cluster) Logs() string {
 	var b strings.Builder
-	for _, p := range []*proc{c.pg, c.bouncer} {
+	for _, p := range []*testsvc.Process{c.pg, c.bouncer} {
 		if p != nil {
-			fmt.Fprintf(&b, "==> %s <==\n%s\n", filepath.Base(p.log), readTail(p.log, 8000))
+			fmt.Fprintf(&b, "==> %s <==\n%s\n", filepath.Base(p.LogPath()), p.LogTail(8000))
 		}
 	}
 	return b.String()
@@ -562,7 +533,7 @@ func serverCredential() (*syscall.Credential, error) {
 		// The Debian packages create it; create it if they did not.
 		out, aerr := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres").CombinedOutput()
 		if aerr != nil {
-			return nil, fmt.Errorf("pgtest: running as root and there is no user postgres to run the servers as; creating it failed: %v: %s", aerr, out)
+			return nil, fmt.Errorf("pgtest: running as root and there is no user postgres to run the servers as; creating it failed: %w: %s", aerr, out)
 		}
 		if u, err = user.Lookup("postgres"); err != nil {
 			return nil, fmt.Errorf("pgtest: looking up user postgres: %w", err)
@@ -601,19 +572,9 @@ func (c *Cluster) writeFile(path, content string) error {
 	return c.chown(path)
 }
 
-// pickPort chooses a port for a server; tests replace it.
-var pickPort = freePort
-
-// freePort returns a port nothing listens on now. Another process may take
-// it before the server binds it; Start then retries once.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// pickPort chooses a port for a server (another process may take it
+// before the server binds it; Start then retries once); tests replace it.
+var pickPort = testsvc.FreePort
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -621,15 +582,4 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func readTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // TestRetryAddressInUse makes the first port each server gets a taken one:
@@ -26,9 +28,9 @@ func TestRetryAddressInUse(t *testing.T) {
 		if n := calls.Add(1); n == 1 || n == 3 {
 			return taken, nil
 		}
-		return freePort()
+		return testsvc.FreePort()
 	}
-	defer func() { pickPort = freePort }()
+	defer func() { pickPort = testsvc.FreePort }()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := Start(ctx, Options{})

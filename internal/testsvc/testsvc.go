@@ -1,7 +1,8 @@
 // Package testsvc holds what the test harnesses for real servers
 // (pgtest, kubetest) share: one server per test process, started on first
-// use and stopped after the tests, and the rule that a test needing a
-// server may skip only outside CI.
+// use and stopped after the tests; the rule that a test needing a server
+// may skip only outside CI; and the server processes themselves (a free
+// port, start with the output in a log file, wait, stop).
 package testsvc
 
 import (

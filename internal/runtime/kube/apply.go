@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 // FieldManager is the server-side apply field manager of everything
@@ -202,19 +204,13 @@ func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*u
 	if err != nil {
 		return nil, err
 	}
-	have := map[string]string{}
-	for _, it := range old {
-		have[string(it.Kind)+"\x00"+it.Name] = string(it.Data)
-	}
-	want := map[string]bool{}
+	want := make([]env.Item, 0, len(ps)+1)
 	for _, p := range ps {
-		it := p.ref.item()
-		want[string(it.Kind)+"\x00"+it.Name] = true
-		if data, ok := have[string(it.Kind)+"\x00"+it.Name]; ok && data == string(it.Data) {
-			continue
-		}
+		want = append(want, p.ref.item())
+	}
+	for _, it := range inventory.Changed(old, want) {
 		if err := r.inv.PutItem(ctx, rel.Key, it); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("recording %s: %w", it.Name, err)
 		}
 	}
 	applied := make([]objRef, 0, len(ps))
@@ -231,12 +227,11 @@ func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*u
 		return applied, nil
 	}
 	if m := r.migrateRef(d); m != nil {
-		it := m.item()
-		want[string(it.Kind)+"\x00"+it.Name] = true
+		want = append(want, m.item())
 	}
 	var errs []error
-	for _, it := range old {
-		if (it.Kind != env.ItemObject && it.Kind != env.ItemNamespace) || want[string(it.Kind)+"\x00"+it.Name] {
+	for _, it := range inventory.Diff(old, want) {
+		if it.Kind != env.ItemObject && it.Kind != env.ItemNamespace {
 			continue
 		}
 		ref, err := parseRef(it)
@@ -364,7 +359,7 @@ func (r *Runtime) collectKinds() []schema.GroupVersionResource {
 		{Version: "v1", Resource: "secrets"}:              true,
 		{Group: "batch", Version: "v1", Resource: "jobs"}: true,
 	}
-	objs, err := r.manifests.Render(Data{Key: "x", SHA: "0000000", ShortSHA: "0000000", Namespace: "x", SecretName: SecretName, Image: "x", Host: "x", URL: "x", Branch: "x", BranchSlug: "x"})
+	objs, err := r.manifests.Render(tmpl.Sample())
 	if err == nil {
 		for _, o := range objs {
 			if o.GetKind() == "Namespace" {

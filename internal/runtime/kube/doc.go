@@ -7,7 +7,9 @@
 // is applied, so objects that leave the templates are pruned and teardown
 // (deleting the namespace and waiting until it is gone) finds everything
 // even after a crash. Migrations run as a Job in the release's image; a
-// rollout is done when every Deployment is Available.
+// rollout is done when every Deployment is Available. An environment's
+// logs are those of its Deployments' and its latest migration Job's pods.
+// Every template is parsed and run by internal/tmpl, as validation does.
 //
 // In argocd mode it only provisions the namespace and the Secret; Argo CD
 // applies the app through previewd's plugin generator.

@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -27,7 +29,7 @@ func TestGoldenManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.migrate, err = parseTemplate("migrate job", string(raw)); err != nil {
+	if r.migrate, err = tmpl.Parse("migrate job", string(raw)); err != nil {
 		t.Fatal(err)
 	}
 	tests := map[string]Data{

@@ -22,14 +22,17 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
+	"github.com/previewd/previewd/internal/runtime"
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
-// Inventory records what an environment owns.
-type Inventory interface {
-	Items(ctx context.Context, key string) ([]env.Item, error)
-	PutItem(ctx context.Context, key string, it env.Item) error
-	DeleteItem(ctx context.Context, key string, it env.Item) error
-}
+var (
+	_ runtime.Runtime   = (*Runtime)(nil)
+	_ runtime.Collector = (*Runtime)(nil)
+	_ runtime.Readiness = (*Runtime)(nil)
+	_ runtime.Logs      = (*Runtime)(nil)
+)
 
 // Options configure the runtime.
 type Options struct {
@@ -74,7 +77,7 @@ type Options struct {
 // Runtime runs each environment in its own namespace.
 type Runtime struct {
 	o         Options
-	inv       Inventory
+	inv       inventory.Recorder
 	log       *slog.Logger
 	cs        kubernetes.Interface
 	dyn       dynamic.Interface
@@ -106,9 +109,9 @@ func RESTConfig(path, context string, qps float32, burst int) (*rest.Config, err
 	return cfg, nil
 }
 
-// New returns a runtime. It parses every template now, so a bad one is
-// reported at start.
-func New(o Options, inv Inventory) (*Runtime, error) {
+// New returns a runtime that records what it applies in inv. It parses
+// every template now, so a bad one is reported at start.
+func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -135,16 +138,16 @@ func New(o Options, inv Inventory) (*Runtime, error) {
 	}
 	r := &Runtime{o: o, inv: inv, log: o.Logger}
 	var err error
-	if r.nsTmpl, err = parseTemplate("namespace", o.Namespace); err != nil {
+	if r.nsTmpl, err = tmpl.Parse("namespace", o.Namespace); err != nil {
 		return nil, err
 	}
 	if o.Image != "" {
-		if r.imageTmpl, err = parseTemplate("image", o.Image); err != nil {
+		if r.imageTmpl, err = tmpl.Parse("image", o.Image); err != nil {
 			return nil, err
 		}
 	}
 	if o.URL != "" {
-		if r.urlTmpl, err = parseTemplate("url", o.URL); err != nil {
+		if r.urlTmpl, err = tmpl.Parse("url", o.URL); err != nil {
 			return nil, err
 		}
 	}
@@ -159,7 +162,7 @@ func New(o Options, inv Inventory) (*Runtime, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading migrate job: %w", err)
 		}
-		if r.migrate, err = parseTemplate("migrate job", string(raw)); err != nil {
+		if r.migrate, err = tmpl.Parse("migrate job", string(raw)); err != nil {
 			return nil, err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 // migrateJob returns the migration Job of a release: the configured
@@ -25,7 +25,7 @@ func (r *Runtime) migrateJob(d Data) (*unstructured.Unstructured, error) {
 	var job *unstructured.Unstructured
 	switch {
 	case r.migrate != nil:
-		text, err := execute(r.migrate, d)
+		text, err := tmpl.Execute(r.migrate, d)
 		if err != nil {
 			return nil, fmt.Errorf("rendering migrate job: %w", err)
 		}
@@ -198,17 +198,13 @@ func (r *Runtime) waitJob(ctx context.Context, ns, name string) error {
 // jobLogTail returns the last lines of the log of the Job's newest pod, or
 // a note saying why there is none.
 func (r *Runtime) jobLogTail(ctx context.Context, ns, name string) string {
-	pods, err := r.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + name})
+	p, ok, err := r.newestPod(ctx, ns, batchv1.JobNameLabel+"="+name)
 	if err != nil {
 		return "(pod logs unavailable: " + err.Error() + ")"
 	}
-	if len(pods.Items) == 0 {
+	if !ok {
 		return "(no pod of the job found; no log)"
 	}
-	sort.Slice(pods.Items, func(i, j int) bool {
-		return pods.Items[i].CreationTimestamp.Before(&pods.Items[j].CreationTimestamp)
-	})
-	p := pods.Items[len(pods.Items)-1]
 	b, err := r.cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: ptr(int64(20))}).DoRaw(ctx)
 	if err != nil {
 		return "(log of pod " + p.Name + " unavailable: " + err.Error() + ")"

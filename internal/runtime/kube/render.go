@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"text/template"
 
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/tmpl"
 )
 
 // SecretName is the name of the Secret previewd makes in each
@@ -34,53 +34,8 @@ const (
 	LabelMigrate = "previewd.dev/migrate"
 )
 
-// Data is what every template sees.
-type Data struct {
-	Key        string
-	Kind       string
-	Number     int
-	Branch     string
-	BranchSlug string
-	SHA        string
-	ShortSHA   string
-	// Host is <key>.<domain>.
-	Host       string
-	URL        string
-	Image      string
-	Namespace  string
-	SecretName string
-	Production bool
-}
-
-var funcs = template.FuncMap{
-	"quote": strconv.Quote,
-	"lower": strings.ToLower,
-	"upper": strings.ToUpper,
-	"trunc": func(n int, s string) string {
-		if len(s) > n {
-			return s[:n]
-		}
-		return s
-	},
-	"default": func(def, v any) any {
-		if v == nil || v == "" || v == 0 || v == false {
-			return def
-		}
-		return v
-	},
-}
-
-func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=error").Funcs(funcs).Parse(text)
-}
-
-func execute(t *template.Template, d any) (string, error) {
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
-		return "", err
-	}
-	return b.String(), nil
-}
+// Data is what every template sees (see internal/tmpl).
+type Data = tmpl.Data
 
 // Manifests are the parsed templates of one manifests directory.
 type Manifests struct {
@@ -160,7 +115,7 @@ func LoadManifests(dir string) (*Manifests, error) {
 		if err != nil {
 			return nil, err
 		}
-		t, err := parseTemplate(filepath.Base(p), string(raw))
+		t, err := tmpl.Parse(filepath.Base(p), string(raw))
 		if err != nil {
 			return nil, fmt.Errorf("parsing manifest: %w", err)
 		}
@@ -174,7 +129,7 @@ func LoadManifests(dir string) (*Manifests, error) {
 func (m *Manifests) Render(d Data) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
 	for _, t := range m.files {
-		text, err := execute(t, d)
+		text, err := tmpl.Execute(t, d)
 		if err != nil {
 			return nil, fmt.Errorf("rendering manifest: %w", err)
 		}
@@ -315,16 +270,16 @@ func (r *Runtime) dataFor(rel *env.Release) (Data, error) {
 	var err error
 	if d.Production {
 		d.Namespace = r.o.ProductionNamespace
-	} else if d.Namespace, err = execute(r.nsTmpl, d); err != nil {
+	} else if d.Namespace, err = tmpl.Execute(r.nsTmpl, d); err != nil {
 		return d, fmt.Errorf("rendering namespace: %w", err)
 	}
 	if r.imageTmpl != nil {
-		if d.Image, err = execute(r.imageTmpl, d); err != nil {
+		if d.Image, err = tmpl.Execute(r.imageTmpl, d); err != nil {
 			return d, fmt.Errorf("rendering image: %w", err)
 		}
 	}
 	if r.urlTmpl != nil {
-		if d.URL, err = execute(r.urlTmpl, d); err != nil {
+		if d.URL, err = tmpl.Execute(r.urlTmpl, d); err != nil {
 			return d, fmt.Errorf("rendering url: %w", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package pgtest
+package testsvc
 
 import (
 	"os/exec"
@@ -6,7 +6,7 @@ import (
 )
 
 // setDeathSignal makes the kernel send sig to the server if this process
-// dies without closing the cluster, so no server outlives a killed test.
+// dies without stopping it, so no server outlives a killed test.
 func setDeathSignal(cmd *exec.Cmd, sig syscall.Signal) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package pgtest
+package testsvc
 
 import (
 	"os/exec"
@@ -8,5 +8,5 @@ import (
 )
 
 // setDeathSignal is a no-op where the kernel has no parent-death signal;
-// Close (through Main) stops the servers.
+// the harnesses' Close (through their Main) stops the servers.
 func setDeathSignal(*exec.Cmd, syscall.Signal) {}

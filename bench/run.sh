@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Runs every benchmark of the repository and prints the table
+# docs/benchmarks.md shows: one row per figure, with its goal.
+#
+# Each package that has benchmarks is compiled once; each of its
+# benchmarks then runs with its own -benchtime (below; BENCHTIME overrides
+# them all, e.g. BENCHTIME=1x for a quick check). The figures are the
+# metrics the benchmarks report with b.ReportMetric (p50-ms, p99-ms, ...).
+# A figure of a benchmark that failed shows as "(not run)"; metrics no
+# row names are listed after the table, so a new benchmark is never
+# missed. The raw `go test` output stays in $BENCH_OUT (default: a new
+# temporary directory).
+#
+# The benchmarks need what the tests need: PostgreSQL and PgBouncer
+# (scripts/install-test-deps.sh) and the Kubernetes control plane
+# (scripts/k8s-testbed.sh; `make bench` does both). CI is set, so a
+# benchmark whose servers are missing fails instead of skipping.
+#
+# Usage: bench/run.sh            every package
+#        bench/run.sh PKG...     only these packages (./internal/forge/github/)
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+GO="${GO:-go}"
+export CI="${CI:-true}"
+if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
+  KUBEBUILDER_ASSETS="$(./scripts/k8s-testbed.sh --dir)"
+  export KUBEBUILDER_ASSETS
+fi
+out="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/previewd-bench.XXXXXX")}"
+mkdir -p "$out"
+
+# -benchtime of each benchmark; the others run Go's default (1s).
+benchtime() {
+  case "$1" in
+  BenchmarkPushToReady | BenchmarkDBCreateProcess | BenchmarkGitHubWebhookToReady) echo 30x ;;
+  BenchmarkWebhookAck | BenchmarkResync1000) echo 2000x ;;
+  BenchmarkApplyEnvironment) echo 30x ;;
+  BenchmarkApply100Parallel) echo 1x ;;
+  *) echo 1s ;;
+  esac
+}
+
+# The rows of the table: benchmark (without the -GOMAXPROCS suffix),
+# what it measures, its goal, and the figure, where {unit} stands for the
+# value the benchmark reported with that unit.
+rows='BenchmarkPushToReady|push to ready (local runtime, SQLite)|≤ 300 ms|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPushToReady|teardown (local runtime, SQLite)|≤ 200 ms|p50 {teardown-p50-ms} ms, p90 {teardown-p90-ms} ms, max {teardown-max-ms} ms
+BenchmarkEnsureSchema|role + schema + grants, in-process, median||{ms-provision} ms
+BenchmarkEnsureSchema|the same plus a login as the role and a one-table migration, median|≤ 25 ms|{ms-provision+migrate} ms
+BenchmarkDropSchema|DROP SCHEMA CASCADE, DROP OWNED, DROP ROLE, median|≤ 20 ms|{ms-median} ms
+BenchmarkCloneTemplate200k/FILE_COPY|CREATE DATABASE … TEMPLATE (FILE_COPY) of a 200,000-row template, median|≤ 300 ms|{ms-median} ms
+BenchmarkCloneTemplate200k/WAL_LOG|the same with WAL_LOG, median||{ms-median} ms
+BenchmarkDBCreateProcess|previewd db create as a whole process, p50 / p90|≤ 60 ms|{create-p50-ms} / {create-p90-ms} ms
+BenchmarkDBCreateProcess|previewd db drop as a whole process, p50 / p90||{drop-p50-ms} / {drop-p90-ms} ms
+BenchmarkWebhookAck|webhook acknowledgement (28 KB pull_request.opened, signed, loopback HTTP)|p99 ≤ 10 ms|p50 {p50-ms} ms, p99 {p99-ms} ms
+BenchmarkResync1000|one resync with 1,000 open PRs and no changes|one conditional request (304), ≤ 100 ms CPU|{requests/op} requests, {non-304/op} not 304, {cpu-ms/op} ms CPU
+BenchmarkGitHubWebhookToReady|webhook to ready (local runtime, SQLite)|p50 ≤ 300 ms|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkApplyEnvironment|one environment applied (kubernetes runtime, no rollout wait)|p50 ≤ 100 ms|p50 {p50-ms} ms, p99 {p99-ms} ms
+BenchmarkApply100Parallel|100 environments applied at once (kubernetes runtime)|≤ 10 s|{s/100envs} s'
+
+# The packages with benchmarks, and their benchmarks.
+if [ $# -gt 0 ]; then
+  pkgs=("$@")
+else
+  mapfile -t pkgs < <(git ls-files '*_test.go' | xargs grep -l '^func Benchmark' | xargs -n1 dirname | sort -u | sed 's|^|./|')
+fi
+
+status=0
+results="$out/results.txt"
+attempted="$out/attempted.txt"
+: >"$results"
+: >"$attempted"
+for pkg in "${pkgs[@]}"; do
+  dir="${pkg#./}"
+  dir="${dir%/}"
+  name="${dir//\//_}"
+  bin="$out/$name.test"
+  echo "bench: building $pkg" >&2
+  if ! "$GO" test -c -o "$bin" "./$dir" >"$out/$name.build.txt" 2>&1; then
+    echo "bench: building $pkg failed (see $out/$name.build.txt)" >&2
+    status=1
+    continue
+  fi
+  for b in $(grep -ho '^func Benchmark[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u); do
+    t="${BENCHTIME:-$(benchtime "$b")}"
+    echo "bench: $pkg $b -benchtime $t" >&2
+    log="$out/$name.$b.txt"
+    echo "$b" >>"$attempted"
+    if ! (cd "$dir" && "$bin" -test.run '^$' -test.bench "^$b\$" -test.benchtime "$t" -test.timeout 60m) >"$log" 2>&1; then
+      echo "bench: $b failed (see $log)" >&2
+      tail -n 20 "$log" >&2
+      status=1
+    fi
+    grep -E '^Benchmark[^ 	]+[ 	]+[0-9]+[ 	]' "$log" >>"$results"
+  done
+done
+
+awk -v rows="$rows" '
+  BEGIN { FS = "[ \t]+" }
+  FILENAME == ARGV[1] { ran[$1] = 1; next }
+  {
+    name = $1; sub(/-[0-9]+$/, "", name)
+    for (i = 3; i + 1 <= NF; i += 2) v[name, $(i+1)] = $i
+  }
+  END {
+    print "| benchmark | metric | goal | measured |"
+    print "|---|---|---|---|"
+    n = split(rows, rs, "\n")
+    for (r = 1; r <= n; r++) {
+      split(rs[r], f, "|")
+      top = f[1]; sub(/\/.*/, "", top)
+      if (!(top in ran)) continue
+      fig = f[4]; missing = 0
+      while (match(fig, /\{[^}]+\}/)) {
+        u = substr(fig, RSTART + 1, RLENGTH - 2)
+        if ((f[1], u) in v) val = v[f[1], u]; else { val = "?"; missing = 1 }
+        fig = substr(fig, 1, RSTART - 1) val substr(fig, RSTART + RLENGTH)
+        named[f[1], u] = 1
+      }
+      if (missing) fig = "(not run)"
+      b = f[1]; sub(/^Benchmark/, "", b)
+      printf "| %s | %s | %s | %s |\n", b, f[2], f[3], fig
+    }
+    for (k in v) {
+      split(k, kk, SUBSEP)
+      if (!((kk[1], kk[2]) in named) && kk[2] != "ns/op" && kk[2] != "B/op" && kk[2] != "allocs/op")
+        extra = extra sprintf("%s %s %s\n", kk[1], v[k], kk[2])
+    }
+    if (extra != "") { printf "\nFigures no row names:\n%s", extra }
+  }
+' "$attempted" "$results"
+echo "bench: raw output in $out" >&2
+exit "$status"
