@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	d.srv = server.New(server.Options{
 		Store:        st,
 		Domain:       cfg.Domain,
-		Route:        d.route(),
+		Router:       d.router(),
 		Ready:        d.ready,
 		Plugin:       d.kube.plugin,
 		Enqueue:      d.rec.Enqueue,
