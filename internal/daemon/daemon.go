@@ -350,6 +350,8 @@ func (d *Daemon) stopAll(ctx context.Context) {
 		return
 	}
 	for _, e := range live {
-		d.rt.Stop(ctx, e.Key)
+		if err := d.rt.Stop(ctx, e.Key); err != nil {
+			d.log.Error("stopping environment", "env", e.Key, "err", err)
+		}
 	}
 }

@@ -202,12 +202,16 @@ func (r *Runtime) stop(ctx context.Context, p *proc) error {
 		delete(r.procs, p.Key)
 	}
 	r.mu.Unlock()
-	killGroup(p.PID, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(r.o.StopTimeout):
-		killGroup(p.PID, syscall.SIGKILL)
-		<-p.done
+	// A process that has exited is not signalled: its pid may be
+	// another's by now.
+	if p.alive() {
+		killGroup(p.PID, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(r.o.StopTimeout):
+			killGroup(p.PID, syscall.SIGKILL)
+			<-p.done
+		}
 	}
 	p.transport.CloseIdleConnections()
 	if err := r.inv.DeleteItem(ctx, p.Key, p.item()); err != nil {

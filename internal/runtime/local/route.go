@@ -127,7 +127,9 @@ func (r *Runtime) retire(ctx context.Context, p *proc) error {
 		r.mu.Unlock()
 		r.log.Warn("drain timed out", "env", p.Key, "pid", p.PID, "inflight", n, "took", r.o.DrainTimeout)
 	}
-	return r.stop(ctx, p)
+	// Stopped even when ctx has ended (previewd shuts down): it was
+	// replaced, and its inventory item must go with it.
+	return r.stop(context.WithoutCancel(ctx), p)
 }
 
 // newProxy is the reverse proxy every environment's requests go through.
