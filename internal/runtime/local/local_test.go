@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
 
@@ -190,5 +192,24 @@ func TestStepLeavesNothingRunning(t *testing.T) {
 			t.Fatalf("the build's background process %d still runs after the build", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLogs: an environment that has written nothing has no logs (ErrNoLogs);
+// one whose build ran shows its output.
+func TestLogs(t *testing.T) {
+	repo, sha := gitRepo(t)
+	r, _ := newRuntime(t, Options{Build: "echo building the widget"})
+	ctx := context.Background()
+	if _, err := r.Logs(ctx, "feat", 10); !errors.Is(err, runtime.ErrNoLogs) {
+		t.Errorf("logs before anything ran: %v, want ErrNoLogs", err)
+	}
+	rel := &env.Release{Source: env.Source{Key: "feat", Kind: env.KindBranch, Branch: "main", SHA: sha, Repo: repo, Ref: "refs/heads/main"}}
+	if err := r.Prepare(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Logs(ctx, "feat", 10)
+	if err != nil || !strings.Contains(got, "building the widget") {
+		t.Errorf("logs after the build: %q, %v", got, err)
 	}
 }
