@@ -94,3 +94,32 @@ func TestDBSQLite(t *testing.T) {
 		t.Errorf("second drop: %d", code)
 	}
 }
+
+// TestDBMigrateEnvironment: the migrate command gets what serve gives it
+// (the basic variables, the inherited ones, the configured env, PREVIEW_*
+// with PREVIEW_NUMBER for pr-N, the database's), and none of previewd's
+// own secrets.
+func TestDBMigrateEnvironment(t *testing.T) {
+	t.Setenv("PREVIEWD_TEST_SECRET", "s3cret-token")
+	t.Setenv("EXTRA_OK", "inherited")
+	dir := t.TempDir()
+	cfg := writeConfig(t, "dataDir: "+dir+"\ndomain: preview.test\nforge: {git: {url: /tmp/repo}}\n"+
+		"runtime: {local: {run: 'true', env: {FEATURE: 'on'}, inheritEnv: [EXTRA_OK]}}\n"+
+		"migrate: 'env > \"$DATABASE_PATH.env\"'\n")
+	if code, _, errs := run(t, "db", "migrate", "--config", cfg, "--key", "pr-7"); code != 0 {
+		t.Fatalf("migrate: %d %s", code, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "databases", "pr-7.sqlite.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := "\n" + string(b)
+	for _, want := range []string{"PREVIEW_NUMBER=7", "PREVIEW_KEY=pr-7", "PREVIEW_PRODUCTION=false", "FEATURE=on", "EXTRA_OK=inherited", "DATABASE_URL=sqlite:", "PATH="} {
+		if !strings.Contains(got, "\n"+want) {
+			t.Errorf("the migrate command lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(got, "s3cret-token") || strings.Contains(got, "PREVIEWD_TEST_SECRET") {
+		t.Errorf("previewd's own secret reached the migrate command:\n%s", b)
+	}
+}

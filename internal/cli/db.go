@@ -74,15 +74,16 @@ database section (and migrate), and run the same code as serve.`,
 			if err != nil {
 				return err
 			}
-			vars := env.Vars(env.Source{Key: t.Key, Kind: kindOf(t)}, cfg.EnvURL(t.Key))
-			for k, v := range conn.Vars {
-				vars[k] = v
-			}
+			// The same variables serve gives the migrate command: the
+			// basic and inherited ones of previewd's environment (none
+			// of its secrets), the PREVIEW_* ones and the database's.
+			// The pipeline that runs this is the operator's, so the
+			// change counts as trusted and gets the configured env.
+			src := env.KeySource(t.Key)
+			src.Trusted = true
+			rel := env.Release{Source: src, URL: cfg.EnvURL(t.Key), Vars: conn.Vars}
 			run := exec.CommandContext(c.Context(), "/bin/sh", "-c", cfg.Migrate)
-			run.Env = os.Environ()
-			for k, v := range vars {
-				run.Env = append(run.Env, k+"="+v)
-			}
+			run.Env = env.Environ(os.Environ(), cfg.Runtime.Local.InheritEnv, rel, cfg.Runtime.Local.Env)
 			run.Stdout, run.Stderr = c.OutOrStdout(), c.ErrOrStderr()
 			if err := run.Run(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
@@ -111,13 +112,6 @@ database section (and migrate), and run the same code as serve.`,
 	}
 	cmd.AddCommand(create, migrate, drop)
 	return cmd
-}
-
-func kindOf(t database.Target) env.Kind {
-	if t.Production {
-		return env.KindProduction
-	}
-	return env.KindBranch
 }
 
 func printVars(c *cobra.Command, vars map[string]string) {

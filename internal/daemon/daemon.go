@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	d.srv = server.New(server.Options{
 		Store:        st,
 		Domain:       cfg.Domain,
-		Route:        d.route(),
+		Router:       d.router(),
 		Ready:        d.ready,
 		Plugin:       d.kube.plugin,
 		Enqueue:      d.rec.Enqueue,
@@ -351,6 +351,8 @@ func (d *Daemon) stopAll(ctx context.Context) {
 		return
 	}
 	for _, e := range live {
-		d.rt.Stop(ctx, e.Key)
+		if err := d.rt.Stop(ctx, e.Key); err != nil {
+			d.log.Error("stopping environment", "env", e.Key, "err", err)
+		}
 	}
 }

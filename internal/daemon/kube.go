@@ -13,6 +13,7 @@ import (
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/reconcile"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/runtime/kube"
 	"github.com/previewd/previewd/internal/store"
 )
@@ -97,13 +98,13 @@ func (d *Daemon) runtime() reconcile.Runtime {
 	return d.rt
 }
 
-// route is the preview proxy's route: only the local runtime serves
+// router is the preview proxy's router: only the local runtime serves
 // environments through previewd.
-func (d *Daemon) route() func(string) (string, bool) {
+func (d *Daemon) router() runtime.Router {
 	if d.kube.rt != nil {
 		return nil
 	}
-	return d.rt.Route
+	return d.rt
 }
 
 // envURL is an environment's URL before the runtime knows better: on

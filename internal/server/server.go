@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
 
@@ -36,9 +35,11 @@ type Options struct {
 	Store Store
 	// Domain is the base domain of preview hosts.
 	Domain string
-	// Route returns the address an environment is served on, if it runs
-	// locally; nil when no local runtime serves traffic.
-	Route func(key string) (string, bool)
+	// Router forwards a preview host's requests to its environment, when
+	// the runtime serves environments through previewd (the local one);
+	// nil when none does. It owns the proxying and the draining on
+	// updates; the server answers only for keys it does not serve.
+	Router runtime.Router
 	// Enqueue asks for a key to be reconciled; Resync asks for every
 	// source to be listed now.
 	Enqueue func(key string)
@@ -64,16 +65,13 @@ type Options struct {
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
 type Server struct {
-	o     Options
-	mux   *http.ServeMux
-	proxy *httputil.ReverseProxy
-	tmpl  *template.Template
+	o    Options
+	mux  *http.ServeMux
+	tmpl *template.Template
 }
 
 //go:embed templates
 var templates embed.FS
-
-type routeKey struct{}
 
 // New returns a server.
 func New(o Options) *Server {
@@ -82,19 +80,6 @@ func New(o Options) *Server {
 	}
 	s := &Server{o: o, mux: http.NewServeMux()}
 	s.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html"))
-	s.proxy = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			addr, _ := pr.In.Context().Value(routeKey{}).(string)
-			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			o.Logger.Warn("proxying", "host", r.Host, "err", err)
-			http.Error(w, "the environment did not answer: "+err.Error(), http.StatusBadGateway)
-		},
-		FlushInterval: -1,
-	}
 	s.mux.HandleFunc("GET /api/v1/environments", s.listEnvironments)
 	s.mux.HandleFunc("GET /api/v1/environments/{key}", s.getEnvironment)
 	s.mux.HandleFunc("POST /api/v1/environments/{key}/redeploy", s.redeploy)
@@ -145,10 +130,13 @@ func (s *Server) previewKey(host string) (string, bool) {
 	return key, true
 }
 
+// servePreview hands a preview host's request to the Router; a key it
+// does not serve gets 404 (unknown, with the live environments listed) or
+// 503 (known but not serving yet).
 func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, key string) {
-	if s.o.Route != nil && env.ValidKey(key) {
-		if addr, ok := s.o.Route(key); ok {
-			s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, addr)))
+	if s.o.Router != nil && env.ValidKey(key) {
+		if h, ok := s.o.Router.Proxy(key); ok {
+			h.ServeHTTP(w, r)
 			return
 		}
 	}

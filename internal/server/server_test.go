@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -116,5 +118,56 @@ func TestAPI(t *testing.T) {
 	}
 	if w := do("GET", "/", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `data-key="pr-3"`) {
 		t.Errorf("dashboard: %d", w.Code)
+	}
+}
+
+// router serves the keys it holds, with their name.
+type router map[string]bool
+
+func (r router) Proxy(key string) (http.Handler, bool) {
+	if !r[key] {
+		return nil, false
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, "served by "+key+" for "+req.Host)
+	}), true
+}
+
+// TestPreviewRouter: a preview host the Router serves is handed to it;
+// one it does not serve gets 503 when the environment is known and 404
+// when not.
+func TestPreviewRouter(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, key := range []string{"up", "building"} {
+		if err := st.Upsert(ctx, env.Source{Key: key, Kind: env.KindBranch, Branch: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Options{Store: st, Domain: "preview.test", Router: router{"up": true}})
+	tests := map[string]struct {
+		host string
+		code int
+		body string
+	}{
+		"served":      {"up.preview.test:8080", http.StatusOK, "served by up for up.preview.test:8080"},
+		"not serving": {"building.preview.test", http.StatusServiceUnavailable, "building"},
+		"unknown":     {"nope.preview.test", http.StatusNotFound, "nope"},
+		"invalid key": {"UP_.preview.test", http.StatusNotFound, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/x", nil)
+			req.Host = tt.host
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != tt.code || !strings.Contains(w.Body.String(), tt.body) {
+				t.Errorf("%s answered %d %q, want %d with %q", tt.host, w.Code, w.Body, tt.code, tt.body)
+			}
+		})
 	}
 }

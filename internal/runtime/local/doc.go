@@ -1,9 +1,12 @@
 // Package local is the runtime that runs each environment as a process
 // group on this machine: a checkout of exactly the head SHA in its own
 // work dir, the optional build, migrate, and the app on a free port behind
-// the preview proxy. An update starts the new process and switches the
-// route only once it is healthy; a process that dies is reported so the
-// reconciler restarts it. Everything it makes is recorded in the
+// the preview proxy (Proxy). An update starts the new process and switches
+// the route only once it is healthy, and the process it replaces drains: it
+// is stopped once the requests it serves are done, and a request that
+// cannot reach its process is retried on the current one when that is
+// safe. A process that dies is reported so the reconciler restarts it.
+// git runs through internal/git. Everything it makes is recorded in the
 // environment's inventory, and after a restart of previewd it adopts the
 // processes that still run and stops the ones it cannot account for.
 package local

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
 
@@ -93,6 +95,7 @@ func TestPrepareHungRemote(t *testing.T) {
 			}
 		}
 	}()
+	repo, sha := gitRepo(t)
 	r, _ := newRuntime(t, Options{StepTimeout: time.Second})
 	rel := &env.Release{Source: env.Source{Key: "feat", Kind: env.KindBranch, Branch: "feat", SHA: strings.Repeat("a", 40),
 		Repo: "http://" + ln.Addr().String() + "/repo.git", Ref: "refs/heads/feat"}}
@@ -106,10 +109,17 @@ func TestPrepareHungRemote(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Prepare from a hung remote did not return within 20s (step timeout 1s)")
 	}
-	if !r.fetchMu.TryLock() {
-		t.Fatal("the fetch lock is still held")
+	// The object cache is free: another environment's checkout goes on.
+	other := &env.Release{Source: env.Source{Key: "other", Kind: env.KindBranch, Branch: "main", SHA: sha, Repo: repo, Ref: "refs/heads/main"}}
+	go func() { done <- r.Prepare(context.Background(), other) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the object cache is still held after the hung fetch returned")
 	}
-	r.fetchMu.Unlock()
 }
 
 // TestDeleteForgetsCachedRef: teardown removes the environment's ref from
@@ -182,5 +192,24 @@ func TestStepLeavesNothingRunning(t *testing.T) {
 			t.Fatalf("the build's background process %d still runs after the build", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLogs: an environment that has written nothing has no logs (ErrNoLogs);
+// one whose build ran shows its output.
+func TestLogs(t *testing.T) {
+	repo, sha := gitRepo(t)
+	r, _ := newRuntime(t, Options{Build: "echo building the widget"})
+	ctx := context.Background()
+	if _, err := r.Logs(ctx, "feat", 10); !errors.Is(err, runtime.ErrNoLogs) {
+		t.Errorf("logs before anything ran: %v, want ErrNoLogs", err)
+	}
+	rel := &env.Release{Source: env.Source{Key: "feat", Kind: env.KindBranch, Branch: "main", SHA: sha, Repo: repo, Ref: "refs/heads/main"}}
+	if err := r.Prepare(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Logs(ctx, "feat", 10)
+	if err != nil || !strings.Contains(got, "building the widget") {
+		t.Errorf("logs after the build: %q, %v", got, err)
 	}
 }

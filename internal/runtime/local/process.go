@@ -2,14 +2,232 @@ package local
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/previewd/previewd/internal/env"
 )
+
+// proc is one running app process group.
+type proc struct {
+	Key   string `json:"key"`
+	PID   int    `json:"pid"`
+	Port  int    `json:"port"`
+	SHA   string `json:"sha"`
+	Dir   string `json:"dir"`
+	Start uint64 `json:"start"` // kernel start time, to tell a reused pid apart
+
+	done      chan struct{}   // closed when the process has exited
+	transport *http.Transport // the proxy's connections to it
+
+	// Guarded by Runtime.mu.
+	stopping bool
+	inflight int           // proxied requests it is serving
+	retired  bool          // replaced: it drains, then it is stopped
+	idle     chan struct{} // closed once retired with nothing in flight
+}
+
+func newProc(key string, pid, port int, sha, dir string, start uint64) *proc {
+	p := &proc{Key: key, PID: pid, Port: port, SHA: sha, Dir: dir, Start: start}
+	p.init()
+	return p
+}
+
+// init makes what a proc read from the inventory lacks.
+func (p *proc) init() {
+	p.done = make(chan struct{})
+	p.idle = make(chan struct{})
+	p.transport = &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+}
+
+func (p *proc) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) item() env.Item {
+	data, err := json.Marshal(p)
+	if err != nil {
+		panic("marshalling a proc: " + err.Error()) // plain fields: cannot happen
+	}
+	return env.Item{Kind: env.ItemProcess, Name: strconv.Itoa(p.PID), Data: data}
+}
+
+// Deploy starts the release's app on a free port, waits until it is
+// healthy, routes the environment to it and retires the process it
+// replaces: that one is stopped once the requests it is serving are done
+// (at most Options.DrainTimeout). If the new process never gets healthy,
+// the old one keeps serving.
+func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
+	p, err := r.start(ctx, rel)
+	if err != nil {
+		return err
+	}
+	if err := r.waitHealthy(ctx, p); err != nil {
+		if serr := r.stop(ctx, p); serr != nil {
+			r.log.Error("stopping unhealthy process", "env", p.Key, "pid", p.PID, "err", serr)
+		}
+		return &env.StepError{Step: "start", Err: err, Tail: tail(r.logPath(rel.Key), 20)}
+	}
+	old := r.route(p)
+	if !p.alive() {
+		// It died between its health check and becoming current, when
+		// exited did not count it as current: report it now.
+		if r.o.OnExit != nil {
+			r.o.OnExit(p.Key)
+		}
+	}
+	if old != nil && old != p {
+		if err := r.retire(ctx, old); err != nil {
+			r.log.Error("stopping replaced process", "env", old.Key, "pid", old.PID, "err", err)
+		}
+	}
+	r.removeStaleWorkDirs(ctx, rel.Key, p.Dir)
+	return nil
+}
+
+func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := r.workDir(rel.Key, rel.SHA)
+	logf, err := r.openLog(rel.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), r.o.Run)
+	// The run command may be any shell command line; the app runs in its
+	// own process group, which is what is signalled and watched.
+	cmd := exec.Command("/bin/sh", "-c", r.o.Run)
+	cmd.Dir = dir
+	cmd.Env = r.environ(rel, port)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, &env.StepError{Step: "start", Err: err}
+	}
+	p := newProc(rel.Key, cmd.Process.Pid, port, rel.SHA, dir, startTime(cmd.Process.Pid))
+	go func() {
+		// Its exit status is of no interest: an exit is an exit.
+		_ = cmd.Wait()
+		r.exited(p)
+	}()
+	if err := r.inv.PutItem(ctx, rel.Key, p.item()); err != nil {
+		killGroup(p.PID, syscall.SIGKILL)
+		<-p.done
+		return nil, err
+	}
+	r.log.Debug("process started", "env", rel.Key, "sha", env.ShortSHA(rel.SHA), "pid", p.PID, "port", port)
+	return p, nil
+}
+
+// exited is called once p's process is gone. What else ran in its
+// process group goes with it.
+func (r *Runtime) exited(p *proc) {
+	killGroup(p.PID, syscall.SIGKILL)
+	close(p.done)
+	r.mu.Lock()
+	current := r.procs[p.Key] == p && !p.stopping
+	r.mu.Unlock()
+	if current {
+		r.log.Warn("process exited", "env", p.Key, "pid", p.PID, "sha", env.ShortSHA(p.SHA))
+		if r.o.OnExit != nil {
+			r.o.OnExit(p.Key)
+		}
+	}
+}
+
+func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
+	ctx, cancel := context.WithTimeout(ctx, r.o.StartTimeout)
+	defer cancel()
+	url := "http://" + p.addr() + r.o.HealthPath
+	delay := 5 * time.Millisecond
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("health check: %w", err)
+		}
+		resp, err := r.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %s", r.o.HealthPath, resp.Status)
+		} else {
+			last = err
+		}
+		select {
+		case <-p.done:
+			return errors.New("the process exited before it was healthy")
+		case <-ctx.Done():
+			return fmt.Errorf("not healthy after %s: %w", r.o.StartTimeout, last)
+		case <-time.After(delay):
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// stop ends p's process group (SIGTERM, then SIGKILL after StopTimeout),
+// stops routing to it and forgets it.
+func (r *Runtime) stop(ctx context.Context, p *proc) error {
+	r.mu.Lock()
+	p.stopping = true
+	if r.procs[p.Key] == p {
+		delete(r.procs, p.Key)
+	}
+	r.mu.Unlock()
+	// A process that has exited is not signalled: its pid may be
+	// another's by now.
+	if p.alive() {
+		killGroup(p.PID, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(r.o.StopTimeout):
+			killGroup(p.PID, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	p.transport.CloseIdleConnections()
+	if err := r.inv.DeleteItem(ctx, p.Key, p.item()); err != nil {
+		return fmt.Errorf("forgetting process %d: %w", p.PID, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
 
 // killGroup signals the process group led by pid. A group that is gone
 // already is not an error.
@@ -85,34 +303,4 @@ func stopDetached(pid int, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	killGroup(pid, syscall.SIGKILL)
-}
-
-// tail returns the last n lines of the file.
-func tail(path string, n int) string { return tailFrom(path, 0, n) }
-
-// tailFrom returns the last n lines of the file after offset, reading at
-// most the last 64 KiB.
-func tailFrom(path string, offset int64, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	const max = 64 << 10
-	if st.Size()-offset > max {
-		offset = st.Size() - max
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(f)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

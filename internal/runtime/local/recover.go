@@ -31,21 +31,21 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 		for _, it := range env.Find(items, env.ItemProcess) {
 			var p proc
 			if err := json.Unmarshal(it.Data, &p); err != nil || p.PID <= 0 {
-				r.inv.DeleteItem(ctx, key, it)
+				r.forget(ctx, key, it)
 				continue
 			}
 			if !sameProcess(p.PID, p.Start) || !r.healthy(ctx, p.Port) {
 				if sameProcess(p.PID, p.Start) {
 					stopDetached(p.PID, r.o.StopTimeout)
 				}
-				r.inv.DeleteItem(ctx, key, it)
+				r.forget(ctx, key, it)
 				continue
 			}
 			if newest != nil {
 				// Two live processes for one key: a crash came between
 				// starting the new one and stopping the old. Keep one.
 				stopDetached(newest.PID, r.o.StopTimeout)
-				r.inv.DeleteItem(ctx, key, newest.item())
+				r.forget(ctx, key, newest.item())
 				delete(adopted, newest.PID)
 			}
 			q := p
@@ -63,7 +63,7 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 
 // adopt takes over a process a previous previewd started.
 func (r *Runtime) adopt(p *proc) {
-	p.done = make(chan struct{})
+	p.init()
 	r.mu.Lock()
 	r.procs[p.Key] = p
 	r.mu.Unlock()
@@ -80,7 +80,10 @@ func (r *Runtime) healthy(ctx context.Context, port int) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + r.o.HealthPath
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return false
@@ -126,7 +129,9 @@ func (r *Runtime) removeStrayFiles(keep map[string]bool, inventory map[string][]
 		key := filepath.Base(d)
 		if _, ok := inventory[key]; !ok {
 			r.log.Info("removing stray directory", "dir", d)
-			os.RemoveAll(d)
+			if err := os.RemoveAll(d); err != nil {
+				r.log.Error("removing stray directory", "dir", d, "err", err)
+			}
 			continue
 		}
 		srcs, _ := filepath.Glob(filepath.Join(d, "src-*"))
@@ -134,7 +139,9 @@ func (r *Runtime) removeStrayFiles(keep map[string]bool, inventory map[string][]
 			base := strings.TrimSuffix(strings.TrimSuffix(s, ".ok"), ".tmp")
 			if !keep[base] || strings.HasSuffix(s, ".tmp") {
 				r.log.Info("removing stray work dir", "dir", s)
-				os.RemoveAll(s)
+				if err := os.RemoveAll(s); err != nil {
+					r.log.Error("removing stray work dir", "dir", s, "err", err)
+				}
 			}
 		}
 	}

@@ -1,0 +1,205 @@
+package git
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Cache is a bare repository that holds the commits fetched for every
+// environment, so each commit's objects are fetched once. One fetch (or
+// ref deletion) runs at a time.
+type Cache struct {
+	dir string
+	mu  sync.Mutex
+}
+
+// NewCache returns the cache kept in dir (made on the first fetch).
+func NewCache(dir string) *Cache { return &Cache{dir: dir} }
+
+// Dir is the cache's bare repository.
+func (c *Cache) Dir() string { return c.dir }
+
+func (c *Cache) exists() bool {
+	_, err := os.Stat(filepath.Join(c.dir, "HEAD"))
+	return err == nil
+}
+
+// Has reports whether the cache holds commit sha.
+func (c *Cache) Has(ctx context.Context, sha string) bool {
+	if !IsSHA(sha) || !c.exists() {
+		return false
+	}
+	_, err := Run(ctx, c.dir, "cat-file", "-e", sha+"^{commit}")
+	return err == nil
+}
+
+// Fetch makes sure the cache holds commit sha of repo: if it does not, it
+// fetches ref (a full ref name such as refs/heads/x or refs/pull/7/head)
+// into the cache's ref into, and, when ref has moved on since sha was
+// listed, asks for the commit itself. creds, if set, is asked for
+// environment variables that give git its credentials, only when a fetch
+// is needed. ctx bounds the whole fetch, and the cache is free again
+// once it ends.
+func (c *Cache) Fetch(ctx context.Context, repo, ref, into, sha string, creds func(context.Context) ([]string, error)) error {
+	if err := CheckSHA(sha); err != nil {
+		return err
+	}
+	for _, r := range []string{ref, into} {
+		if !strings.HasPrefix(r, "refs/") || strings.ContainsAny(r, ": \t\n") {
+			return fmt.Errorf("%q is not a full ref name", r)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.exists() {
+		if _, err := Run(ctx, "", "init", "--quiet", "--bare", "--", c.dir); err != nil {
+			return err
+		}
+	}
+	if c.Has(ctx, sha) {
+		return nil
+	}
+	var env []string
+	if creds != nil {
+		var err error
+		if env, err = creds(ctx); err != nil {
+			return err
+		}
+	}
+	// "--" ends the options, so neither the URL nor the refspec can be
+	// read as one.
+	_, ferr := RunEnv(ctx, c.dir, env, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repo, "+"+ref+":"+into)
+	if c.Has(ctx, sha) {
+		return nil
+	}
+	// The ref moved on since it was listed; ask for the commit itself.
+	if _, err := RunEnv(ctx, c.dir, env, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repo, sha); err != nil {
+		return fmt.Errorf("fetching %s: %w", short(sha), errors.Join(ferr, err))
+	}
+	return nil
+}
+
+// DeleteRef removes ref from the cache, so the commits only it kept can be
+// pruned by git's automatic gc. A ref (or a cache) that is not there is no
+// error.
+func (c *Cache) DeleteRef(ctx context.Context, ref string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.exists() {
+		return nil
+	}
+	if _, err := Run(ctx, c.dir, "show-ref", "--verify", "--quiet", "--", ref); err != nil {
+		return nil // not there
+	}
+	if _, err := Run(ctx, c.dir, "update-ref", "-d", "--", ref); err != nil {
+		return fmt.Errorf("deleting %s from the object cache: %w", ref, err)
+	}
+	return nil
+}
+
+// Archive writes the tree of commit sha into dir (which must exist),
+// streaming git archive's tar output. An entry that would leave dir is
+// refused.
+func (c *Cache) Archive(ctx context.Context, sha, dir string) error {
+	if err := CheckSHA(sha); err != nil {
+		return err
+	}
+	cmd := command(ctx, c.dir, nil, "archive", "--format=tar", "--", sha)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("git archive: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("git archive: %w", err)
+	}
+	terr := untar(out, dir)
+	// Drain what is left, so git is not blocked writing; a read error
+	// here shows in Wait.
+	_, _ = io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return runError(ctx, "archive", stderr.String(), err)
+	}
+	return terr
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// untar writes the archive's directories, files and symbolic links under
+// dir. Names that are absolute or climb out of dir are refused. A symbolic
+// link is written as it is (the app's own tree may hold links), but an
+// entry under a link the archive made is refused: a crafted tree could
+// otherwise write through the link to anywhere.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	links := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading archive: %w", err)
+		}
+		name := filepath.Clean(h.Name)
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("archive entry %q leaves the work dir", h.Name)
+		}
+		for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
+			if links[p] {
+				return fmt.Errorf("archive entry %q lies under the symbolic link %q", h.Name, p)
+			}
+		}
+		target := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := writeFile(target, tr, os.FileMode(h.Mode)&0o777); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return err
+			}
+			links[name] = true
+		default:
+			// git archive writes a pax global header holding the commit
+			// id, and nothing else of interest.
+		}
+	}
+}
+
+func writeFile(path string, r io.Reader, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,58 @@
+package local
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestMain doubles as the app the drain tests run: the test binary started
+// with LOCAL_TEST_APP=1 (given through Options.Env) serves on $PORT.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOCAL_TEST_APP") == "1" {
+		serveTestApp()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// serveTestApp answers /healthz with its SHA and pid, /slow?file=F once F
+// exists (it writes F.started when the request arrives), and POST /echo
+// with the request's body. On SIGTERM it exits at once, as a plain Go
+// server does.
+func serveTestApp() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %d", os.Getenv("PREVIEW_SHA"), os.Getpid())
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		f := r.URL.Query().Get("file")
+		if err := os.WriteFile(f+".started", nil, 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for {
+			if _, err := os.Stat(f); err == nil {
+				break
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		fmt.Fprintf(w, "%d", os.Getpid())
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(w, r.Body); err != nil {
+			fmt.Fprintln(os.Stderr, "echo:", err)
+		}
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
