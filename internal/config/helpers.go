@@ -32,8 +32,11 @@ type URLData struct {
 	Port              int
 }
 
-// EnvURL returns an environment's URL: the url template if set, else
-// http://<key>.<domain>:<listen port>.
+// EnvURL returns an environment's URL before the runtime knows better (an
+// Ingress host, runtime.kubernetes.url). It is the one place the default
+// is decided: the url template if set; else, on Kubernetes (kinds
+// kubernetes and argocd), https://<key>.<domain>; else previewd's own
+// proxy, http://<key>.<domain>:<listen port> (no port for 80).
 func (c *Config) EnvURL(key string) string {
 	d := URLData{Key: key, Host: key + "." + c.Domain, Domain: c.Domain, Port: c.ListenPort()}
 	if c.URL != "" {
@@ -44,6 +47,9 @@ func (c *Config) EnvURL(key string) string {
 				return b.String()
 			}
 		}
+	}
+	if c.Runtime.Kind == "kubernetes" || c.Runtime.Kind == "argocd" {
+		return "https://" + d.Host
 	}
 	if d.Port == 80 {
 		return "http://" + d.Host
