@@ -58,6 +58,19 @@ url: "https://{{.Key}}.${ZONE}"
 	if got := c.EnvURL("pr-7"); got != "https://pr-7.preview.example.com" {
 		t.Errorf("EnvURL = %q", got)
 	}
+	// Without a template the runtime's kind decides: previewd's proxy
+	// locally, https on the cluster's ingress on Kubernetes.
+	c.URL, c.Domain = "", "preview.example.com"
+	for kind, want := range map[string]string{"local": "http://pr-7.preview.example.com:8080", "kubernetes": "https://pr-7.preview.example.com", "argocd": "https://pr-7.preview.example.com"} {
+		c.Runtime.Kind = kind
+		if got := c.EnvURL("pr-7"); got != want {
+			t.Errorf("EnvURL with runtime %s = %q, want %q", kind, got, want)
+		}
+	}
+	c.Runtime.Kind, c.Listen = "local", "0.0.0.0:80"
+	if got := c.EnvURL("pr-7"); got != "http://pr-7.preview.example.com" {
+		t.Errorf("EnvURL on port 80 = %q", got)
+	}
 	// A value with YAML syntax in it stays a value.
 	c, err = Parse([]byte(`forge: {git: {url: "${REPO}"}}`), "/x", lookup(map[string]string{"REPO": "/a: b\n- c"}))
 	if err != nil || c.Forge.Git.URL != "/a: b\n- c" {

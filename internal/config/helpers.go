@@ -26,8 +26,11 @@ func (c *Config) ListenPort() int {
 	return p
 }
 
-// EnvURL returns an environment's URL: the url template if set, else
-// http://<key>.<domain>:<listen port>.
+// EnvURL returns an environment's URL before the runtime knows better (an
+// Ingress host, runtime.kubernetes.url). It is the one place the default
+// is decided: the url template if set; else, on Kubernetes (kinds
+// kubernetes and argocd), https://<key>.<domain>; else previewd's own
+// proxy, http://<key>.<domain>:<listen port> (no port for 80).
 func (c *Config) EnvURL(key string) string {
 	d := tmpl.URLData{Key: key, Host: key + "." + c.Domain, Domain: c.Domain, Port: c.ListenPort()}
 	if c.URL != "" {
@@ -36,6 +39,9 @@ func (c *Config) EnvURL(key string) string {
 				return u
 			}
 		}
+	}
+	if c.Runtime.Kind == "kubernetes" || c.Runtime.Kind == "argocd" {
+		return "https://" + d.Host
 	}
 	if d.Port == 80 {
 		return "http://" + d.Host

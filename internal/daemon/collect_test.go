@@ -62,10 +62,10 @@ runtime:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.store.Close()
+	defer d.close()
 
 	// The first sync's collection, before any reconcile has run.
-	d.collect(ctx)
+	d.rec.Collect(ctx)
 
 	ns, err := cs.CoreV1().Namespaces().Get(ctx, open, metav1.GetOptions{})
 	if err != nil || ns.DeletionTimestamp != nil {

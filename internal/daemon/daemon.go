@@ -26,6 +26,7 @@ import (
 	"github.com/previewd/previewd/internal/database/sqlite"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/runtime/local"
 	"github.com/previewd/previewd/internal/server"
 	"github.com/previewd/previewd/internal/store"
@@ -53,24 +54,29 @@ type Daemon struct {
 	log     *slog.Logger
 	store   *store.Store
 	db      database.Provider
-	rt      *local.Runtime
+	rt      runtime.Runtime // the one runtime: local, or kubernetes/argocd
 	rec     *reconcile.Reconciler
 	srv     *server.Server
-	resync  chan struct{}
 	reg     *prometheus.Registry
 	metrics *metrics
 	gh      gitHubParts
 	kube    kubeParts
-	// src is the forge; collecting orphans asks it what is wanted.
-	src reconcile.Source
+	// closers close, in reverse order, what New opened.
+	closers []func() error
 }
 
-// New builds a daemon from cfg. Nothing runs until Run.
-func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
+// New builds a daemon from cfg. Nothing runs until Run. When New fails,
+// what it opened is closed again.
+func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{cfg: cfg, o: o, log: o.Logger, resync: make(chan struct{}, 1), reg: prometheus.NewRegistry()}
+	d := &Daemon{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
@@ -79,18 +85,84 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.store = st
+	d.onClose(st.Close)
 	if d.db, err = OpenDatabase(ctx, cfg); err != nil {
-		st.Close()
 		return nil, err
+	}
+	if c, ok := d.db.(interface{ Close() }); ok {
+		d.onClose(func() error { c.Close(); return nil })
 	}
 	src, err := openSource(cfg, o.Logger)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	d.src = src
 	d.gh = d.gitHub(src)
-	d.rt, err = local.New(local.Options{
+	if d.rt, err = d.openRuntime(); err != nil {
+		return nil, err
+	}
+	d.metrics = newMetrics(ctx, d.reg, st, o.Logger)
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.rec = reconcile.New(reconcile.Options{
+		Store:        st,
+		Source:       src,
+		Database:     d.db,
+		Runtime:      d.rt,
+		Notifiers:    append([]reconcile.Notifier{d.metrics}, d.gh.notifiers()...),
+		URL:          cfg.EnvURL,
+		Workers:      cfg.Concurrency,
+		MaxRestarts:  cfg.Runtime.Local.MaxRestarts,
+		PollInterval: cfg.Forge.PollInterval(),
+		Logger:       o.Logger,
+	})
+	so := server.Options{
+		Store:        st,
+		Domain:       cfg.Domain,
+		Plugin:       d.kube.plugin,
+		Redeploy:     d.rec.Redeploy,
+		Resync:       d.rec.Resync,
+		SourceStatus: d.rec.SourceStatus,
+		Webhooks:     d.gh.webhooks(),
+		Gatherer:     d.reg,
+		Version:      o.Version,
+		Logger:       o.Logger,
+	}
+	if l, ok := d.rt.(runtime.Logs); ok {
+		so.Logs = l
+	}
+	if r, ok := d.rt.(runtime.Readiness); ok {
+		so.Readiness = r
+	}
+	if r, ok := d.rt.(runtime.Router); ok {
+		so.Router = r
+	}
+	d.srv = server.New(so)
+	return d, nil
+}
+
+// onClose pushes f on the stack that close runs.
+func (d *Daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
+
+// close closes what New opened, last opened first.
+func (d *Daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		if err := d.closers[i](); err != nil {
+			d.log.Warn("closing", "err", err)
+		}
+	}
+	d.closers = nil
+}
+
+// openRuntime builds the one runtime the config asks for.
+func (d *Daemon) openRuntime() (runtime.Runtime, error) {
+	cfg := d.cfg
+	if isKube(cfg) {
+		var err error
+		if d.kube, err = openKube(cfg, d.store, d.log); err != nil {
+			return nil, err
+		}
+		return d.kube.rt, nil
+	}
+	rt, err := local.New(local.Options{
 		Dir:          cfg.DataDir,
 		Build:        cfg.Runtime.Local.Build,
 		Migrate:      cfg.Migrate,
@@ -100,47 +172,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		StepTimeout:  cfg.Runtime.Local.BuildTimeout.Duration,
 		Env:          cfg.Runtime.Local.Env,
 		InheritEnv:   cfg.Runtime.Local.InheritEnv,
-		OnExit:       d.onExit,
-		GitEnv:       d.gh.gitEnv,
-		Logger:       o.Logger,
-	}, st)
+		// Processes start only once Run runs, after d.rec is set.
+		OnExit: func(key string) { d.rec.Exited(key) },
+		GitEnv: d.gh.gitEnv,
+		Logger: d.log,
+	}, d.store)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	if d.kube, err = openKube(cfg, st, o.Logger); err != nil {
-		st.Close()
-		return nil, err
-	}
-	d.metrics = newMetrics(d.reg, st)
-	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d.rec = reconcile.New(reconcile.Options{
-		Store:       st,
-		Source:      src,
-		Database:    d.db,
-		Runtime:     d.runtime(),
-		Notifiers:   append([]reconcile.Notifier{d.metrics}, d.gh.notifiers()...),
-		URL:         d.envURL,
-		Workers:     cfg.Concurrency,
-		MaxRestarts: cfg.Runtime.Local.MaxRestarts,
-		Logger:      o.Logger,
-	})
-	d.srv = server.New(server.Options{
-		Store:        st,
-		Domain:       cfg.Domain,
-		Router:       d.router(),
-		Ready:        d.ready,
-		Plugin:       d.kube.plugin,
-		Enqueue:      d.rec.Enqueue,
-		Resync:       d.Resync,
-		SourceStatus: d.rec.SourceStatus,
-		Logs:         d.rt.LogTail,
-		Webhooks:     d.gh.webhooks(),
-		Gatherer:     d.reg,
-		Version:      o.Version,
-		Logger:       o.Logger,
-	})
-	return d, nil
+	return rt, nil
 }
 
 func openSource(cfg *config.Config, log *slog.Logger) (reconcile.Source, error) {
@@ -176,7 +216,9 @@ func secret(dataDir string) (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	buf := make([]byte, 32)
-	rand.Read(buf)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
 	s := hex.EncodeToString(buf)
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return "", err
@@ -195,40 +237,23 @@ func (d *Daemon) Handler() http.Handler { return d.srv }
 func (d *Daemon) Store() *store.Store { return d.store }
 
 // Resync asks for the sources to be listed now.
-func (d *Daemon) Resync() {
-	select {
-	case d.resync <- struct{}{}:
-	default:
-	}
-}
+func (d *Daemon) Resync() { d.rec.Resync() }
 
-// onExit is the runtime's report that an environment's process died: look
-// again after a backoff that grows with the restarts so far.
-func (d *Daemon) onExit(key string) {
-	delay := 100 * time.Millisecond
-	if rec, err := d.store.GetRecord(context.Background(), key); err == nil {
-		for i := 0; i < reconcile.RecentRestarts(rec, time.Now()) && delay < 30*time.Second; i++ {
-			delay *= 2
-		}
-	}
-	d.rec.EnqueueAfter(key, delay)
-}
-
-// Run serves until ctx ends.
+// Run serves until ctx ends, then closes what New opened.
 func (d *Daemon) Run(ctx context.Context) error {
-	defer d.store.Close()
-	if c, ok := d.db.(interface{ Close() }); ok {
-		defer c.Close()
-	}
-	items, err := d.store.AllItems(ctx)
-	if err != nil {
-		return err
-	}
-	if err := d.rt.Recover(ctx, items); err != nil {
-		return fmt.Errorf("recovering processes: %w", err)
+	defer d.close()
+	if rc, ok := d.rt.(runtime.Recoverer); ok {
+		items, err := d.store.AllItems(ctx)
+		if err != nil {
+			return err
+		}
+		if err := rc.Recover(ctx, items); err != nil {
+			return fmt.Errorf("recovering processes: %w", err)
+		}
 	}
 	ln := d.o.Listener
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", d.cfg.Listen); err != nil {
 			return fmt.Errorf("listening on %s: %w", d.cfg.Listen, err)
 		}
@@ -249,27 +274,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	leading, err := d.lead(ctx, cancel, errc)
 	if err != nil {
-		hs.Close()
+		if cerr := hs.Close(); cerr != nil {
+			d.log.Warn("closing the HTTP server", "err", cerr)
+		}
 		wg.Wait()
 		return err
 	}
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		whenLeading(ctx, leading, d.rec.Run)
-	}()
-	go func() {
-		defer wg.Done()
-		whenLeading(ctx, leading, d.poll)
 	}()
 	d.log.Info("serving", "addr", ln.Addr().String(), "dataDir", d.cfg.DataDir, "forge", d.cfg.Forge.Kind, "runtime", d.cfg.Runtime.Kind, "database", d.cfg.Database.Kind)
 	if d.o.Ready != nil {
 		d.o.Ready(ln.Addr().String())
 	}
 	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Shutting down outlives ctx, for a bounded time.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
-	hs.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil {
+		d.log.Warn("shutting down the HTTP server", "err", err)
+	}
 	wg.Wait()
 	d.gh.wait()
 	if d.o.StopOnExit {
@@ -301,58 +327,21 @@ func httpServer(h http.Handler, idle time.Duration) *http.Server {
 // idleTimeout closes keep-alive connections that stay idle this long.
 const idleTimeout = 2 * time.Minute
 
-// poll lists the source now, on every interval and on Resync.
-func (d *Daemon) poll(ctx context.Context) {
-	interval := d.cfg.Forge.PollInterval()
-	t := time.NewTimer(0)
-	defer t.Stop()
-	collected := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-d.resync:
-		}
-		if err := d.rec.Sync(ctx); err == nil && !collected {
-			collected = true
-			d.collect(ctx)
-		}
-		t.Reset(interval)
-	}
-}
-
-// collect drops databases that no environment owns (left by a crash
-// before they were recorded, or by an older previewd).
-func (d *Daemon) collect(ctx context.Context) {
-	d.collectKube(ctx)
-	c, ok := d.db.(database.Collector)
+// stopAll stops every environment's processes (serve
+// --stop-apps-on-exit, demo), when the runtime can.
+func (d *Daemon) stopAll(ctx context.Context) {
+	st, ok := d.rt.(runtime.Stopper)
 	if !ok {
 		return
 	}
-	keys, err := d.liveKeys(ctx)
-	if err != nil {
-		d.log.Warn("collecting orphaned databases", "err", err)
-		return
-	}
-	removed, err := c.Collect(ctx, keys)
-	if err != nil {
-		d.log.Warn("collecting orphaned databases", "err", err)
-	}
-	if len(removed) > 0 {
-		d.log.Info("collected orphaned databases", "names", strings.Join(removed, ","))
-	}
-}
-
-// stopAll stops every environment's processes.
-func (d *Daemon) stopAll(ctx context.Context) {
 	live, err := d.store.Live(ctx)
 	if err != nil {
+		d.log.Warn("listing environments to stop", "err", err)
 		return
 	}
 	for _, e := range live {
-		if err := d.rt.Stop(ctx, e.Key); err != nil {
-			d.log.Error("stopping environment", "env", e.Key, "err", err)
+		if err := st.Stop(ctx, e.Key); err != nil {
+			d.log.Warn("stopping", "env", e.Key, "err", err)
 		}
 	}
 }

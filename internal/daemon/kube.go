@@ -3,17 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/previewd/previewd/internal/argocd"
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/env"
-	"github.com/previewd/previewd/internal/reconcile"
-	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/runtime/kube"
 	"github.com/previewd/previewd/internal/store"
 )
@@ -90,42 +86,6 @@ func describe(rt *kube.Runtime) func(e env.Environment) (argocd.Params, error) {
 	}
 }
 
-// runtime is the runtime the reconciler drives.
-func (d *Daemon) runtime() reconcile.Runtime {
-	if d.kube.rt != nil {
-		return d.kube.rt
-	}
-	return d.rt
-}
-
-// router is the preview proxy's router: only the local runtime serves
-// environments through previewd.
-func (d *Daemon) router() runtime.Router {
-	if d.kube.rt != nil {
-		return nil
-	}
-	return d.rt
-}
-
-// envURL is an environment's URL before the runtime knows better: on
-// Kubernetes, without a url template, https://<key>.<domain>.
-func (d *Daemon) envURL(key string) string {
-	if d.kube.rt != nil && d.cfg.URL == "" {
-		return "https://" + key + "." + d.cfg.Domain
-	}
-	return d.cfg.EnvURL(key)
-}
-
-// ready is /readyz: on Kubernetes, the API server must answer.
-func (d *Daemon) ready() error {
-	if d.kube.rt == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	return d.kube.rt.Ready(ctx)
-}
-
 // lead starts leader election when configured and returns a channel closed
 // once this replica leads (at once without election). Losing the Lease
 // ends the daemon with an error (its pod is restarted and campaigns
@@ -165,52 +125,4 @@ func whenLeading(ctx context.Context, leading <-chan struct{}, f func(context.Co
 		f(ctx)
 	case <-ctx.Done():
 	}
-}
-
-// collectKube deletes namespaces and objects of environments no longer
-// live.
-func (d *Daemon) collectKube(ctx context.Context) {
-	if d.kube.rt == nil {
-		return
-	}
-	removed, err := d.kube.rt.Collect(ctx, d.liveKeys)
-	if err != nil {
-		d.log.Warn("collecting orphaned kubernetes objects", "err", err)
-	}
-	if len(removed) > 0 {
-		d.log.Info("collected orphaned kubernetes objects", "names", strings.Join(removed, ","))
-	}
-}
-
-// liveKeys are the keys that own something or are wanted: live
-// environments, anything in an inventory, production, and every change the
-// forge lists now. The forge's answer matters on a fresh store (a pod
-// without persistence, a new leader, a lost volume): its open changes are
-// not recorded until the reconciler gets to them, and their namespaces and
-// databases must not be collected meanwhile. When the forge cannot be
-// asked, nothing is collected.
-func (d *Daemon) liveKeys(ctx context.Context) (map[string]bool, error) {
-	wanted, err := d.src.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing the forge: %w", err)
-	}
-	live, err := d.store.Live(ctx)
-	if err != nil {
-		return nil, err
-	}
-	all, err := d.store.AllItems(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keys := map[string]bool{env.ProductionKey: true}
-	for _, e := range live {
-		keys[e.Key] = true
-	}
-	for k := range all {
-		keys[k] = true
-	}
-	for _, w := range wanted {
-		keys[w.Key] = true
-	}
-	return keys, nil
 }

@@ -115,6 +115,16 @@ runtime:
 	if code, _ := get("POST", "/api/v1/getparams.execute", "", "{}"); code != http.StatusUnauthorized {
 		t.Errorf("getparams without token = %d", code)
 	}
+	// Only the kubernetes runtime runs: the logs are not some local
+	// runtime's empty tail but a 404 that says why.
+	if code, body := get("GET", "/api/v1/environments/feature-x/logs", "", ""); code != http.StatusNotFound || !strings.Contains(body, "no logs") {
+		t.Errorf("logs = %d %s", code, body)
+	}
+	// Without a url template, an environment on Kubernetes is reached
+	// over https on its host.
+	if e, err := d.Store().Get(ctx, "feature-x"); err != nil || e.URL != "https://feature-x.preview.example.com" {
+		t.Errorf("url = %q, %v", e.URL, err)
+	}
 }
 
 // repoAndKubeconfig makes, under dir, a git repository with main and one

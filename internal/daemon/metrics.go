@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +17,9 @@ type metrics struct {
 	readyTime   prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, st *store.Store) *metrics {
+// newMetrics registers previewd's metrics. Scrapes read the store within
+// ctx (the daemon's), since a Collector is given none.
+func newMetrics(ctx context.Context, reg prometheus.Registerer, st *store.Store, log *slog.Logger) *metrics {
 	m := &metrics{
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "previewd_environment_transitions_total",
@@ -28,7 +31,7 @@ func newMetrics(reg prometheus.Registerer, st *store.Store) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.transitions, m.readyTime, &envCollector{st: st})
+	reg.MustRegister(m.transitions, m.readyTime, &envCollector{ctx: ctx, st: st, log: log})
 	return m
 }
 
@@ -44,15 +47,20 @@ func (m *metrics) Notify(ctx context.Context, n env.Notice) error {
 var envDesc = prometheus.NewDesc("previewd_environments", "Live environments, by status.", []string{"status"}, nil)
 
 // envCollector reads the store at scrape time.
-type envCollector struct{ st *store.Store }
+type envCollector struct {
+	ctx context.Context
+	st  *store.Store
+	log *slog.Logger
+}
 
 func (c *envCollector) Describe(ch chan<- *prometheus.Desc) { ch <- envDesc }
 
 func (c *envCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	defer cancel()
 	live, err := c.st.Live(ctx)
 	if err != nil {
+		c.log.Warn("reading environments for metrics", "err", err)
 		return
 	}
 	counts := map[env.Status]int{}

@@ -11,41 +11,110 @@ import (
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
 
 // Reasons recorded in the event history.
 const (
-	ReasonBuilding  = "Building"
-	ReasonMigrating = "Migrating"
-	ReasonStarting  = "Starting"
-	ReasonReady     = "Ready"
-	ReasonFailed    = "Failed"
-	ReasonRestarted = "Restarted"
-	ReasonHeld      = "Held"
-	ReasonDeleting  = "Deleting"
-	ReasonRemoved   = "Removed"
-	ReasonRetrying  = "RemovalRetrying"
-	ReasonWaiting   = "Waiting"
+	ReasonBuilding      = "Building"
+	ReasonMigrating     = "Migrating"
+	ReasonStarting      = "Starting"
+	ReasonReady         = "Ready"
+	ReasonFailed        = "Failed"
+	ReasonRestarted     = "Restarted"
+	ReasonRestartFailed = "RestartFailed"
+	ReasonHeld          = "Held"
+	ReasonDeleting      = "Deleting"
+	ReasonRemoved       = "Removed"
+	ReasonRetrying      = "RemovalRetrying"
+	ReasonWaiting       = "Waiting"
 )
 
-// progress saves a status change with an event and tells the notifiers.
+// act executes plan. Every path that changes the environment ends in an
+// outcome that finish saves, with an event, in a deferred call.
+func (r *Reconciler) act(ctx context.Context, o Observed, plan Plan) (Result, error) {
+	switch plan.Action {
+	case Wait:
+		return Result{RequeueAfter: plan.RequeueAfter}, nil
+	case Hold:
+		return r.hold(ctx, plan)
+	case Deploy, Restart:
+		return r.deploy(ctx, o, plan)
+	case GiveUp:
+		return r.giveUp(ctx, plan)
+	case Teardown:
+		return r.teardown(ctx, o, plan)
+	}
+	return Result{}, nil
+}
+
+// progress is one act on one environment: it saves the status changes
+// along the way and, through finish, the one it ends in.
 type progress struct {
 	r     *Reconciler
 	src   env.Source
 	start time.Time
+	// exists is true once the environment has a stored record: only then
+	// are status and events saved.
+	exists bool
 }
 
-func (p *progress) set(ctx context.Context, status env.Status, reason, msg string, u store.Update, tail string) error {
-	u.Status, u.Message = &status, &msg
+// outcome is the status an act ends in.
+type outcome struct {
+	status        *env.Status // nil leaves the status as it is
+	reason, msg   string
+	u             store.Update
+	tail          string
+	removed, left []string
+	// silent saves without telling the notifiers.
+	silent bool
+}
+
+func (r *Reconciler) progress(src env.Source, exists bool) *progress {
+	return &progress{r: r, src: src, start: r.o.Now(), exists: exists}
+}
+
+// set saves a status change along the way, with an event, and tells the
+// notifiers.
+func (p *progress) set(ctx context.Context, status env.Status, reason, msg string, u store.Update) error {
+	return p.save(ctx, &outcome{status: &status, reason: reason, msg: msg, u: u})
+}
+
+func (p *progress) save(ctx context.Context, out *outcome) error {
+	if !p.exists {
+		return nil
+	}
+	u := out.u
+	u.Status, u.Message = out.status, &out.msg
 	if err := p.r.o.Store.Set(ctx, p.src.Key, u); err != nil {
 		return err
 	}
-	if err := p.r.o.Store.AddEvent(ctx, p.src.Key, env.Event{Reason: reason, Message: msg, SHA: p.src.SHA}); err != nil {
+	if err := p.r.o.Store.AddEvent(ctx, p.src.Key, env.Event{Reason: out.reason, Message: out.msg, SHA: p.src.SHA}); err != nil {
 		return err
 	}
-	p.notify(ctx, tail, nil, nil)
+	if !out.silent {
+		p.notify(ctx, out.tail, out.removed, out.left)
+	}
 	return nil
+}
+
+// finish saves what the act ended in, or, when it returned an error
+// without saying, that it failed. It returns err joined with any error of
+// saving.
+func (p *progress) finish(ctx context.Context, out *outcome, err error) error {
+	if out == nil {
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		failed := env.StatusFailed
+		out = &outcome{status: &failed, reason: ReasonFailed, msg: err.Error()}
+	}
+	if serr := p.save(ctx, out); serr != nil {
+		return errors.Join(err, fmt.Errorf("saving the status of %s: %w", p.src.Key, serr))
+	}
+	return err
 }
 
 func (p *progress) notify(ctx context.Context, tail string, removed, left []string) {
@@ -67,101 +136,109 @@ func (p *progress) notify(ctx context.Context, tail string, removed, left []stri
 	}
 }
 
-func (r *Reconciler) hold(ctx context.Context, src env.Source) error {
+func (r *Reconciler) hold(ctx context.Context, plan Plan) (_ Result, err error) {
+	src := plan.Source
+	p := r.progress(src, false)
+	var out *outcome
+	defer func() { err = p.finish(ctx, out, err) }()
 	if err := r.o.Store.Upsert(ctx, src); err != nil {
-		return err
+		return Result{}, err
 	}
-	p := &progress{r: r, src: src, start: r.o.Now()}
-	return p.set(ctx, env.StatusPending, ReasonHeld, src.Hold, store.Update{}, "")
+	p.exists = true
+	pending := env.StatusPending
+	out = &outcome{status: &pending, reason: ReasonHeld, msg: src.Hold}
+	return Result{}, nil
 }
 
-// deploy rolls the environment out at src.SHA: build, database, migrate,
-// start. A failure of the app's own steps is terminal for this SHA; any
-// other error is returned to be retried with backoff.
-func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, restart bool) error {
+// deploy rolls the environment out at the plan's SHA: build, database,
+// migrate, start; or, for a restart, only database and start. A failure of
+// the app's own steps is terminal for this SHA; a wait requeues; any other
+// error is returned to be retried with backoff.
+func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Result, err error) {
+	src := plan.Source
 	key := src.Key
+	restart := plan.Action == Restart
+	p := r.progress(src, false)
+	var out *outcome
+	defer func() { err = p.finish(ctx, out, err) }()
 	if err := r.o.Store.Upsert(ctx, src); err != nil {
-		return err
+		return Result{}, err
 	}
-	p := &progress{r: r, src: src, start: r.o.Now()}
+	p.exists = true
 	url := r.o.URL(key)
 	short := env.ShortSHA(src.SHA)
 	oldSHA := ""
-	if st.Running {
-		oldSHA = st.RunningSHA
+	if o.Running {
+		oldSHA = o.RunningSHA
 	}
 	restarts := 0
 	if restart {
 		// A process that ran for a good while since the last restart
 		// crashed anew, not in a loop: its count starts again.
-		restarts = RecentRestarts(*st.Record, st.Now) + 1
+		restarts = RecentRestarts(*o.Record, o.Now) + 1
 		r.log.Info("restarting", "env", key, "sha", short, "restarts", restarts)
 		if err := r.o.Store.AddEvent(ctx, key, env.Event{Reason: ReasonRestarted, Message: fmt.Sprintf("process exited; restart %d of %d", restarts, r.o.MaxRestarts), SHA: src.SHA}); err != nil {
-			return err
+			return Result{}, err
 		}
 	} else {
-		r.log.Info("deploying", "env", key, "sha", short)
+		r.log.Info("deploying", "env", key, "sha", short, "reason", plan.Reason)
 		sha := src.SHA
-		if err := p.set(ctx, env.StatusBuilding, ReasonBuilding, "building "+short, store.Update{SHA: &sha, URL: &url}, ""); err != nil {
-			return err
+		if err := p.set(ctx, env.StatusBuilding, ReasonBuilding, "building "+short, store.Update{SHA: &sha, URL: &url}); err != nil {
+			return Result{}, err
 		}
 	}
 	rel := &env.Release{Source: src, URL: url, Vars: env.Vars(src, url)}
 	if err := r.o.Runtime.Prepare(ctx, rel); err != nil {
 		var we *env.WaitError
 		if errors.As(err, &we) {
-			return r.waiting(ctx, p, we)
+			out, res = r.waiting(we)
+			return res, nil
 		}
-		return r.stepFailed(ctx, p, err, oldSHA)
+		out, err = r.stepFailed(src, err, oldSHA)
+		return Result{}, err
 	}
 
 	target := database.Target{Key: key, Production: src.Production()}
 	for _, it := range r.o.Database.Items(target) {
 		if err := r.o.Store.PutItem(ctx, key, it); err != nil {
-			return err
+			return Result{}, err
 		}
 	}
 	conn, err := r.o.Database.Ensure(ctx, target)
 	if err != nil {
-		msg := "database: " + err.Error()
-		status := env.StatusFailed
-		p.set(ctx, status, ReasonFailed, msg, store.Update{}, "")
-		return fmt.Errorf("ensuring database: %w", err)
+		failed := env.StatusFailed
+		out = &outcome{status: &failed, reason: ReasonFailed, msg: "database: " + err.Error()}
+		return Result{}, fmt.Errorf("ensuring database: %w", err)
 	}
 	maps.Copy(rel.Vars, conn.Vars)
 	dbName := conn.Name
 	if err := r.o.Store.Set(ctx, key, store.Update{Database: &dbName}); err != nil {
-		return err
+		return Result{}, err
 	}
 
 	if !restart {
-		if err := p.set(ctx, env.StatusMigrating, ReasonMigrating, "migrating "+short, store.Update{}, ""); err != nil {
-			return err
+		if err := p.set(ctx, env.StatusMigrating, ReasonMigrating, "migrating "+short, store.Update{}); err != nil {
+			return Result{}, err
 		}
 		if err := r.o.Runtime.Migrate(ctx, rel); err != nil {
-			return r.stepFailed(ctx, p, err, oldSHA)
+			out, err = r.stepFailed(src, err, oldSHA)
+			return Result{}, err
 		}
-		if err := p.set(ctx, env.StatusStarting, ReasonStarting, "starting "+short, store.Update{}, ""); err != nil {
-			return err
+		if err := p.set(ctx, env.StatusStarting, ReasonStarting, "starting "+short, store.Update{}); err != nil {
+			return Result{}, err
 		}
 	}
 	if err := r.o.Runtime.Deploy(ctx, rel); err != nil {
 		if restart {
 			// A failed restart is one more crash, not a verdict on the
-			// SHA: count it and try again after a backoff, until the
-			// restarts are used up.
-			if restarts >= r.o.MaxRestarts {
-				rec := *st.Record
-				rec.Restarts = restarts
-				return r.giveUp(ctx, src, rec)
-			}
-			msg := fmt.Sprintf("restart %d of %d failed: %v", restarts, r.o.MaxRestarts, err)
-			if serr := r.o.Store.Set(ctx, key, store.Update{Restarts: &restarts, Message: &msg}); serr != nil {
-				return serr
-			}
-			return errors.New(msg)
+			// SHA: count it; Decide restarts again after a backoff, or
+			// gives up once the restarts are used up.
+			out = &outcome{reason: ReasonRestartFailed, msg: fmt.Sprintf("restart %d of %d failed: %v", restarts, r.o.MaxRestarts, err), u: store.Update{Restarts: &restarts}, silent: true}
+			r.log.Warn("restart failed", "env", key, "sha", short, "restarts", restarts, "err", err)
+			return Result{RequeueAfter: RestartBackoff(restarts)}, nil
 		}
-		return r.stepFailed(ctx, p, err, oldSHA)
+		out, err = r.stepFailed(src, err, oldSHA)
+		return Result{}, err
 	}
 	took := r.o.Now().Sub(p.start).Round(time.Millisecond)
 	empty := ""
@@ -169,95 +246,105 @@ func (r *Reconciler) deploy(ctx context.Context, src env.Source, st State, resta
 	if restart {
 		msg = fmt.Sprintf("%s restarted after the process exited (%d of %d)", short, restarts, r.o.MaxRestarts)
 	}
+	ready := env.StatusReady
 	// The runtime may have found the real URL (e.g. an Ingress host).
-	u := store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL, Deployed: &src}
+	out = &outcome{status: &ready, reason: ReasonReady, msg: msg,
+		u: store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL, Deployed: &src}}
 	r.log.Info("ready", "env", key, "sha", short, "took", took)
-	return p.set(ctx, env.StatusReady, ReasonReady, msg, u, "")
+	return Result{}, nil
 }
 
-// waiting records that the environment cannot go on yet (e.g. its image is
-// not in the registry) and looks again after a delay, with jitter.
-func (r *Reconciler) waiting(ctx context.Context, p *progress, we *env.WaitError) error {
-	if err := p.set(ctx, env.StatusPending, ReasonWaiting, we.Reason, store.Update{}, ""); err != nil {
-		return err
-	}
+// waiting is the outcome of an environment that cannot go on yet (e.g.
+// its image is not in the registry): pending, looked at again after a
+// delay, with jitter.
+func (r *Reconciler) waiting(we *env.WaitError) (*outcome, Result) {
+	pending := env.StatusPending
 	after := we.After
 	if after <= 0 {
 		after = 10 * time.Second
 	}
-	r.queue.AddAfter(p.src.Key, after+rand.N(after/5+1))
-	return nil
+	return &outcome{status: &pending, reason: ReasonWaiting, msg: we.Reason}, Result{RequeueAfter: after + rand.N(after/5+1)}
 }
 
-// stepFailed records a failed step. The app's own failures (env.StepError)
-// are terminal for the SHA; others are returned for a retry.
-func (r *Reconciler) stepFailed(ctx context.Context, p *progress, err error, oldSHA string) error {
+// stepFailed is the outcome of a failed step. The app's own failures
+// (env.StepError) are terminal for the SHA; others are returned for a
+// retry.
+func (r *Reconciler) stepFailed(src env.Source, err error, oldSHA string) (*outcome, error) {
+	failed := env.StatusFailed
 	var se *env.StepError
 	if !errors.As(err, &se) {
-		msg := err.Error()
-		p.set(ctx, env.StatusFailed, ReasonFailed, msg, store.Update{}, "")
-		return err
+		return &outcome{status: &failed, reason: ReasonFailed, msg: err.Error()}, err
 	}
-	msg := fmt.Sprintf("%s of %s failed: %v", se.Step, env.ShortSHA(p.src.SHA), se.Err)
-	if oldSHA != "" && oldSHA != p.src.SHA {
+	msg := fmt.Sprintf("%s of %s failed: %v", se.Step, env.ShortSHA(src.SHA), se.Err)
+	if oldSHA != "" && oldSHA != src.SHA {
 		msg += fmt.Sprintf("; still serving %s", env.ShortSHA(oldSHA))
 	}
 	if se.Tail != "" {
 		msg += "\n" + se.Tail
 	}
-	r.log.Warn("step failed", "env", p.src.Key, "sha", env.ShortSHA(p.src.SHA), "step", se.Step, "err", se.Err)
-	sha := p.src.SHA
-	return p.set(ctx, env.StatusFailed, ReasonFailed, msg, store.Update{FailedSHA: &sha}, se.Tail)
-}
-
-func (r *Reconciler) giveUp(ctx context.Context, src env.Source, rec store.Record) error {
-	p := &progress{r: r, src: src, start: r.o.Now()}
 	sha := src.SHA
-	msg := fmt.Sprintf("%s keeps exiting: gave up after %d restarts", env.ShortSHA(sha), rec.Restarts)
-	if t := r.logTail(src.Key); t != "" {
-		msg += "\n" + t
-	}
-	return p.set(ctx, env.StatusFailed, ReasonFailed, msg, store.Update{FailedSHA: &sha}, r.logTail(src.Key))
+	return &outcome{status: &failed, reason: ReasonFailed, msg: msg, u: store.Update{FailedSHA: &sha}, tail: se.Tail}, Terminal(err)
 }
 
-func (r *Reconciler) logTail(key string) string {
-	if t, ok := r.o.Runtime.(interface {
-		LogTail(key string, n int) string
-	}); ok {
-		return t.LogTail(key, 20)
+// giveUp marks an environment whose process keeps exiting failed for its
+// SHA, with the end of its output.
+func (r *Reconciler) giveUp(ctx context.Context, plan Plan) (_ Result, err error) {
+	src := plan.Source
+	p := r.progress(src, true)
+	tail := r.logTail(ctx, src.Key)
+	msg := plan.Message
+	if tail != "" {
+		msg += "\n" + tail
 	}
-	return ""
+	sha := src.SHA
+	failed := env.StatusFailed
+	r.log.Warn("gave up restarting", "env", src.Key, "sha", env.ShortSHA(sha))
+	return Result{}, p.finish(ctx, &outcome{status: &failed, reason: ReasonFailed, msg: msg, u: store.Update{FailedSHA: &sha}, tail: tail}, nil)
+}
+
+// logTail returns the end of the environment's output, when the runtime
+// keeps it.
+func (r *Reconciler) logTail(ctx context.Context, key string) string {
+	l, ok := r.o.Runtime.(runtime.Logs)
+	if !ok {
+		return ""
+	}
+	t, err := l.Logs(ctx, key, 20)
+	if err != nil && !errors.Is(err, runtime.ErrNoLogs) {
+		r.log.Warn("reading logs", "env", key, "err", err)
+	}
+	return t
 }
 
 // teardown removes everything in the environment's inventory: the
 // runtime's part first, then the database. What fails to go stays in the
 // inventory and is retried.
-func (r *Reconciler) teardown(ctx context.Context, key string, st State) error {
-	src := env.Source{Key: key}
-	if st.Record != nil {
-		src = env.Source{Key: key, Kind: st.Record.Kind, Number: st.Record.Number, Branch: st.Record.Branch, SHA: st.Record.SHA}
-	}
+func (r *Reconciler) teardown(ctx context.Context, o Observed, plan Plan) (_ Result, err error) {
+	src := plan.Source
+	key := src.Key
 	if src.Production() || key == env.ProductionKey {
-		return errors.New("refusing to tear down production")
+		return Result{}, Terminal(errors.New("refusing to tear down production"))
 	}
-	p := &progress{r: r, src: src, start: r.o.Now()}
+	p := r.progress(src, o.Record != nil)
+	var out *outcome
+	defer func() { err = p.finish(ctx, out, err) }()
 	r.log.Info("tearing down", "env", key)
-	if st.Record != nil && st.Record.DeletedAt == nil && st.Record.Status != env.StatusDeleting {
-		if err := p.set(ctx, env.StatusDeleting, ReasonDeleting, "removing", store.Update{}, ""); err != nil {
-			return err
+	if o.live() && o.Record.Status != env.StatusDeleting {
+		if err := p.set(ctx, env.StatusDeleting, ReasonDeleting, "removing", store.Update{}); err != nil {
+			return Result{}, err
 		}
 	}
 	var errs []error
-	if err := r.o.Runtime.Delete(ctx, key, st.Items); err != nil {
+	if err := r.o.Runtime.Delete(ctx, key, o.Items); err != nil {
 		errs = append(errs, fmt.Errorf("runtime: %w", err))
 	}
 	// The app may still run (e.g. its namespace still terminating): the
 	// database goes only once the runtime's part is gone.
 	if len(errs) == 0 {
-		if err := r.o.Database.Drop(ctx, dbItems(st.Items)); err != nil {
+		if err := r.o.Database.Drop(ctx, dbItems(o.Items)); err != nil {
 			errs = append(errs, fmt.Errorf("database: %w", err))
 		} else {
-			for _, it := range dbItems(st.Items) {
+			for _, it := range dbItems(o.Items) {
 				if err := r.o.Store.DeleteItem(ctx, key, it); err != nil {
 					errs = append(errs, err)
 				}
@@ -266,43 +353,27 @@ func (r *Reconciler) teardown(ctx context.Context, key string, st State) error {
 	}
 	left, err := r.o.Store.Items(ctx, key)
 	if err != nil {
-		return err
+		return Result{}, err
 	}
-	removed, remaining := describe(st.Items, left)
+	removed, remaining := describe(o.Items, left)
 	if len(errs) > 0 || len(left) > 0 {
 		err := errors.Join(errs...)
 		if err == nil {
 			err = fmt.Errorf("%d items left", len(left))
 		}
-		msg := "removal failed and is being retried: " + err.Error()
-		if st.Record != nil {
-			r.o.Store.Set(ctx, key, store.Update{Message: &msg})
-			r.o.Store.AddEvent(ctx, key, env.Event{Reason: ReasonRetrying, Message: msg, SHA: src.SHA})
-			p.notify(ctx, "", removed, remaining)
-		}
-		return err
+		out = &outcome{reason: ReasonRetrying, msg: "removal failed and is being retried: " + err.Error(), removed: removed, left: remaining}
+		return Result{}, err
 	}
 	took := r.o.Now().Sub(p.start).Round(time.Millisecond)
 	msg := fmt.Sprintf("removed in %s", took)
 	if len(removed) > 0 {
 		msg = fmt.Sprintf("removed %s in %s", strings.Join(removed, ", "), took)
 	}
-	if st.Record != nil {
-		status := env.StatusDeleting
-		u := store.Update{Status: &status, Message: &msg}
-		if st.Record.DeletedAt == nil {
-			u.Deleted = true
-		}
-		if err := r.o.Store.Set(ctx, key, u); err != nil {
-			return err
-		}
-		if err := r.o.Store.AddEvent(ctx, key, env.Event{Reason: ReasonRemoved, Message: msg, SHA: src.SHA}); err != nil {
-			return err
-		}
-		p.notify(ctx, "", removed, nil)
-	}
+	deleting := env.StatusDeleting
+	out = &outcome{status: &deleting, reason: ReasonRemoved, msg: msg, removed: removed,
+		u: store.Update{Deleted: o.Record != nil && o.Record.DeletedAt == nil}}
 	r.log.Info("removed", "env", key, "took", took)
-	return nil
+	return Result{}, nil
 }
 
 func dbItems(items []env.Item) []env.Item {
@@ -318,14 +389,6 @@ func dbItems(items []env.Item) []env.Item {
 
 // describe names, for people, the items that were removed and those left.
 func describe(before, after []env.Item) (removed, left []string) {
-	type id struct {
-		kind env.ItemKind
-		name string
-	}
-	still := map[id]bool{}
-	for _, it := range after {
-		still[id{it.Kind, it.Name}] = true
-	}
 	seen := map[string]bool{}
 	for _, it := range before {
 		name := label(it)
@@ -333,7 +396,7 @@ func describe(before, after []env.Item) (removed, left []string) {
 			continue
 		}
 		seen[name] = true
-		if still[id{it.Kind, it.Name}] {
+		if inventory.Has(after, inventory.IDOf(it)) {
 			left = append(left, name)
 		} else {
 			removed = append(removed, name)
@@ -359,5 +422,5 @@ func label(it env.Item) string {
 	case env.ItemNamespace:
 		return "namespace " + it.Name
 	}
-	return string(it.Kind) + " " + it.Name
+	return inventory.IDOf(it).String()
 }

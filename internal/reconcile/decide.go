@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
@@ -12,9 +13,11 @@ type Action int
 
 // The actions, in the order a key usually sees them.
 const (
-	// Nothing: the environment is as it should be, or failed for this SHA
-	// and waits for a change.
+	// Nothing: the environment is as it should be, or cannot change until
+	// its input does (see Plan.Terminal).
 	Nothing Action = iota
+	// Wait: look again after Plan.RequeueAfter (a restart backoff).
+	Wait
 	// Hold: the change exists but must not be deployed yet.
 	Hold
 	// Deploy: build, migrate and start the desired SHA.
@@ -29,15 +32,48 @@ const (
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "hold", "deploy", "restart", "give-up", "teardown"}[a]
+	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown"}[a]
 }
 
-// State is everything Decide looks at, gathered for one key.
-type State struct {
-	// Desired is what the forge wants; nil when the key should not exist.
+// Reasons a plan gives for its action (logged, and compared by tests).
+const (
+	// Nothing
+	ReasonUpToDate        = "UpToDate"        // ready and running at the desired SHA
+	ReasonNotListed       = "NotListed"       // the forge has not answered since start, nothing deployed to keep
+	ReasonServingDeployed = "ServingDeployed" // the forge has not answered since start: keep what was deployed
+	ReasonFailedSHA       = "FailedSHA"       // this SHA failed; wait for a new commit or a redeploy
+	ReasonProtected       = "Protected"       // production is never torn down
+	ReasonGone            = "Gone"            // nothing exists and nothing is wanted
+	ReasonHeldAlready     = "HeldAlready"     // held, and already recorded so
+	// Wait
+	ReasonBackoff = "RestartBackoff"
+	// Hold
+	ReasonHold = "Hold"
+	// Deploy
+	ReasonNew         = "New"
+	ReasonNewCommit   = "NewCommit"
+	ReasonRedeploy    = "RedeployRequested"
+	ReasonRetry       = "RetryTransient"
+	ReasonInterrupted = "Interrupted"
+	// Restart
+	ReasonExited = "ProcessExited"
+	// GiveUp
+	ReasonCrashLoop = "CrashLoop"
+	// Teardown
+	ReasonChangeGone = "ChangeGone"
+	ReasonLeftovers  = "Leftovers"
+)
+
+// Observed is everything Decide looks at, gathered for one key in one
+// place (Reconciler.gather) and not changed afterwards.
+type Observed struct {
+	Key string
+	// Desired is what the forge wants; nil when the key should not exist
+	// (or the forge has not said yet, see Listed).
 	Desired *env.Source
-	// Listed is true once the forge has answered a listing, so that a
-	// missing key really means "gone" and not "not asked yet".
+	// Listed is true once the forge has answered a listing (or a read of
+	// this key), so that a missing Desired really means "gone" and not
+	// "not asked yet".
 	Listed bool
 	// Record is the stored environment; nil if there never was one.
 	Record *store.Record
@@ -46,11 +82,36 @@ type State struct {
 	// Running and RunningSHA are what the runtime observes.
 	Running    bool
 	RunningSHA string
+	// Redeploy is true when someone asked for the SHA to be tried again.
+	Redeploy bool
+	// ExitedAt is when the runtime last reported that the environment's
+	// process exited on its own; zero when it has not since start.
+	ExitedAt time.Time
 	// MaxRestarts is how many crashes in a row are restarted.
 	MaxRestarts int
 	// Now is when the state was gathered; restarts older than
 	// RestartWindow do not count towards MaxRestarts.
 	Now time.Time
+}
+
+// live reports whether the stored environment exists and is not removed.
+func (o Observed) live() bool { return o.Record != nil && o.Record.DeletedAt == nil }
+
+// Plan is what Decide wants done for one key, and why.
+type Plan struct {
+	Action Action
+	// Source is what Hold, Deploy, Restart, GiveUp and Teardown act on:
+	// the desired source, the one last deployed (before the forge has
+	// answered), or the stored identity (teardown).
+	Source env.Source
+	// Reason is one of the Reason constants; Message says it for people.
+	Reason  string
+	Message string
+	// RequeueAfter, for Wait, is when to look again.
+	RequeueAfter time.Duration
+	// Terminal says nothing will change until the input does (a new
+	// commit, a redeploy): the key is not looked at again until then.
+	Terminal bool
 }
 
 // RestartWindow is how long a process must have run since its last
@@ -68,52 +129,117 @@ func RecentRestarts(rec store.Record, now time.Time) int {
 	return rec.Restarts
 }
 
-// Decide returns the action for one key. It is a pure function.
-func Decide(s State) Action {
-	live := s.Record != nil && s.Record.DeletedAt == nil
-	if s.Desired == nil {
-		switch {
-		case !s.Listed:
-			return Nothing
-		case s.Record != nil && s.Record.Production():
-			// Production is never torn down by reconciliation, even if
-			// its branch disappears.
-			return Nothing
-		case live || len(s.Items) > 0:
-			return Teardown
-		}
-		return Nothing
+// RestartBackoff is how long after a crash (or a failed restart) the n+1th
+// restart waits: 100ms doubling with every recent restart, at most 30s.
+func RestartBackoff(n int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 0; i < n && d < 30*time.Second; i++ {
+		d *= 2
 	}
-	d := s.Desired
+	return min(d, 30*time.Second)
+}
+
+// Decide returns the plan for one key. It is a pure function of o.
+func Decide(o Observed) Plan {
+	rec := o.Record
+	if o.Desired == nil {
+		return decideGone(o)
+	}
+	d := *o.Desired
+	short := env.ShortSHA(d.SHA)
 	if d.Hold != "" {
-		if live && s.Record.Status == env.StatusPending && s.Record.Message == d.Hold {
-			return Nothing
+		if o.live() && rec.Status == env.StatusPending && rec.Message == d.Hold {
+			return Plan{Action: Nothing, Source: d, Reason: ReasonHeldAlready, Message: d.Hold}
 		}
-		return Hold
+		return Plan{Action: Hold, Source: d, Reason: ReasonHold, Message: d.Hold}
 	}
-	if !live {
-		return Deploy
+	if !o.live() {
+		return Plan{Action: Deploy, Source: d, Reason: ReasonNew, Message: "new environment at " + short}
 	}
-	r := s.Record
-	if r.SHA != d.SHA {
-		return Deploy
+	if rec.SHA != d.SHA {
+		return Plan{Action: Deploy, Source: d, Reason: ReasonNewCommit, Message: fmt.Sprintf("new commit %s (was %s)", short, env.ShortSHA(rec.SHA))}
 	}
-	switch r.Status {
+	switch rec.Status {
 	case env.StatusFailed:
-		if r.FailedSHA == d.SHA {
-			return Nothing
+		if rec.FailedSHA != d.SHA {
+			return Plan{Action: Deploy, Source: d, Reason: ReasonRetry, Message: "trying " + short + " again after an error"}
 		}
-		return Deploy
+		if o.Redeploy {
+			return Plan{Action: Deploy, Source: d, Reason: ReasonRedeploy, Message: "redeploying " + short + " on request"}
+		}
+		return Plan{Action: Nothing, Source: d, Reason: ReasonFailedSHA, Message: short + " failed; waiting for a new commit or a redeploy", Terminal: true}
 	case env.StatusReady:
-		if s.Running && s.RunningSHA == d.SHA {
-			return Nothing
+		if o.Running && o.RunningSHA == d.SHA {
+			return Plan{Action: Nothing, Source: d, Reason: ReasonUpToDate, Message: short + " is ready"}
 		}
-		if RecentRestarts(*r, s.Now) >= s.MaxRestarts {
-			return GiveUp
+		n := RecentRestarts(*rec, o.Now)
+		if n >= o.MaxRestarts {
+			return Plan{Action: GiveUp, Source: d, Reason: ReasonCrashLoop, Message: fmt.Sprintf("%s keeps exiting: gave up after %d restarts", short, n), Terminal: true}
 		}
-		return Restart
+		if wait := restartWait(o, n); wait > 0 {
+			return Plan{Action: Wait, Source: d, Reason: ReasonBackoff, Message: fmt.Sprintf("restarting %s in %s", short, wait.Round(time.Millisecond)), RequeueAfter: wait}
+		}
+		return Plan{Action: Restart, Source: d, Reason: ReasonExited, Message: fmt.Sprintf("process exited; restart %d of %d", n+1, o.MaxRestarts)}
 	}
 	// Interrupted part-way (pending, building, migrating, starting,
 	// deleting): do it again; every step is idempotent.
-	return Deploy
+	return Plan{Action: Deploy, Source: d, Reason: ReasonInterrupted, Message: fmt.Sprintf("%s was %s; going on", short, rec.Status)}
+}
+
+// decideGone decides for a key the forge does not (or not yet) list.
+func decideGone(o Observed) Plan {
+	rec := o.Record
+	if !o.Listed {
+		// The forge has not answered since previewd started (it may be
+		// unreachable): keep what was deployed running, restarting it if
+		// it is gone, and decide nothing else until a listing works.
+		if o.live() && rec.Deployed != nil {
+			return decideFallback(o)
+		}
+		return Plan{Action: Nothing, Source: env.Source{Key: o.Key}, Reason: ReasonNotListed, Message: "the forge has not answered yet"}
+	}
+	src := env.Source{Key: o.Key}
+	if rec != nil {
+		src = env.Source{Key: o.Key, Kind: rec.Kind, Number: rec.Number, Branch: rec.Branch, SHA: rec.SHA}
+	}
+	if o.Key == env.ProductionKey || src.Production() {
+		// Production is never torn down by reconciliation, even if its
+		// branch disappears.
+		return Plan{Action: Nothing, Source: src, Reason: ReasonProtected, Message: "production is never torn down"}
+	}
+	switch {
+	case o.live():
+		return Plan{Action: Teardown, Source: src, Reason: ReasonChangeGone, Message: "the change is gone"}
+	case len(o.Items) > 0:
+		return Plan{Action: Teardown, Source: src, Reason: ReasonLeftovers, Message: fmt.Sprintf("%d items left to remove", len(o.Items))}
+	}
+	return Plan{Action: Nothing, Source: src, Reason: ReasonGone, Message: "nothing to remove"}
+}
+
+// decideFallback decides as if the forge wanted what was last deployed,
+// keeping only what keeps it serving: a restart, its backoff, giving up.
+func decideFallback(o Observed) Plan {
+	d := *o.Record.Deployed
+	as := o
+	as.Desired, as.Listed, as.Redeploy = &d, true, false
+	p := Decide(as)
+	switch p.Action {
+	case Restart, Wait, GiveUp:
+		return p
+	}
+	return Plan{Action: Nothing, Source: d, Reason: ReasonServingDeployed, Message: "the forge has not answered since previewd started; keeping " + env.ShortSHA(d.SHA) + " as deployed"}
+}
+
+// restartWait returns how much longer the next restart must wait: the
+// backoff for n recent restarts from the later of the last exit and the
+// last status change (a restart, or a failed one).
+func restartWait(o Observed, n int) time.Duration {
+	if o.Now.IsZero() {
+		return 0
+	}
+	since := o.Record.UpdatedAt
+	if o.ExitedAt.After(since) {
+		since = o.ExitedAt
+	}
+	return RestartBackoff(n) - o.Now.Sub(since)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
 
@@ -27,20 +29,6 @@ type Refresher interface {
 	Refresh(ctx context.Context, key string) (src env.Source, ok bool, err error)
 }
 
-// Runtime runs environments.
-type Runtime interface {
-	// Prepare makes the release's code ready to run (checkout, build).
-	Prepare(ctx context.Context, rel *env.Release) error
-	// Migrate runs the migrate command for the release.
-	Migrate(ctx context.Context, rel *env.Release) error
-	// Deploy starts the release and routes to it once healthy.
-	Deploy(ctx context.Context, rel *env.Release) error
-	// Running reports whether the environment runs, and at which SHA.
-	Running(ctx context.Context, key string) (running bool, sha string, err error)
-	// Delete removes everything the runtime made for the environment.
-	Delete(ctx context.Context, key string, items []env.Item) error
-}
-
 // Notifier tells people about an environment (a PR comment, a deployment).
 type Notifier interface {
 	Notify(ctx context.Context, n env.Notice) error
@@ -51,33 +39,56 @@ type Options struct {
 	Store    *store.Store
 	Source   Source
 	Database database.Provider
-	Runtime  Runtime
+	Runtime  runtime.Runtime
 	// Notifiers are told about every status change.
 	Notifiers []Notifier
-	// URL returns an environment's URL.
+	// URL returns an environment's URL before the runtime knows better.
 	URL func(key string) string
 	// Workers is how many keys are reconciled at once.
 	Workers     int
 	MaxRestarts int
-	Logger      *slog.Logger
+	// PollInterval is how often Run lists the source. Zero lists it once
+	// at start and then only on Resync.
+	PollInterval time.Duration
+	// ResyncPeriod is how long after a successful reconcile an existing
+	// environment is looked at again (plus up to a tenth of it as jitter),
+	// so drift is corrected without a listing. Default 5m; negative never.
+	ResyncPeriod time.Duration
+	// CollectInterval is how often, after a listing that worked, what
+	// belongs to no environment is collected (databases, namespaces).
+	// Default 10m; negative never.
+	CollectInterval time.Duration
+	Logger          *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
 
 // Reconciler owns the queue of keys and the workers that drain it.
 type Reconciler struct {
-	o     Options
-	log   *slog.Logger
-	queue workqueue.TypedRateLimitingInterface[string]
+	o      Options
+	log    *slog.Logger
+	queue  workqueue.TypedRateLimitingInterface[string]
+	resync chan struct{}
 
-	mu        sync.Mutex
-	desired   map[string]env.Source
-	fresh     map[string]bool // keys to re-read from the forge before acting
-	syncs     int
-	listed    bool
-	sourceErr error
-	lastList  time.Time
-	synced    chan struct{} // closed after the first successful listing
+	mu          sync.Mutex
+	desired     map[string]env.Source
+	fresh       map[string]bool // keys to re-read from the forge before acting
+	requests    map[string]request
+	seq         uint64
+	syncs       int
+	listed      bool
+	sourceErr   error
+	lastList    time.Time
+	lastCollect time.Time
+	synced      chan struct{} // closed after the first successful listing
+}
+
+// request is what was asked of one key from outside a reconcile: a
+// redeploy, or the runtime's report that its process exited. Decide sees
+// it; a reconcile that handled it clears it.
+type request struct {
+	redeploy uint64 // sequence number of the last redeploy asked; 0 none
+	exited   time.Time
 }
 
 // New returns a Reconciler. Call Run to start it.
@@ -91,16 +102,27 @@ func New(o Options) *Reconciler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.URL == nil {
+		o.URL = func(string) string { return "" }
+	}
+	if o.ResyncPeriod == 0 {
+		o.ResyncPeriod = 5 * time.Minute
+	}
+	if o.CollectInterval == 0 {
+		o.CollectInterval = 10 * time.Minute
+	}
 	limiter := workqueue.NewTypedMaxOfRateLimiter(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 2*time.Minute),
 	)
 	return &Reconciler{
-		o:       o,
-		log:     o.Logger,
-		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "environments"}),
-		desired: map[string]env.Source{},
-		fresh:   map[string]bool{},
-		synced:  make(chan struct{}),
+		o:        o,
+		log:      o.Logger,
+		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "environments"}),
+		resync:   make(chan struct{}, 1),
+		desired:  map[string]env.Source{},
+		fresh:    map[string]bool{},
+		requests: map[string]request{},
+		synced:   make(chan struct{}),
 	}
 }
 
@@ -113,8 +135,38 @@ func (r *Reconciler) Enqueue(key string) {
 	r.queue.Add(key)
 }
 
-// EnqueueAfter asks for key to be reconciled after d.
-func (r *Reconciler) EnqueueAfter(key string, d time.Duration) { r.queue.AddAfter(key, d) }
+// Redeploy asks for key's SHA to be tried again although it failed (the
+// API's and the CLI's redeploy). The request is kept until a reconcile
+// handles it.
+func (r *Reconciler) Redeploy(key string) {
+	r.mu.Lock()
+	r.seq++
+	q := r.requests[key]
+	q.redeploy = r.seq
+	r.requests[key] = q
+	r.fresh[key] = true
+	r.mu.Unlock()
+	r.queue.Add(key)
+}
+
+// Exited is the runtime's report that key's process exited on its own.
+// The reconcile it enqueues restarts it after a backoff, or gives up.
+func (r *Reconciler) Exited(key string) {
+	r.mu.Lock()
+	q := r.requests[key]
+	q.exited = r.o.Now()
+	r.requests[key] = q
+	r.mu.Unlock()
+	r.queue.Add(key)
+}
+
+// Resync asks Run to list the source now.
+func (r *Reconciler) Resync() {
+	select {
+	case r.resync <- struct{}{}:
+	default:
+	}
+}
 
 // SourceStatus returns when the last successful listing was, and the
 // error of the last listing (nil when it worked).
@@ -212,14 +264,19 @@ func changed(desired map[string]env.Source, live []env.Environment, items map[st
 	return keys
 }
 
-// Run starts the workers and blocks until ctx is done, then waits for them
-// to finish their current key. It first enqueues every live environment,
-// so they are looked at even before (or without) a listing.
+// Run lists the source (every PollInterval and on Resync), collects
+// orphans after listings that worked (every CollectInterval), and runs
+// the workers, until ctx is done; then it waits for the workers to finish
+// their current key. It first enqueues every live environment, so they
+// are looked at even before (or without) a listing.
 func (r *Reconciler) Run(ctx context.Context) {
-	if live, err := r.o.Store.Live(ctx); err == nil {
-		for _, e := range live {
-			r.queue.Add(e.Key)
-		}
+	live, err := r.o.Store.Live(ctx)
+	if err != nil {
+		// The first listing enqueues them all the same.
+		r.log.Error("listing live environments", "err", err)
+	}
+	for _, e := range live {
+		r.queue.Add(e.Key)
 	}
 	var wg sync.WaitGroup
 	for i := 0; i < r.o.Workers; i++ {
@@ -230,9 +287,35 @@ func (r *Reconciler) Run(ctx context.Context) {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.poll(ctx)
+	}()
 	<-ctx.Done()
 	r.queue.ShutDown()
 	wg.Wait()
+}
+
+// poll lists the source now, on every PollInterval and on Resync, and
+// collects orphans after a listing that worked when they are due.
+func (r *Reconciler) poll(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.resync:
+		}
+		if err := r.Sync(ctx); err == nil && r.collectDue() {
+			r.Collect(ctx)
+		}
+		if r.o.PollInterval > 0 {
+			t.Reset(r.o.PollInterval)
+		}
+	}
 }
 
 func (r *Reconciler) next(ctx context.Context) bool {
@@ -241,14 +324,18 @@ func (r *Reconciler) next(ctx context.Context) bool {
 		return false
 	}
 	defer r.queue.Done(key)
-	requeue, err := r.Reconcile(ctx, key)
+	res, err := r.Reconcile(ctx, key)
 	switch {
+	case err != nil && IsTerminal(err):
+		// Recorded in the status; only a change of the input helps.
+		r.log.Warn("reconcile stopped", "env", key, "err", err)
+		r.queue.Forget(key)
 	case err != nil && ctx.Err() == nil:
 		r.log.Error("reconcile failed", "env", key, "err", err)
 		r.queue.AddRateLimited(key)
-	case requeue > 0:
+	case err == nil && res.RequeueAfter > 0:
 		r.queue.Forget(key)
-		r.queue.AddAfter(key, requeue)
+		r.queue.AddAfter(key, res.RequeueAfter)
 	default:
 		r.queue.Forget(key)
 	}
@@ -294,53 +381,95 @@ func (r *Reconciler) desiredFor(ctx context.Context, key string) (*env.Source, b
 	return &src, listed, nil
 }
 
-// Reconcile brings one environment to its desired state. It returns a
-// delay after which to look again, or an error to retry with backoff.
-func (r *Reconciler) Reconcile(ctx context.Context, key string) (time.Duration, error) {
-	desired, listed, err := r.desiredFor(ctx, key)
-	if err != nil {
-		return 0, fmt.Errorf("reading %s from the forge: %w", key, err)
+// gather builds the one observed state Decide looks at, and returns the
+// requests it saw so that a reconcile that handles them can clear them.
+func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request, error) {
+	o := Observed{Key: key, MaxRestarts: r.o.MaxRestarts, Now: r.o.Now()}
+	var err error
+	if o.Desired, o.Listed, err = r.desiredFor(ctx, key); err != nil {
+		return o, request{}, fmt.Errorf("reading %s from the forge: %w", key, err)
 	}
-	st := State{Desired: desired, Listed: listed, MaxRestarts: r.o.MaxRestarts, Now: r.o.Now()}
+	r.mu.Lock()
+	req := r.requests[key]
+	r.mu.Unlock()
+	o.Redeploy, o.ExitedAt = req.redeploy != 0, req.exited
 	rec, err := r.o.Store.GetRecord(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
-		return 0, err
+		return o, req, err
 	default:
-		st.Record = &rec
+		o.Record = &rec
 	}
-	// The forge has not answered since previewd started (it may be
-	// unreachable): keep what was deployed running, restarting it if it
-	// is gone, and decide nothing else until a listing works.
-	fallback := desired == nil && !listed && st.Record != nil && st.Record.DeletedAt == nil && st.Record.Deployed != nil
-	if fallback {
-		st.Desired = st.Record.Deployed
+	if o.Items, err = r.o.Store.Items(ctx, key); err != nil {
+		return o, req, err
 	}
-	if st.Items, err = r.o.Store.Items(ctx, key); err != nil {
-		return 0, err
+	if o.Running, o.RunningSHA, err = r.o.Runtime.Running(ctx, key); err != nil {
+		return o, req, fmt.Errorf("asking the runtime about %s: %w", key, err)
 	}
-	if st.Running, st.RunningSHA, err = r.o.Runtime.Running(ctx, key); err != nil {
-		return 0, err
+	return o, req, nil
+}
+
+// handled clears the requests of key that a reconcile saw and dealt with;
+// one that came meanwhile stays.
+func (r *Reconciler) handled(key string, seen request, plan Plan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q, ok := r.requests[key]
+	if !ok {
+		return
 	}
-	action := Decide(st)
-	if fallback && action != Restart && action != GiveUp {
-		action = Nothing
+	if q.redeploy == seen.redeploy {
+		q.redeploy = 0
 	}
-	if action != Nothing {
-		r.log.Debug("reconciling", "env", key, "action", action.String())
+	// A backoff still needs the time of the exit.
+	if plan.Action != Wait && q.exited.Equal(seen.exited) {
+		q.exited = time.Time{}
 	}
-	switch action {
-	case Hold:
-		return 0, r.hold(ctx, *st.Desired)
-	case Deploy:
-		return 0, r.deploy(ctx, *st.Desired, st, false)
-	case Restart:
-		return 0, r.deploy(ctx, *st.Desired, st, true)
-	case GiveUp:
-		return 0, r.giveUp(ctx, *st.Desired, rec)
-	case Teardown:
-		return 0, r.teardown(ctx, key, st)
+	if q == (request{}) {
+		delete(r.requests, key)
+		return
 	}
-	return 0, nil
+	r.requests[key] = q
+}
+
+// Reconcile brings one environment to its desired state: gather, Decide,
+// act. It returns when to look again, or an error to retry with backoff
+// (unless it is Terminal).
+func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) {
+	if err := env.CheckKey(key); err != nil {
+		return Result{}, Terminal(err)
+	}
+	o, req, err := r.gather(ctx, key)
+	if err != nil {
+		return Result{}, err
+	}
+	plan := Decide(o)
+	if plan.Action != Nothing {
+		r.log.Debug("reconciling", "env", key, "action", plan.Action.String(), "reason", plan.Reason, "message", plan.Message)
+	}
+	res, err := r.act(ctx, o, plan)
+	if err == nil || IsTerminal(err) {
+		r.handled(key, req, plan)
+	}
+	if err != nil || res.RequeueAfter > 0 || plan.Terminal {
+		return res, err
+	}
+	// Settled: look again later, so drift (a process gone, an object
+	// changed by hand) is found without a listing. What is removed, or
+	// never was, is not looked at again until something names it.
+	if plan.Action == Teardown || (o.Desired == nil && !o.live()) {
+		return Result{}, nil
+	}
+	return Result{RequeueAfter: r.resyncAfter()}, nil
+}
+
+// resyncAfter is ResyncPeriod plus up to a tenth of it, so that keys
+// reconciled together do not come back together; zero when resync is off.
+func (r *Reconciler) resyncAfter() time.Duration {
+	p := r.o.ResyncPeriod
+	if p <= 0 {
+		return 0
+	}
+	return p + rand.N(p/10+1)
 }

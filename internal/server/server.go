@@ -27,7 +27,6 @@ type Store interface {
 	Live(ctx context.Context) ([]env.Environment, error)
 	Get(ctx context.Context, key string) (env.Environment, error)
 	Events(ctx context.Context, key string, limit int) ([]env.Event, error)
-	Set(ctx context.Context, key string, u store.Update) error
 }
 
 // Options configure the server.
@@ -40,18 +39,20 @@ type Options struct {
 	// nil when none does. It owns the proxying and the draining on
 	// updates; the server answers only for keys it does not serve.
 	Router runtime.Router
-	// Enqueue asks for a key to be reconciled; Resync asks for every
-	// source to be listed now.
-	Enqueue func(key string)
-	Resync  func()
+	// Redeploy asks the reconciler to try an environment's SHA again;
+	// Resync asks for every source to be listed now. The server never
+	// writes an environment's state itself.
+	Redeploy func(key string)
+	Resync   func()
 	// SourceStatus returns when the last listing worked and the error of
 	// the last one (nil when it worked).
 	SourceStatus func() (time.Time, error)
-	// Ready reports whether previewd can do its work (for /readyz).
-	Ready func() error
-	// Logs returns the last lines of an environment's output (build,
-	// migrate, app); nil when the runtime keeps no logs here.
-	Logs func(key string, lines int) string
+	// Readiness, if set, says whether what the runtime depends on
+	// answers (for /readyz).
+	Readiness runtime.Readiness
+	// Logs gives an environment's output (build, migrate, app); nil when
+	// the runtime keeps none, and the logs answer 404.
+	Logs runtime.Logs
 	// Plugin, if set, is Argo CD's ApplicationSet plugin generator, at
 	// POST /api/v1/getparams.execute.
 	Plugin http.Handler
@@ -247,23 +248,32 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if err != nil || n <= 0 {
 		n = 200
 	}
+	out, err := s.o.Logs.Logs(r.Context(), key, min(n, 5000))
+	switch {
+	case errors.Is(err, runtime.ErrNoLogs):
+		writeError(w, http.StatusNotFound, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, s.o.Logs(key, min(n, 5000)))
+	io.WriteString(w, out)
 }
 
-// redeploy clears a failure so the environment's SHA is tried again.
+// redeploy asks the reconciler to try the environment's SHA again, even
+// if it failed.
 func (s *Server) redeploy(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	if _, err := s.environment(r.Context(), key); err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	empty := ""
-	if err := s.o.Store.Set(r.Context(), key, store.Update{FailedSHA: &empty}); err != nil {
-		writeError(w, http.StatusInternalServerError, err)
+	if s.o.Redeploy == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("no reconciler runs here"))
 		return
 	}
-	s.o.Enqueue(key)
+	s.o.Redeploy(key)
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
 }
 
@@ -274,9 +284,14 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
 }
 
+// readyTimeout bounds /readyz's question to the runtime.
+const readyTimeout = 3 * time.Second
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.o.Ready != nil {
-		if err := s.o.Ready(); err != nil {
+	if s.o.Readiness != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.o.Readiness.Ready(ctx); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
 			return
 		}
@@ -308,7 +323,10 @@ func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	logs := ""
 	if s.o.Logs != nil {
-		logs = s.o.Logs(e.Key, 60)
+		var err error
+		if logs, err = s.o.Logs.Logs(r.Context(), e.Key, 60); err != nil && !errors.Is(err, runtime.ErrNoLogs) {
+			s.o.Logger.Warn("reading logs", "env", e.Key, "err", err)
+		}
 	}
 	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version, "Logs": logs}); err != nil {
 		s.o.Logger.Error("rendering environment page", "err", err)

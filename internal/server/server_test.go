@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
 
@@ -61,9 +64,9 @@ func TestAPI(t *testing.T) {
 	st.Set(ctx, "pr-3", store.Update{Status: &ready, SHA: &sha})
 	st.AddEvent(ctx, "pr-3", env.Event{Reason: "Ready", Message: "ready in 80ms", SHA: sha})
 	st.Set(ctx, "gone", store.Update{Deleted: true})
-	var enqueued []string
+	var redeployed []string
 	synced := 0
-	s := New(Options{Store: st, Domain: "preview.test", Enqueue: func(k string) { enqueued = append(enqueued, k) }, Resync: func() { synced++ }})
+	s := New(Options{Store: st, Domain: "preview.test", Redeploy: func(k string) { redeployed = append(redeployed, k) }, Resync: func() { synced++ }})
 
 	do := func(method, path, host string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, nil)
@@ -104,8 +107,16 @@ func TestAPI(t *testing.T) {
 	if w := do("POST", "/api/v1/sync", ""); w.Code != 202 || synced != 1 {
 		t.Errorf("sync: %d, synced %d", w.Code, synced)
 	}
-	if w := do("POST", "/api/v1/environments/pr-3/redeploy", ""); w.Code != 202 || len(enqueued) != 1 {
-		t.Errorf("redeploy: %d %v", w.Code, enqueued)
+	// A redeploy is the reconciler's to do: the server writes nothing.
+	before, _ := st.Get(ctx, "pr-3")
+	if w := do("POST", "/api/v1/environments/pr-3/redeploy", ""); w.Code != 202 || len(redeployed) != 1 || redeployed[0] != "pr-3" {
+		t.Errorf("redeploy: %d %v", w.Code, redeployed)
+	}
+	if after, _ := st.Get(ctx, "pr-3"); !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("redeploy wrote the store")
+	}
+	if w := do("POST", "/api/v1/environments/nope/redeploy", ""); w.Code != 404 || len(redeployed) != 1 {
+		t.Errorf("redeploy of an unknown key: %d %v", w.Code, redeployed)
 	}
 	// The proxy: an unknown key gets 404 listing the live environments; a
 	// known one that is not serving gets 503.
@@ -118,6 +129,65 @@ func TestAPI(t *testing.T) {
 	}
 	if w := do("GET", "/", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `data-key="pr-3"`) {
 		t.Errorf("dashboard: %d", w.Code)
+	}
+}
+
+// logs is a runtime.Logs that has output for one key only.
+type logs struct{ key, out string }
+
+func (l logs) Logs(ctx context.Context, key string, n int) (string, error) {
+	if key != l.key {
+		return "", fmt.Errorf("%w: %s has not run here", runtime.ErrNoLogs, key)
+	}
+	return l.out, nil
+}
+
+type readiness struct{ err error }
+
+func (r readiness) Ready(ctx context.Context) error { return r.err }
+
+// TestLogsAndReadiness: logs come from the runtime's optional Logs; a
+// runtime without any (Kubernetes without pod logs) answers 404 with the
+// reason instead of another runtime's output. /readyz asks the runtime.
+func TestLogsAndReadiness(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, k := range []string{"pr-1", "pr-2"} {
+		if err := st.Upsert(ctx, env.Source{Key: k, Kind: env.KindBranch, Branch: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do := func(s *Server, path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w
+	}
+	none := New(Options{Store: st})
+	if w := do(none, "/api/v1/environments/pr-1/logs"); w.Code != 404 || !strings.Contains(w.Body.String(), "keeps no logs") {
+		t.Errorf("logs without a Logs runtime: %d %s", w.Code, w.Body)
+	}
+	if w := do(none, "/readyz"); w.Code != 200 {
+		t.Errorf("readyz without Readiness: %d", w.Code)
+	}
+	s := New(Options{Store: st, Logs: logs{"pr-1", "==> run\nhello\n"}, Readiness: readiness{errors.New("api server down")}})
+	if w := do(s, "/api/v1/environments/pr-1/logs"); w.Code != 200 || w.Body.String() != "==> run\nhello\n" {
+		t.Errorf("logs: %d %q", w.Code, w.Body)
+	}
+	if w := do(s, "/api/v1/environments/pr-2/logs"); w.Code != 404 || !strings.Contains(w.Body.String(), "has not run here") {
+		t.Errorf("logs with none to show: %d %s", w.Code, w.Body)
+	}
+	if w := do(s, "/api/v1/environments/pr-9/logs"); w.Code != 404 {
+		t.Errorf("logs of an unknown key: %d", w.Code)
+	}
+	if w := do(s, "/environments/pr-2"); w.Code != 200 {
+		t.Errorf("environment page without logs: %d", w.Code)
+	}
+	if w := do(s, "/readyz"); w.Code != 503 || !strings.Contains(w.Body.String(), "api server down") {
+		t.Errorf("readyz: %d %s", w.Code, w.Body)
 	}
 }
 
