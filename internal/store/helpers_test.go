@@ -16,46 +16,17 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // backend opens Store values on one test's fresh database.
 type backend struct {
 	name string
-	// open returns a new Store on the test's database; each call is
+	// connect opens a new Store on the test's database; each call is
 	// another Store value (another pool) on the same data, as a second
-	// previewd process would have. It is closed when the test ends.
-	open func(t *testing.T) *Store
+	// previewd process would have.
+	connect func(ctx context.Context) (*Store, error)
 }
 
-// forEachBackend runs fn as a subtest on SQLite (a file in t.TempDir),
-// PostgreSQL directly, and PostgreSQL through PgBouncer in transaction
-// mode, each on a fresh database.
-func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
-	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "previewd.db")
-		fn(t, backend{name: "sqlite", open: func(t *testing.T) *Store {
-			t.Helper()
-			return keep(t, func(ctx context.Context) (*Store, error) { return Open(ctx, path) })
-		}})
-	})
-	for _, bouncer := range []bool{false, true} {
-		name := "postgres"
-		if bouncer {
-			name = "pgbouncer"
-		}
-		t.Run(name, func(t *testing.T) {
-			c := pgtest.Shared(t)
-			db := c.NewDatabase(t)
-			url := c.AdminURLFor(db)
-			if bouncer {
-				url = c.BouncerDSN(pgtest.AdminUser, c.Password(), db)
-			}
-			fn(t, backend{name: name, open: func(t *testing.T) *Store {
-				t.Helper()
-				return keep(t, func(ctx context.Context) (*Store, error) { return OpenPostgres(ctx, url) })
-			}})
-		})
-	}
-}
-
-func keep(t *testing.T, open func(context.Context) (*Store, error)) *Store {
+// open connects, failing the test on error, and closes the Store when the
+// test ends.
+func (b backend) open(t *testing.T) *Store {
 	t.Helper()
-	s, err := open(testCtx(t))
+	s, err := b.connect(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +36,33 @@ func keep(t *testing.T, open func(context.Context) (*Store, error)) *Store {
 		}
 	})
 	return s
+}
+
+// forEachBackend runs fn as a subtest on SQLite (a file in t.TempDir),
+// PostgreSQL directly, and PostgreSQL through PgBouncer in transaction
+// mode, each on a fresh database.
+func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, sqliteBackend(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, postgresBackend(t, false)) })
+	t.Run("pgbouncer", func(t *testing.T) { fn(t, postgresBackend(t, true)) })
+}
+
+func sqliteBackend(t *testing.T) backend {
+	path := filepath.Join(t.TempDir(), "previewd.db")
+	return backend{name: "sqlite", connect: func(ctx context.Context) (*Store, error) { return Open(ctx, path) }}
+}
+
+// postgresBackend makes a fresh database on the shared cluster, reached
+// directly or through its PgBouncer.
+func postgresBackend(t *testing.T, bouncer bool) backend {
+	c := pgtest.Shared(t)
+	db := c.NewDatabase(t)
+	b := backend{name: "postgres", connect: func(ctx context.Context) (*Store, error) { return OpenPostgres(ctx, c.AdminURLFor(db)) }}
+	if bouncer {
+		url := c.BouncerDSN(pgtest.AdminUser, c.Password(), db)
+		b = backend{name: "pgbouncer", connect: func(ctx context.Context) (*Store, error) { return OpenPostgres(ctx, url) }}
+	}
+	return b
 }
 
 func testCtx(t *testing.T) context.Context {

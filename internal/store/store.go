@@ -222,6 +222,14 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 // bound.
 const MaxEvents = 200
 
+const (
+	insertEvent = `INSERT INTO events (key, time, reason, message, sha) VALUES (?, ?, ?, ?, ?)`
+	// pruneEvents deletes a key's events older than its newest n.
+	pruneEvents = `
+DELETE FROM events WHERE key = ? AND id <= (
+	SELECT id FROM events WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`
+)
+
 // AddEvent appends to the environment's history and prunes its oldest
 // events beyond MaxEvents, in one transaction under the key's lock, so
 // writers in several processes neither over-prune nor keep too many.
@@ -239,14 +247,11 @@ func (s *Store) AddEvent(ctx context.Context, key string, ev env.Event) error {
 			return fmt.Errorf("locking events of %s: %w", key, err)
 		}
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO events (key, time, reason, message, sha) VALUES (?, ?, ?, ?, ?)`),
-		key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
+	_, err = tx.ExecContext(ctx, s.q(insertEvent), key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
 	if err != nil {
 		return fmt.Errorf("recording event for %s: %w", key, err)
 	}
-	_, err = tx.ExecContext(ctx, s.q(`
-DELETE FROM events WHERE key = ? AND id <= (
-	SELECT id FROM events WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`), key, key, MaxEvents)
+	_, err = tx.ExecContext(ctx, s.q(pruneEvents), key, key, MaxEvents)
 	if err != nil {
 		return fmt.Errorf("pruning events of %s: %w", key, err)
 	}
