@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/pgtest"
 )
 
 // legacySchema is the schema the store created before versioned
@@ -228,4 +230,35 @@ func TestConcurrentOpen(t *testing.T) {
 			t.Errorf("Live = %v, want %d environments", got, n)
 		}
 	})
+}
+
+// TestPostgresSchemaFromURL: the tables go where the URL's search_path
+// points, so two stores in two schemas of one database are separate, each
+// with its own migrations.
+func TestPostgresSchemaFromURL(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDatabase(t)
+	ctx := testCtx(t)
+	if err := c.Exec(ctx, db, `CREATE SCHEMA one; CREATE SCHEMA two`); err != nil {
+		t.Fatal(err)
+	}
+	open := func(schema string) *Store {
+		return backend{connect: func(ctx context.Context) (*Store, error) {
+			return OpenPostgres(ctx, c.AdminURLFor(db)+"&search_path="+schema)
+		}}.open(t)
+	}
+	one, two := open("one"), open("two")
+	if err := one.Upsert(ctx, env.Source{Key: "feat", Kind: env.KindBranch}); err != nil {
+		t.Fatal(err)
+	}
+	if got := liveKeys(t, two); len(got) != 0 {
+		t.Errorf("the store in schema two sees %v", got)
+	}
+	for schema, want := range map[string]int{"one": 4, "two": 4, "public": 0} {
+		n := one.count(t, `SELECT count(*) FROM information_schema.tables WHERE table_schema = ?
+			AND table_name IN ('environments', 'inventory', 'events', 'schema_migrations')`, schema)
+		if n != want {
+			t.Errorf("schema %s holds %d of the store's tables, want %d", schema, n, want)
+		}
+	}
 }
