@@ -262,3 +262,21 @@ func TestPostgresSchemaFromURL(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresErrorsHidePassword: a store URL that does not parse or does
+// not connect is reported without its password.
+func TestPostgresErrorsHidePassword(t *testing.T) {
+	for _, url := range []string{
+		"postgres://previewd:s3cret@127.0.0.1:notaport/previewd",
+		"postgres://previewd:s3cret@127.0.0.1:1/previewd?sslmode=disable&connect_timeout=2",
+	} {
+		s, err := OpenPostgres(testCtx(t), url)
+		if err == nil {
+			s.Close()
+			t.Fatalf("OpenPostgres(%s) succeeded", url)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error repeats the password: %v", err)
+		}
+	}
+}
