@@ -41,6 +41,8 @@ type Config struct {
 	Runtime Runtime `yaml:"runtime"`
 	// Database says what database each environment gets.
 	Database Database `yaml:"database"`
+	// Store says where previewd keeps its own state.
+	Store Store `yaml:"store"`
 	// Migrate is a shell command run in the environment's checkout, with
 	// the environment's variables, before each new version starts. A
 	// failure marks the environment failed and keeps the old version.
@@ -132,6 +134,24 @@ type SQLite struct {
 	// Seed is a SQLite file copied into each new environment's database.
 	// Optional: without it, each starts empty.
 	Seed string `yaml:"seed"`
+}
+
+// Store selects where previewd keeps its state: environments, inventory
+// and history.
+type Store struct {
+	// Kind is sqlite (a file in dataDir) or postgres, which several
+	// previewd replicas can share. Default sqlite.
+	Kind string `yaml:"kind"`
+	// Postgres configures the postgres store.
+	Postgres StorePostgres `yaml:"postgres"`
+}
+
+// StorePostgres configures the postgres store.
+type StorePostgres struct {
+	// URL is a postgres:// URL (or keyword=value string) of previewd's
+	// own database; the tables go in the first schema of its search_path.
+	// Required with kind postgres. Use ${VAR} for the password.
+	URL string `yaml:"url"`
 }
 
 // Duration is a time.Duration written as "5s" or "1m30s".
@@ -280,6 +300,7 @@ func (c *Config) SetDefaults() {
 		c.Runtime.Local.MaxRestarts = 5
 	}
 	def(&c.Database.Kind, "sqlite")
+	def(&c.Store.Kind, "sqlite")
 	c.Database.Postgres.setDefaults()
 	c.Runtime.Kubernetes.setDefaults(c)
 
@@ -413,6 +434,14 @@ func (c *Config) Validate() error {
 	if c.Database.Kind == "sqlite" && c.Database.SQLite.Seed != "" {
 		if st, err := os.Stat(c.Database.SQLite.Seed); err != nil || st.IsDir() {
 			bad("database.sqlite.seed", "%q is not a readable file", c.Database.SQLite.Seed)
+		}
+	}
+	oneOf("store.kind", c.Store.Kind, "sqlite", "postgres")
+	if c.Store.Kind == "postgres" {
+		if c.Store.Postgres.URL == "" {
+			bad("store.postgres.url", "required with store.kind postgres: a postgres:// URL of previewd's own database")
+		} else if _, err := checkPostgresURL(c.Store.Postgres.URL); err != nil {
+			bad("store.postgres.url", "%v", err)
 		}
 	}
 	if len(es) == 0 {

@@ -80,7 +80,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "previewd.db"))
+	var st *store.Store
+	var err error
+	if cfg.Store.Kind == "postgres" {
+		st, err = store.OpenPostgres(ctx, cfg.Store.Postgres.URL)
+	} else {
+		st, err = store.Open(ctx, filepath.Join(cfg.DataDir, "previewd.db"))
+	}
 	if err != nil {
 		return nil, err
 	}

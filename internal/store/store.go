@@ -6,12 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/previewd/previewd/internal/env"
 )
@@ -19,74 +14,11 @@ import (
 // ErrNotFound is returned when no environment has the key.
 var ErrNotFound = errors.New("environment not found")
 
-// Store is the embedded state database.
+// Store is previewd's state database, SQLite or PostgreSQL.
 type Store struct {
 	db  *sql.DB
+	d   dialect
 	now func() time.Time
-}
-
-const schema = `
-CREATE TABLE IF NOT EXISTS environments (
-	key        TEXT PRIMARY KEY,
-	kind       TEXT NOT NULL,
-	number     INTEGER NOT NULL DEFAULT 0,
-	branch     TEXT NOT NULL DEFAULT '',
-	sha        TEXT NOT NULL DEFAULT '',
-	status     TEXT NOT NULL DEFAULT 'pending',
-	message    TEXT NOT NULL DEFAULT '',
-	url        TEXT NOT NULL DEFAULT '',
-	database   TEXT NOT NULL DEFAULT '',
-	failed_sha TEXT NOT NULL DEFAULT '',
-	restarts   INTEGER NOT NULL DEFAULT 0,
-	created_at INTEGER NOT NULL,
-	updated_at INTEGER NOT NULL,
-	ready_at   INTEGER,
-	deleted_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS inventory (
-	key        TEXT NOT NULL,
-	kind       TEXT NOT NULL,
-	name       TEXT NOT NULL,
-	data       TEXT NOT NULL DEFAULT '',
-	created_at INTEGER NOT NULL,
-	PRIMARY KEY (key, kind, name)
-);
-CREATE TABLE IF NOT EXISTS events (
-	id      INTEGER PRIMARY KEY AUTOINCREMENT,
-	key     TEXT NOT NULL,
-	time    INTEGER NOT NULL,
-	reason  TEXT NOT NULL,
-	message TEXT NOT NULL,
-	sha     TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS events_key ON events (key, id);
-`
-
-// Open opens (creating if needed) the store at path.
-func Open(ctx context.Context, path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("creating store directory: %w", err)
-	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("opening store %s: %w", path, err)
-	}
-	// One connection: SQLite allows one writer, and this keeps writes
-	// serialized without SQLITE_BUSY.
-	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("creating store schema in %s: %w", path, err)
-	}
-	// Columns added after the first release, for stores made before.
-	for _, col := range []string{`source TEXT NOT NULL DEFAULT ''`} {
-		if _, err := db.ExecContext(ctx, `ALTER TABLE environments ADD COLUMN `+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
-			db.Close()
-			return nil, fmt.Errorf("upgrading store schema in %s: %w", path, err)
-		}
-	}
-	return &Store{db: db, now: time.Now}, nil
 }
 
 // Close closes the database.
@@ -100,14 +32,16 @@ const envColumns = `key, kind, number, branch, sha, status, message, url, databa
 
 type scanner interface{ Scan(...any) error }
 
-func scanEnv(r scanner) (env.Environment, error) {
+// scanEnv reads a row of envColumns, then extra.
+func scanEnv(r scanner, extra ...any) (env.Environment, error) {
 	var (
 		e                  env.Environment
 		kind, status       string
 		created, updated   int64
 		readyAt, deletedAt sql.NullInt64
 	)
-	if err := r.Scan(&e.Key, &kind, &e.Number, &e.Branch, &e.SHA, &status, &e.Message, &e.URL, &e.Database, &created, &updated, &readyAt, &deletedAt); err != nil {
+	dest := append([]any{&e.Key, &kind, &e.Number, &e.Branch, &e.SHA, &status, &e.Message, &e.URL, &e.Database, &created, &updated, &readyAt, &deletedAt}, extra...)
+	if err := r.Scan(dest...); err != nil {
 		return e, err
 	}
 	e.Kind, e.Status = env.Kind(kind), env.Status(status)
@@ -144,7 +78,7 @@ func (s *Store) Live(ctx context.Context) ([]env.Environment, error) {
 
 // Get returns one environment, live or removed, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) (env.Environment, error) {
-	e, err := scanEnv(s.db.QueryRowContext(ctx, `SELECT `+envColumns+` FROM environments WHERE key = ?`, key))
+	e, err := scanEnv(s.db.QueryRowContext(ctx, s.q(`SELECT `+envColumns+` FROM environments WHERE key = ?`), key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, ErrNotFound
 	}
@@ -169,16 +103,19 @@ type Record struct {
 	Deployed *env.Source
 }
 
-// GetRecord returns the environment with its private fields.
+// GetRecord returns the environment with its private fields, or
+// ErrNotFound.
 func (s *Store) GetRecord(ctx context.Context, key string) (Record, error) {
-	var r Record
-	e, err := s.Get(ctx, key)
-	if err != nil {
-		return r, err
+	var (
+		r   Record
+		src string
+		err error
+	)
+	r.Environment, err = scanEnv(s.db.QueryRowContext(ctx, s.q(`SELECT `+envColumns+`, failed_sha, restarts, source FROM environments WHERE key = ?`), key),
+		&r.FailedSHA, &r.Restarts, &src)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, ErrNotFound
 	}
-	r.Environment = e
-	var src string
-	err = s.db.QueryRowContext(ctx, `SELECT failed_sha, restarts, source FROM environments WHERE key = ?`, key).Scan(&r.FailedSHA, &r.Restarts, &src)
 	if err != nil {
 		return r, fmt.Errorf("reading environment %s: %w", key, err)
 	}
@@ -195,17 +132,19 @@ func (s *Store) GetRecord(ctx context.Context, key string) (Record, error) {
 // sets its identity fields from src. It keeps status and history.
 func (s *Store) Upsert(ctx context.Context, src env.Source) error {
 	now := ms(s.now())
-	_, err := s.db.ExecContext(ctx, `
+	// The old row's columns are qualified: PostgreSQL finds a bare name
+	// ambiguous beside excluded's.
+	_, err := s.db.ExecContext(ctx, s.q(`
 INSERT INTO environments (key, kind, number, branch, status, created_at, updated_at)
 VALUES (?, ?, ?, ?, 'pending', ?, ?)
 ON CONFLICT (key) DO UPDATE SET
 	kind = excluded.kind, number = excluded.number, branch = excluded.branch,
-	created_at = CASE WHEN deleted_at IS NULL THEN created_at ELSE excluded.created_at END,
-	status     = CASE WHEN deleted_at IS NULL THEN status ELSE 'pending' END,
-	sha        = CASE WHEN deleted_at IS NULL THEN sha ELSE '' END,
-	failed_sha = CASE WHEN deleted_at IS NULL THEN failed_sha ELSE '' END,
-	updated_at = CASE WHEN deleted_at IS NULL THEN updated_at ELSE excluded.updated_at END,
-	deleted_at = NULL`,
+	created_at = CASE WHEN environments.deleted_at IS NULL THEN environments.created_at ELSE excluded.created_at END,
+	status     = CASE WHEN environments.deleted_at IS NULL THEN environments.status ELSE 'pending' END,
+	sha        = CASE WHEN environments.deleted_at IS NULL THEN environments.sha ELSE '' END,
+	failed_sha = CASE WHEN environments.deleted_at IS NULL THEN environments.failed_sha ELSE '' END,
+	updated_at = CASE WHEN environments.deleted_at IS NULL THEN environments.updated_at ELSE excluded.updated_at END,
+	deleted_at = NULL`),
 		src.Key, string(src.Kind), src.Number, src.Branch, now, now)
 	if err != nil {
 		return fmt.Errorf("saving environment %s: %w", src.Key, err)
@@ -271,7 +210,7 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 	}
 	q += ` WHERE key = ?`
 	args = append(args, key)
-	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.q(q), args...); err != nil {
 		return fmt.Errorf("updating environment %s: %w", key, err)
 	}
 	return nil
@@ -283,29 +222,48 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 // bound.
 const MaxEvents = 200
 
+const (
+	insertEvent = `INSERT INTO events (key, time, reason, message, sha) VALUES (?, ?, ?, ?, ?)`
+	// pruneEvents deletes a key's events older than its newest n.
+	pruneEvents = `
+DELETE FROM events WHERE key = ? AND id <= (
+	SELECT id FROM events WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`
+)
+
 // AddEvent appends to the environment's history and prunes its oldest
-// events beyond MaxEvents.
+// events beyond MaxEvents, in one transaction under the key's lock, so
+// writers in several processes neither over-prune nor keep too many.
 func (s *Store) AddEvent(ctx context.Context, key string, ev env.Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = s.now()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO events (key, time, reason, message, sha) VALUES (?, ?, ?, ?, ?)`,
-		key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("recording event for %s: %w", key, err)
 	}
-	_, err = s.db.ExecContext(ctx, `
-DELETE FROM events WHERE key = ? AND id <= (
-	SELECT id FROM events WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, key, key, MaxEvents)
+	defer tx.Rollback() // a no-op once committed
+	if s.d.keyLock != "" {
+		if _, err := tx.ExecContext(ctx, s.q(s.d.keyLock), key); err != nil {
+			return fmt.Errorf("locking events of %s: %w", key, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, s.q(insertEvent), key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
+	if err != nil {
+		return fmt.Errorf("recording event for %s: %w", key, err)
+	}
+	_, err = tx.ExecContext(ctx, s.q(pruneEvents), key, key, MaxEvents)
 	if err != nil {
 		return fmt.Errorf("pruning events of %s: %w", key, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("recording event for %s: %w", key, err)
 	}
 	return nil
 }
 
 // Events returns up to limit events of the environment, newest first.
 func (s *Store) Events(ctx context.Context, key string, limit int) ([]env.Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT time, reason, message, sha FROM events WHERE key = ? ORDER BY id DESC LIMIT ?`, key, limit)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT time, reason, message, sha FROM events WHERE key = ? ORDER BY id DESC LIMIT ?`), key, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading events of %s: %w", key, err)
 	}
@@ -325,7 +283,7 @@ func (s *Store) Events(ctx context.Context, key string, limit int) ([]env.Event,
 
 // Items returns the environment's inventory.
 func (s *Store) Items(ctx context.Context, key string) ([]env.Item, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT kind, name, data FROM inventory WHERE key = ? ORDER BY created_at, kind, name`, key)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT kind, name, data FROM inventory WHERE key = ? ORDER BY created_at, kind, name`), key)
 	if err != nil {
 		return nil, fmt.Errorf("reading inventory of %s: %w", key, err)
 	}
@@ -371,9 +329,9 @@ func (s *Store) AllItems(ctx context.Context) (map[string][]env.Item, error) {
 
 // PutItem records (or updates) an item the environment owns.
 func (s *Store) PutItem(ctx context.Context, key string, it env.Item) error {
-	_, err := s.db.ExecContext(ctx, `
+	_, err := s.db.ExecContext(ctx, s.q(`
 INSERT INTO inventory (key, kind, name, data, created_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (key, kind, name) DO UPDATE SET data = excluded.data`,
+ON CONFLICT (key, kind, name) DO UPDATE SET data = excluded.data`),
 		key, string(it.Kind), it.Name, string(it.Data), ms(s.now()))
 	if err != nil {
 		return fmt.Errorf("recording %s %s of %s: %w", it.Kind, it.Name, key, err)
@@ -383,7 +341,7 @@ ON CONFLICT (key, kind, name) DO UPDATE SET data = excluded.data`,
 
 // DeleteItem forgets an item once it has been removed.
 func (s *Store) DeleteItem(ctx context.Context, key string, it env.Item) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM inventory WHERE key = ? AND kind = ? AND name = ?`, key, string(it.Kind), it.Name)
+	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM inventory WHERE key = ? AND kind = ? AND name = ?`), key, string(it.Kind), it.Name)
 	if err != nil {
 		return fmt.Errorf("forgetting %s %s of %s: %w", it.Kind, it.Name, key, err)
 	}
