@@ -122,18 +122,18 @@ func New(o Options) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+		h.writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
 		return
 	}
 	if !h.authorized(r.Header.Get("Authorization")) {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+		h.writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 		return
 	}
 	if h.o.Synced != nil && !h.o.Synced() {
 		// Argo CD treats any answer but 2xx as a generator error and
 		// leaves the ApplicationSet's Applications as they are.
 		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "previewd has not finished its first reconcile since it started"})
+		h.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "previewd has not finished its first reconcile since it started"})
 		return
 	}
 	var req Request
@@ -142,18 +142,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = json.Unmarshal(body, &req)
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body: " + err.Error()})
+		h.writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body: " + err.Error()})
 		return
 	}
 	params, err := h.Params(r.Context(), req)
 	if err != nil {
 		h.o.Logger.Error("listing plugin generator parameters", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		h.writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
 	var resp Response
 	resp.Output.Parameters = params
-	writeJSON(w, http.StatusOK, resp)
+	h.writeJSON(w, http.StatusOK, resp)
 }
 
 // authorized compares the request's bearer token with ours in constant
@@ -247,8 +247,10 @@ func truthy(v any) bool {
 	return false
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		h.o.Logger.Warn("writing plugin generator answer", "err", err)
+	}
 }
