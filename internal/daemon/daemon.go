@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,13 +50,15 @@ type Options struct {
 
 // Daemon is a running previewd.
 type Daemon struct {
-	cfg     *config.Config
-	o       Options
-	log     *slog.Logger
-	store   *store.Store
-	db      database.Provider
-	rt      runtime.Runtime // the one runtime: local, or kubernetes/argocd
-	rec     *reconcile.Reconciler
+	cfg   *config.Config
+	o     Options
+	log   *slog.Logger
+	store *store.Store
+	db    database.Provider
+	rt    runtime.Runtime // the one runtime: local, or kubernetes/argocd
+	rec   *reconcile.Reconciler
+	// leading is set once this replica leads (at once without election).
+	leading atomic.Bool
 	srv     *server.Server
 	reg     *prometheus.Registry
 	metrics *metrics
@@ -81,7 +84,6 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
 	var st *store.Store
-	var err error
 	if cfg.Store.Kind == "postgres" {
 		st, err = store.OpenPostgres(ctx, cfg.Store.Postgres.URL)
 	} else {
@@ -135,9 +137,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if l, ok := d.rt.(runtime.Logs); ok {
 		so.Logs = l
 	}
+	rd := readiness{synced: d.synced}
 	if r, ok := d.rt.(runtime.Readiness); ok {
-		so.Readiness = r
+		rd.rt = r
 	}
+	so.Readiness = rd
 	if r, ok := d.rt.(runtime.Router); ok {
 		so.Router = r
 	}
@@ -163,7 +167,7 @@ func (d *Daemon) openRuntime() (runtime.Runtime, error) {
 	cfg := d.cfg
 	if isKube(cfg) {
 		var err error
-		if d.kube, err = openKube(cfg, d.store, d.log); err != nil {
+		if d.kube, err = openKube(cfg, d.store, d.synced, d.log); err != nil {
 			return nil, err
 		}
 		return d.kube.rt, nil
@@ -289,7 +293,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		whenLeading(ctx, leading, d.rec.Run)
+		whenLeading(ctx, leading, func(ctx context.Context) {
+			d.leading.Store(true)
+			d.rec.Run(ctx)
+		})
 	}()
 	d.log.Info("serving", "addr", ln.Addr().String(), "dataDir", d.cfg.DataDir, "forge", d.cfg.Forge.Kind, "runtime", d.cfg.Runtime.Kind, "database", d.cfg.Database.Kind)
 	if d.o.Ready != nil {
@@ -350,4 +357,34 @@ func (d *Daemon) stopAll(ctx context.Context) {
 			d.log.Warn("stopping", "env", e.Key, "err", err)
 		}
 	}
+}
+
+// synced reports whether the store can be trusted to list every
+// environment the forge wants: once this replica has reconciled every key
+// of its first listing. A replica that does not lead reads a shared store
+// that the leader keeps, so it is synced as it is.
+func (d *Daemon) synced() bool {
+	select {
+	case <-d.rec.Reconciled():
+		return true
+	default:
+	}
+	return d.cfg.Store.Kind == "postgres" && !d.leading.Load()
+}
+
+// readiness is /readyz: the first reconcile is done (see synced) and what
+// the runtime depends on answers.
+type readiness struct {
+	synced func() bool
+	rt     runtime.Readiness
+}
+
+func (r readiness) Ready(ctx context.Context) error {
+	if !r.synced() {
+		return errors.New("the first reconcile of every environment is not done yet")
+	}
+	if r.rt != nil {
+		return r.rt.Ready(ctx)
+	}
+	return nil
 }

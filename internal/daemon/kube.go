@@ -28,7 +28,7 @@ func isKube(cfg *config.Config) bool {
 }
 
 // openKube builds the kubernetes runtime when the config asks for it.
-func openKube(cfg *config.Config, st *store.Store, log *slog.Logger) (kubeParts, error) {
+func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog.Logger) (kubeParts, error) {
 	if !isKube(cfg) {
 		return kubeParts{}, nil
 	}
@@ -68,7 +68,7 @@ func openKube(cfg *config.Config, st *store.Store, log *slog.Logger) (kubeParts,
 		p.lead = &k.LeaderElection
 	}
 	if cfg.Runtime.Kind == "argocd" || k.ArgoCD.Token != "" {
-		p.plugin = argocd.New(argocd.Options{Token: k.ArgoCD.Token, Store: st, Describe: describe(rt), Logger: log})
+		p.plugin = argocd.New(argocd.Options{Token: k.ArgoCD.Token, Store: st, Describe: describe(rt), Synced: synced, Logger: log})
 	}
 	return p, nil
 }

@@ -85,8 +85,15 @@ runtime:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get("GET", "/readyz", "", ""); code != http.StatusOK {
-		t.Errorf("/readyz = %d %s", code, body)
+	// Ready once every key of the first listing was reconciled.
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		code, body := get("GET", "/readyz", "", "")
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Since(start) > 30*time.Second {
+			t.Fatalf("/readyz = %d %s", code, body)
+		}
 	}
 	var params []map[string]string
 	deadline := time.Now().Add(30 * time.Second)

@@ -81,6 +81,10 @@ type Reconciler struct {
 	lastList    time.Time
 	lastCollect time.Time
 	synced      chan struct{} // closed after the first successful listing
+	// first holds the keys of the first listing not reconciled yet;
+	// reconciled is closed once it is empty.
+	first      map[string]bool
+	reconciled chan struct{}
 }
 
 // request is what was asked of one key from outside a reconcile: a
@@ -123,6 +127,8 @@ func New(o Options) *Reconciler {
 		fresh:    map[string]bool{},
 		requests: map[string]request{},
 		synced:   make(chan struct{}),
+
+		reconciled: make(chan struct{}),
 	}
 }
 
@@ -222,14 +228,44 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	r.listed, r.sourceErr, r.lastList = true, nil, r.o.Now()
 	r.syncs++
 	full := r.syncs%fullResyncEvery == 1
+	keys := changed(desired, live, items, full)
+	if !wasListed {
+		r.first = make(map[string]bool, len(keys))
+		for _, k := range keys {
+			r.first[k] = true
+		}
+		if len(r.first) == 0 {
+			close(r.reconciled)
+		}
+	}
 	r.mu.Unlock()
 	if !wasListed {
 		close(r.synced)
 	}
-	for _, k := range changed(desired, live, items, full) {
+	for _, k := range keys {
 		r.queue.Add(k)
 	}
 	return nil
+}
+
+// Reconciled is closed once every key of the first listing since start
+// has been reconciled once. Until then the store may not show every
+// environment the forge wants (a fresh data dir, a new leader), so
+// consumers that would delete what is missing (Argo CD's generator) and
+// /readyz wait for it.
+func (r *Reconciler) Reconciled() <-chan struct{} { return r.reconciled }
+
+// attempted notes that key was reconciled once, for Reconciled.
+func (r *Reconciler) attempted(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.first == nil || !r.first[key] {
+		return
+	}
+	delete(r.first, key)
+	if len(r.first) == 0 {
+		close(r.reconciled)
+	}
 }
 
 // fullResyncEvery says how often a sync enqueues every key, not only the
@@ -325,6 +361,7 @@ func (r *Reconciler) next(ctx context.Context) bool {
 	}
 	defer r.queue.Done(key)
 	res, err := r.Reconcile(ctx, key)
+	r.attempted(key)
 	switch {
 	case err != nil && IsTerminal(err):
 		// Recorded in the status; only a change of the input helps.
