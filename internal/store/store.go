@@ -143,6 +143,9 @@ ON CONFLICT (key) DO UPDATE SET
 	status     = CASE WHEN environments.deleted_at IS NULL THEN environments.status ELSE 'pending' END,
 	sha        = CASE WHEN environments.deleted_at IS NULL THEN environments.sha ELSE '' END,
 	failed_sha = CASE WHEN environments.deleted_at IS NULL THEN environments.failed_sha ELSE '' END,
+	source     = CASE WHEN environments.deleted_at IS NULL THEN environments.source ELSE '' END,
+	restarts   = CASE WHEN environments.deleted_at IS NULL THEN environments.restarts ELSE 0 END,
+	ready_at   = CASE WHEN environments.deleted_at IS NULL THEN environments.ready_at ELSE NULL END,
 	updated_at = CASE WHEN environments.deleted_at IS NULL THEN environments.updated_at ELSE excluded.updated_at END,
 	deleted_at = NULL`),
 		src.Key, string(src.Kind), src.Number, src.Branch, now, now)

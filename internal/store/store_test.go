@@ -110,6 +110,11 @@ func TestEnvironments(t *testing.T) {
 			!r.CreatedAt.Equal(back) || !r.UpdatedAt.Equal(back) {
 			t.Errorf("revived pr-7 = %+v", r)
 		}
+		// Nothing of its previous life: no SHA to fall back to (nor to
+		// list to Argo CD), no ready time, no restarts.
+		if r.Deployed != nil || r.ReadyAt != nil || r.Restarts != 0 {
+			t.Errorf("revived pr-7 keeps its previous life: deployed %+v, readyAt %v, restarts %d", r.Deployed, r.ReadyAt, r.Restarts)
+		}
 	})
 }
 
