@@ -79,7 +79,7 @@ func (c argoClient) list(input map[string]any) ([]map[string]any, error) {
 		} `json:"output"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return nil, fmt.Errorf("%v: %s", err, data)
+		return nil, fmt.Errorf("%w: %s", err, data)
 	}
 	res := []map[string]any{}
 	for _, p := range out.Output.Parameters {

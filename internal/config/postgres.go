@@ -95,7 +95,7 @@ func checkPostgresURL(s string) (string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", fmt.Errorf("not a valid URL: %v", err)
+		return "", fmt.Errorf("not a valid URL: %w", err)
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return "", fmt.Errorf("scheme %q: want postgres://", u.Scheme)

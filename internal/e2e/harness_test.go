@@ -41,7 +41,7 @@ func binaries(t testing.TB) (app, previewd string) {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+				buildErr = fmt.Errorf("building %s: %w\n%s", pkg, err, out)
 				return
 			}
 		}
