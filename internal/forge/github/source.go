@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/git"
 	"github.com/previewd/previewd/internal/githubapi"
 )
 
@@ -225,7 +226,7 @@ func (s *Source) List(ctx context.Context) ([]env.Source, error) {
 			out = append(out, src)
 		}
 	}
-	if s.prod.found && isSHA(s.prod.sha) {
+	if s.prod.found && git.IsSHA(s.prod.sha) {
 		src := s.prodSource(s.prod.sha)
 		src.Hold = s.listedHold(src.SHA)
 		out = append(out, src)
@@ -361,7 +362,7 @@ func (s *Source) refreshProduction(ctx context.Context) (env.Source, bool, error
 		b = s.prod
 		s.mu.Unlock()
 	}
-	if !b.found || !isSHA(b.sha) {
+	if !b.found || !git.IsSHA(b.sha) {
 		return env.Source{}, false, nil
 	}
 	src := s.prodSource(b.sha)
@@ -442,7 +443,7 @@ func (s *Source) fetchBranch(ctx context.Context) (*branchHead, error) {
 // toSource turns an open pull request that passes the filter into an
 // env.Source. Call with s.mu held.
 func (s *Source) toSource(pr *pull) (env.Source, bool) {
-	if pr.State != "open" || pr.Number <= 0 || !isSHA(pr.Head.SHA) {
+	if pr.State != "open" || pr.Number <= 0 || !git.IsSHA(pr.Head.SHA) {
 		return env.Source{}, false
 	}
 	d := s.o.Filter.Decide(s.pullRequest(pr))
@@ -535,18 +536,6 @@ func prNumber(key string) (int, bool) {
 	}
 	n, err := strconv.Atoi(rest)
 	return n, err == nil && n > 0
-}
-
-func isSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Client returns the source's client.
