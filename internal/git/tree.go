@@ -42,13 +42,35 @@ func (c *Cache) Files(ctx context.Context, sha, dir string) (map[string][]byte, 
 	if err != nil || strings.TrimSpace(string(typ)) != "tree" {
 		return nil, fmt.Errorf("%s at %s: %w", dir, short(sha), ErrNoTree)
 	}
-	out, err := Run(ctx, c.dir, "archive", "--format=tar", "--end-of-options", treeish)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := command(actx, c.dir, nil, "archive", "--format=tar", "--end-of-options", treeish)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("git archive: %w", err)
 	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("git archive: %w", err)
+	}
+	files, terr := readTar(out, dir, sha)
+	if terr != nil {
+		cancel() // stop git writing the rest
+	}
+	_, _ = io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil && terr == nil {
+		return nil, runError(ctx, "archive", stderr.String(), err)
+	}
+	return files, terr
+}
+
+// readTar reads the regular files of an archive into memory, refusing
+// more than maxTreeBytes in all.
+func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
 	files := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(out))
-	total := 0
+	tr := tar.NewReader(r)
+	var total int64
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -60,7 +82,7 @@ func (c *Cache) Files(ctx context.Context, sha, dir string) (map[string][]byte, 
 		if h.Typeflag != tar.TypeReg {
 			continue
 		}
-		total += int(h.Size)
+		total += h.Size
 		if total > maxTreeBytes {
 			return nil, fmt.Errorf("%s at %s holds more than %d MiB", dir, short(sha), maxTreeBytes>>20)
 		}

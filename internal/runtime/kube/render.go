@@ -92,8 +92,8 @@ func diskFiles(dir string) (map[string][]byte, error) {
 		if e.IsDir() {
 			return nil
 		}
-		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			return nil //nolint:nilerr // a dangling link or a device is no template
+		if !isRegular(p) {
+			return nil // a dangling link or a device is no template
 		}
 		raw, err := os.ReadFile(p)
 		if err != nil {
@@ -107,6 +107,12 @@ func diskFiles(dir string) (map[string][]byte, error) {
 		return nil
 	})
 	return files, err
+}
+
+// isRegular reports whether p is (or links to) a regular file.
+func isRegular(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // parseManifests parses the manifests of files (keyed by slash-separated
