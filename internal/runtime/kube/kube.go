@@ -95,16 +95,15 @@ type Options struct {
 
 // Runtime runs each environment in its own namespace.
 type Runtime struct {
-	o      Options
-	inv    inventory.Recorder
-	log    *slog.Logger
-	cs     kubernetes.Interface
-	dyn    dynamic.Interface
-	mapper *restmapper.DeferredDiscoveryRESTMapper
-	parsed parsedCache // templates of paths inside the repository, per commit
-	// kinds are the kinds applied since start, for Collect.
+	o         Options
+	inv       inventory.Recorder
+	log       *slog.Logger
+	cs        kubernetes.Interface
+	dyn       dynamic.Interface
+	mapper    *restmapper.DeferredDiscoveryRESTMapper
+	parsed    parsedCache // templates of paths inside the repository, per commit
 	kindsMu   sync.Mutex
-	kinds     map[schema.GroupVersionResource]bool
+	kinds     map[schema.GroupVersionResource]bool // applied since start, for Collect
 	nsTmpl    *template.Template
 	imageTmpl *template.Template
 	urlTmpl   *template.Template
