@@ -372,3 +372,21 @@ func TestMigrateJobFromCommit(t *testing.T) {
 		t.Errorf("Migrate without the Job file = %v, want a step error naming it", err)
 	}
 }
+
+// TestParsedCacheBound: the templates parsed per (SHA, path) are bounded;
+// the oldest go first.
+func TestParsedCacheBound(t *testing.T) {
+	var c parsedCache
+	for i := range maxParsed + 1 {
+		c.put(parsedKey{sha: sha(byte('a' + i%26)), path: string(rune('A' + i))}, i)
+	}
+	if _, ok := c.get(parsedKey{sha: sha('a'), path: "A"}); ok {
+		t.Error("the oldest entry is still kept")
+	}
+	if v, ok := c.get(parsedKey{sha: sha(byte('a' + maxParsed%26)), path: string(rune('A' + maxParsed))}); !ok || v != maxParsed {
+		t.Errorf("the newest entry = %v, %v", v, ok)
+	}
+	if len(c.byKey) != maxParsed || len(c.order) != maxParsed {
+		t.Errorf("kept %d (%d in order), want %d", len(c.byKey), len(c.order), maxParsed)
+	}
+}
