@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -27,8 +30,16 @@ type Kubernetes struct {
 	Context string `yaml:"context"`
 	// Manifests is a directory of YAML files, each a Go template; or a
 	// directory with a kustomization.yaml, whose resources are rendered
-	// the same way. Required for kind kubernetes; relative to the config
-	// file.
+	// the same way. Required for kind kubernetes.
+	//
+	// A relative path (e.g. deploy/preview) is a directory inside the
+	// app's repository, read at each environment's own commit from the
+	// object cache, so a change to the manifests is previewed with them;
+	// an untrusted change (a fork) is rendered with the production
+	// branch's manifests instead, never its own. An absolute path is a
+	// directory of previewd's machine (e.g. a mounted ConfigMap), read
+	// again at every reconcile. Either way, an object that leaves the
+	// templates is pruned at the next apply.
 	Manifests string `yaml:"manifests"`
 	// Namespace is the template of an environment's namespace. Default
 	// preview-{{.Key}}.
@@ -78,8 +89,10 @@ type KubeMigrate struct {
 	// image with the environment's Secret as its environment, e.g.
 	// ["./app", "migrate"]. Default: the top-level migrate as "sh -c".
 	Command []string `yaml:"command"`
-	// Job is a file (relative to the config file) holding a Job template;
-	// it replaces the generated Job. Its name should include {{.ShortSHA}}.
+	// Job is a file holding a Job template; it replaces the generated
+	// Job. Its name should include {{.ShortSHA}}. Like manifests, a
+	// relative path is inside the app's repository (read at each commit)
+	// and an absolute one is a file of previewd's machine.
 	Job string `yaml:"job"`
 	// Timeout bounds the wait for the Job. Default 10m.
 	Timeout Duration `yaml:"timeout"`
@@ -137,12 +150,15 @@ func (k *Kubernetes) setDefaults(c *Config) {
 	if k.Kubeconfig != "" {
 		k.Kubeconfig = c.Path(expandHome(k.Kubeconfig))
 	}
-	if k.Manifests != "" {
-		k.Manifests = c.Path(k.Manifests)
+}
+
+// checkRepoPath checks that p names a path inside the repository.
+func checkRepoPath(p string) error {
+	c := path.Clean(filepath.ToSlash(p))
+	if c == ".." || strings.HasPrefix(c, "../") || strings.ContainsAny(p, ":\n") {
+		return fmt.Errorf("%q leaves the repository: want a path inside it, or an absolute path of this machine", p)
 	}
-	if k.Migrate.Job != "" {
-		k.Migrate.Job = c.Path(k.Migrate.Job)
-	}
+	return nil
 }
 
 func expandHome(p string) string {
@@ -157,10 +173,17 @@ func expandHome(p string) string {
 func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...any)) {
 	const p = "runtime.kubernetes."
 	if kind == "kubernetes" {
-		if k.Manifests == "" {
-			bad(p+"manifests", "required: a directory of YAML templates")
-		} else if st, err := os.Stat(k.Manifests); err != nil || !st.IsDir() {
-			bad(p+"manifests", "%q is not a directory", k.Manifests)
+		switch {
+		case k.Manifests == "":
+			bad(p+"manifests", "required: a directory of YAML templates, in the repository (relative) or of this machine (absolute)")
+		case !filepath.IsAbs(k.Manifests):
+			if err := checkRepoPath(k.Manifests); err != nil {
+				bad(p+"manifests", "%v", err)
+			}
+		default:
+			if st, err := os.Stat(k.Manifests); err != nil || !st.IsDir() {
+				bad(p+"manifests", "%q is not a directory", k.Manifests)
+			}
 		}
 	}
 	if kind == "argocd" && k.ArgoCD.Token == "" {
@@ -182,7 +205,13 @@ func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...a
 			bad(p+"pullSecrets["+strconv.Itoa(i)+"]", "%q is not namespace/name", s)
 		}
 	}
-	if k.Migrate.Job != "" {
+	switch {
+	case k.Migrate.Job == "":
+	case !filepath.IsAbs(k.Migrate.Job):
+		if err := checkRepoPath(k.Migrate.Job); err != nil {
+			bad(p+"migrate.job", "%v", err)
+		}
+	default:
 		if raw, err := os.ReadFile(k.Migrate.Job); err != nil {
 			bad(p+"migrate.job", "%q is not a readable file", k.Migrate.Job)
 		} else if err := tmpl.Check("migrate job", string(raw), tmpl.Sample()); err != nil {

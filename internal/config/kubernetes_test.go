@@ -14,20 +14,23 @@ func TestKubernetesDefaultsAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := c.Runtime.Kubernetes
-	if k.Namespace != "preview-{{.Key}}" || k.ProductionNamespace != "production" || k.RolloutTimeout.Duration != 5*time.Minute || k.Manifests != dir {
+	if k.Namespace != "preview-{{.Key}}" || k.ProductionNamespace != "production" || k.RolloutTimeout.Duration != 5*time.Minute || k.Manifests != "." {
 		t.Errorf("defaults = %+v", k)
 	}
 	tests := map[string]struct {
 		yaml string
 		want []string
 	}{
-		"no manifests":       {"runtime: {kind: kubernetes}", []string{"runtime.kubernetes.manifests: required"}},
-		"bad template":       {"runtime: {kind: kubernetes, kubernetes: {manifests: ., namespace: 'p-{{.Nope}}'}}", []string{"runtime.kubernetes.namespace:"}},
-		"argocd token":       {"runtime: {kind: argocd}", []string{"runtime.kubernetes.argocd.token: required"}},
-		"wait without image": {"runtime: {kind: argocd, kubernetes: {waitForImage: true, argocd: {token: x}}}", []string{"runtime.kubernetes.waitForImage:"}},
-		"pull secret":        {"runtime: {kind: argocd, kubernetes: {pullSecrets: [nons], argocd: {token: x}}}", []string{"runtime.kubernetes.pullSecrets[0]:"}},
-		"lease timing":       {"runtime: {kind: argocd, kubernetes: {argocd: {token: x}, leaderElection: {enabled: true, leaseDuration: 1s}}}", []string{"runtime.kubernetes.leaderElection:"}},
-		"unknown key":        {"runtime: {kind: kubernetes, kubernetes: {manifest: .}}", []string{"manifest"}},
+		"no manifests":                      {"runtime: {kind: kubernetes}", []string{"runtime.kubernetes.manifests: required"}},
+		"bad template":                      {"runtime: {kind: kubernetes, kubernetes: {manifests: ., namespace: 'p-{{.Nope}}'}}", []string{"runtime.kubernetes.namespace:"}},
+		"argocd token":                      {"runtime: {kind: argocd}", []string{"runtime.kubernetes.argocd.token: required"}},
+		"wait without image":                {"runtime: {kind: argocd, kubernetes: {waitForImage: true, argocd: {token: x}}}", []string{"runtime.kubernetes.waitForImage:"}},
+		"pull secret":                       {"runtime: {kind: argocd, kubernetes: {pullSecrets: [nons], argocd: {token: x}}}", []string{"runtime.kubernetes.pullSecrets[0]:"}},
+		"lease timing":                      {"runtime: {kind: argocd, kubernetes: {argocd: {token: x}, leaderElection: {enabled: true, leaseDuration: 1s}}}", []string{"runtime.kubernetes.leaderElection:"}},
+		"unknown key":                       {"runtime: {kind: kubernetes, kubernetes: {manifest: .}}", []string{"manifest"}},
+		"manifests leave the repository":    {"runtime: {kind: kubernetes, kubernetes: {manifests: ../deploy}}", []string{"runtime.kubernetes.manifests:", "leaves the repository"}},
+		"absolute manifests not there":      {"runtime: {kind: kubernetes, kubernetes: {manifests: /nonexistent/manifests}}", []string{"runtime.kubernetes.manifests:", "is not a directory"}},
+		"migrate job leaves the repository": {"runtime: {kind: kubernetes, kubernetes: {manifests: deploy, migrate: {job: ../job.yaml}}}", []string{"runtime.kubernetes.migrate.job:"}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

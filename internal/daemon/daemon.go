@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		return nil, err
 	}
 	d.gh = d.gitHub(src)
-	if d.rt, err = d.openRuntime(); err != nil {
+	if d.rt, err = d.openRuntime(src); err != nil {
 		return nil, err
 	}
 	d.metrics = newMetrics(ctx, d.reg, st, o.Logger)
@@ -163,11 +163,11 @@ func (d *Daemon) close() {
 }
 
 // openRuntime builds the one runtime the config asks for.
-func (d *Daemon) openRuntime() (runtime.Runtime, error) {
+func (d *Daemon) openRuntime(src reconcile.Source) (runtime.Runtime, error) {
 	cfg := d.cfg
 	if isKube(cfg) {
 		var err error
-		if d.kube, err = openKube(cfg, d.store, d.synced, d.log); err != nil {
+		if d.kube, err = openKube(cfg, d.store, d.synced, d.log, d.gh.gitEnv, production(src)); err != nil {
 			return nil, err
 		}
 		return d.kube.rt, nil

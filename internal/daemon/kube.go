@@ -5,11 +5,14 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 
 	"github.com/previewd/previewd/internal/argocd"
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/git"
+	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/runtime/kube"
 	"github.com/previewd/previewd/internal/store"
 )
@@ -28,7 +31,12 @@ func isKube(cfg *config.Config) bool {
 }
 
 // openKube builds the kubernetes runtime when the config asks for it.
-func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog.Logger) (kubeParts, error) {
+// Manifests inside the repository are fetched into the object cache the
+// local runtime uses, with gitEnv's credentials; prod gives production's
+// source, whose manifests untrusted changes render.
+func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog.Logger,
+	gitEnv func(context.Context) ([]string, error), prod func(context.Context) (env.Source, error),
+) (kubeParts, error) {
 	if !isKube(cfg) {
 		return kubeParts{}, nil
 	}
@@ -44,6 +52,10 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 	rt, err := kube.New(kube.Options{
 		Config:              rc,
 		Manifests:           k.Manifests,
+		InRepo:              true,
+		Cache:               git.NewCache(filepath.Join(cfg.DataDir, "cache.git")),
+		GitEnv:              gitEnv,
+		Production:          prod,
 		ApplyManifests:      cfg.Runtime.Kind == "kubernetes",
 		Namespace:           k.Namespace,
 		ProductionNamespace: k.ProductionNamespace,
@@ -71,6 +83,33 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 		p.plugin = argocd.New(argocd.Options{Token: k.ArgoCD.Token, Store: st, Describe: describe(rt), Synced: synced, Logger: log})
 	}
 	return p, nil
+}
+
+// production returns a function that asks the forge for production's
+// current source.
+func production(src reconcile.Source) func(context.Context) (env.Source, error) {
+	return func(ctx context.Context) (env.Source, error) {
+		if r, ok := src.(reconcile.Refresher); ok {
+			s, ok, err := r.Refresh(ctx, env.ProductionKey)
+			if err != nil {
+				return env.Source{}, err
+			}
+			if !ok {
+				return env.Source{}, errors.New("the forge lists no production branch")
+			}
+			return s, nil
+		}
+		all, err := src.List(ctx)
+		if err != nil {
+			return env.Source{}, err
+		}
+		for _, s := range all {
+			if s.Production() {
+				return s, nil
+			}
+		}
+		return env.Source{}, errors.New("the forge lists no production branch")
+	}
 }
 
 // describe returns the runtime's part of an environment's plugin

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,7 +42,22 @@ func TestKubernetesWithPostgres(t *testing.T) {
 	branch, prodNS := "kube-"+suffix, "prod-"+suffix
 	ns := "preview-" + branch
 	r := newRepo(t)
-	r.commit("main", nil)
+	// The manifests live in the app's repository, and are read at each
+	// environment's commit.
+	manifests := map[string]string{}
+	dir := filepath.Join(moduleRoot(), "examples", "markdown-editor", "deploy", "preview")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests["deploy/preview/"+e.Name()] = string(b)
+	}
+	r.commit("main", manifests)
 	sha := r.commit(branch, map[string]string{"banner.txt": "kube"})
 
 	kubetest.MarkAvailable(t, cs, ns, prodNS)
@@ -62,7 +78,7 @@ runtime:
 database:
   kind: postgres
   postgres: {adminURL: %q, appHost: %q}
-`, t.TempDir(), r.bare, kubeconfig, filepath.Join(moduleRoot(), "examples", "markdown-editor", "deploy", "preview"), prodNS, pg.AdminURLFor(db), pg.BouncerHostPort())
+`, t.TempDir(), r.bare, kubeconfig, "deploy/preview", prodNS, pg.AdminURLFor(db), pg.BouncerHostPort())
 	in := start(t, yaml)
 	a := in.api()
 	e := a.waitStatus(branch, env.StatusReady, sha)
@@ -113,12 +129,24 @@ database:
 		t.Fatalf("role and schema %s do not exist", role)
 	}
 
-	// A new commit is a new image tag, never a reused one.
-	sha2 := r.commit(branch, map[string]string{"banner.txt": "kube 2"})
+	// A new commit is a new image tag, never a reused one; it adds an
+	// object to its manifests, which is applied.
+	extra := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  SHA: {{.SHA | quote}}\n"
+	sha2 := r.commit(branch, map[string]string{"banner.txt": "kube 2", "deploy/preview/extra.yaml": extra})
 	in.sync()
 	a.waitStatus(branch, env.StatusReady, sha2)
 	if got := image(); got != "registry.example/markdown-editor:"+sha2 {
 		t.Errorf("after a new commit, image = %q", got)
+	}
+	if cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "extra", metav1.GetOptions{}); err != nil || cm.Data["SHA"] != sha2 {
+		t.Errorf("the object the commit added: %v %v", err, cm)
+	}
+	// The next commit takes it out of the templates: it is pruned.
+	sha3 := r.commit(branch, map[string]string{"deploy/preview/extra.yaml": ""})
+	in.sync()
+	a.waitStatus(branch, env.StatusReady, sha3)
+	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "extra", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the object that left the templates is not pruned: %v", err)
 	}
 
 	// Deleting the branch removes the namespace (really gone), then the

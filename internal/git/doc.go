@@ -1,6 +1,7 @@
 // Package git runs the git command for the parts that need it: listing a
 // repository's branches (forge/git), and fetching commits into a bare object
-// cache and extracting one commit's tree (runtime/local).
+// cache and extracting one commit's tree (runtime/local), or reading one
+// directory of a commit into memory (runtime/kube's manifests).
 //
 // git always runs with an argument list, never through a shell; URLs and
 // refs always follow "--" so none can be read as an option; SHAs are

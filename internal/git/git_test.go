@@ -269,3 +269,27 @@ func TestUntarRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestFiles(t *testing.T) {
+	src, sha := repo(t)
+	c := NewCache(filepath.Join(t.TempDir(), "cache.git"))
+	ctx := context.Background()
+	if err := c.Fetch(ctx, src, "refs/heads/main", "refs/previewd/t", sha, nil); err != nil {
+		t.Fatal(err)
+	}
+	files, err := c.Files(ctx, sha, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || string(files["hello.txt"]) != "hello\n" {
+		t.Fatalf("files = %q, want only hello.txt (the symbolic link left out)", files)
+	}
+	for _, dir := range []string{"nope", "hello.txt"} {
+		if _, err := c.Files(ctx, sha, dir); !errors.Is(err, ErrNoTree) {
+			t.Errorf("Files(%q) = %v, want ErrNoTree", dir, err)
+		}
+	}
+	if _, err := c.Files(ctx, sha, "../x"); err == nil || errors.Is(err, ErrNoTree) {
+		t.Errorf("Files(../x) = %v, want a refusal", err)
+	}
+}

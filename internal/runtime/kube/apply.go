@@ -158,6 +158,7 @@ func (r *Runtime) prepare(key, namespace string, objs []*unstructured.Unstructur
 		if err != nil {
 			return nil, fmt.Errorf("looking up %s: %w", o.GetKind(), err)
 		}
+		r.sawKind(o.GetKind(), m.Resource)
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
 			if o.GetNamespace() == "" {
 				o.SetNamespace(namespace)
@@ -182,16 +183,21 @@ func (r *Runtime) prepare(key, namespace string, objs []*unstructured.Unstructur
 // the objects of the previous apply that are no longer rendered. It
 // returns what it applied.
 func (r *Runtime) Apply(ctx context.Context, rel *env.Release) ([]objRef, error) {
-	d, objs, err := r.render(rel)
+	d, objs, t, err := r.render(ctx, rel)
 	if err != nil {
-		return nil, &env.StepError{Step: "render", Err: err}
+		return nil, err
 	}
-	return r.apply(ctx, rel, d, objs, true)
+	return r.applyKeeping(ctx, rel, d, objs, true, r.migrateRef(t.migrate, d))
 }
 
 // apply applies base objects (namespace, Secret) and objs; with prune it
 // then deletes what the inventory holds beyond them.
 func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*unstructured.Unstructured, prune bool) ([]objRef, error) {
+	return r.applyKeeping(ctx, rel, d, objs, prune, nil)
+}
+
+// applyKeeping is apply whose pruning also keeps keep (the migration Job).
+func (r *Runtime) applyKeeping(ctx context.Context, rel *env.Release, d Data, objs []*unstructured.Unstructured, prune bool, keep *objRef) ([]objRef, error) {
 	all := append(baseObjects(d, rel.Vars), objs...)
 	ps, err := r.prepare(rel.Key, d.Namespace, all)
 	if err != nil {
@@ -226,8 +232,8 @@ func (r *Runtime) apply(ctx context.Context, rel *env.Release, d Data, objs []*u
 	if !prune {
 		return applied, nil
 	}
-	if m := r.migrateRef(d); m != nil {
-		want = append(want, m.item())
+	if keep != nil {
+		want = append(want, keep.item())
 	}
 	var errs []error
 	for _, it := range inventory.Diff(old, want) {
@@ -352,24 +358,41 @@ func (r *Runtime) deleteObject(ctx context.Context, key string, ref objRef) erro
 	return nil
 }
 
+// sawKind notes a kind applied, for Collect.
+func (r *Runtime) sawKind(kind string, gvr schema.GroupVersionResource) {
+	if kind == "Namespace" {
+		return
+	}
+	r.kindsMu.Lock()
+	defer r.kindsMu.Unlock()
+	if r.kinds == nil {
+		r.kinds = map[schema.GroupVersionResource]bool{}
+	}
+	r.kinds[gvr] = true
+}
+
 // collectKinds are the kinds Collect looks through for stray objects:
-// Secrets, Jobs and every kind the manifests render.
+// Secrets, Jobs, every kind applied since start and, for manifests of this
+// machine, every kind they render.
 func (r *Runtime) collectKinds() []schema.GroupVersionResource {
 	kinds := map[schema.GroupVersionResource]bool{
 		{Version: "v1", Resource: "secrets"}:              true,
 		{Group: "batch", Version: "v1", Resource: "jobs"}: true,
 	}
-	objs, err := r.manifests.Render(tmpl.Sample())
-	if err == nil {
-		for _, o := range objs {
-			if o.GetKind() == "Namespace" {
-				continue
-			}
-			if m, err := r.mapping(o.GroupVersionKind()); err == nil {
-				kinds[m.Resource] = true
+	if r.o.ApplyManifests && !r.inRepo(r.o.Manifests) {
+		if m, err := LoadManifests(r.o.Manifests); err == nil {
+			if objs, err := m.Render(tmpl.Sample()); err == nil {
+				for _, o := range objs {
+					if mp, err := r.mapping(o.GroupVersionKind()); err == nil && o.GetKind() != "Namespace" {
+						kinds[mp.Resource] = true
+					}
+				}
 			}
 		}
 	}
+	r.kindsMu.Lock()
+	maps.Copy(kinds, r.kinds)
+	r.kindsMu.Unlock()
 	out := make([]schema.GroupVersionResource, 0, len(kinds))
 	for k := range maps.Keys(kinds) {
 		out = append(out, k)

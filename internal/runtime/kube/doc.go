@@ -11,6 +11,13 @@
 // logs are those of its Deployments' and its latest migration Job's pods.
 // Every template is parsed and run by internal/tmpl, as validation does.
 //
+// The manifests and the migrate Job template are read at each
+// environment's own commit when they are paths inside the app's
+// repository: the commit is fetched into the object cache (internal/git)
+// and the directory read from it in memory, parsed once per (SHA, path).
+// An untrusted change (a fork) is rendered with production's manifests.
+// An absolute path is a directory of this machine, read at every render.
+//
 // In argocd mode it only provisions the namespace and the Secret; Argo CD
 // applies the app through previewd's plugin generator.
 package kube

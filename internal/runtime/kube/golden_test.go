@@ -29,7 +29,8 @@ func TestGoldenManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.migrate, err = tmpl.Parse("migrate job", string(raw)); err != nil {
+	jobTmpl, err := tmpl.Parse("migrate job", string(raw))
+	if err != nil {
 		t.Fatal(err)
 	}
 	tests := map[string]Data{
@@ -52,7 +53,7 @@ func TestGoldenManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			job, err := r.migrateJob(d)
+			job, err := r.migrateJob(jobTmpl, d)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
+	"sync"
 	"text/template"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/git"
 	"github.com/previewd/previewd/internal/inventory"
 	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/tmpl"
@@ -39,8 +41,24 @@ type Options struct {
 	// Config is how to reach the API server; see RESTConfig.
 	Config *rest.Config
 	// Manifests is the directory of templates; empty applies none (argocd
-	// mode).
+	// mode). With InRepo, a relative path is a directory inside the app's
+	// repository, read at each environment's commit; otherwise (or when
+	// absolute) it is a directory of this machine, read again at every
+	// render.
 	Manifests string
+	// InRepo makes relative Manifests and MigrateJob paths inside the
+	// app's repository (see Manifests).
+	InRepo bool
+	// Cache is the object cache commits are fetched into to read the
+	// manifests of a path inside the repository.
+	Cache *git.Cache
+	// GitEnv, if set, gives git its credentials for those fetches.
+	GitEnv func(ctx context.Context) ([]string, error)
+	// Production returns production's source: an untrusted change (a fork)
+	// renders the manifests of its commit, never its own.
+	Production func(ctx context.Context) (env.Source, error)
+	// FetchTimeout bounds one fetch of the manifests' commit. Default 2m.
+	FetchTimeout time.Duration
 	// ApplyManifests is false in argocd mode: only the namespace and the
 	// Secret are applied, and nothing is waited for.
 	ApplyManifests bool
@@ -59,7 +77,8 @@ type Options struct {
 	// RolloutTimeout, DeleteTimeout and MigrateTimeout bound the waits.
 	RolloutTimeout, DeleteTimeout, MigrateTimeout time.Duration
 	// MigrateCommand, if set, runs as a Job before each apply; MigrateJob
-	// is a file holding a Job template instead.
+	// is a file holding a Job template instead (a path inside the
+	// repository or of this machine, as Manifests).
 	MigrateCommand []string
 	MigrateJob     string
 	// PollInterval is how often rollouts and deletions are checked.
@@ -82,8 +101,9 @@ type Runtime struct {
 	cs        kubernetes.Interface
 	dyn       dynamic.Interface
 	mapper    *restmapper.DeferredDiscoveryRESTMapper
-	manifests *Manifests
-	migrate   *template.Template
+	parsed    parsedCache // templates of paths inside the repository, per commit
+	kindsMu   sync.Mutex
+	kinds     map[schema.GroupVersionResource]bool // applied since start, for Collect
 	nsTmpl    *template.Template
 	imageTmpl *template.Template
 	urlTmpl   *template.Template
@@ -110,7 +130,9 @@ func RESTConfig(path, context string, qps float32, burst int) (*rest.Config, err
 }
 
 // New returns a runtime that records what it applies in inv. It parses
-// every template now, so a bad one is reported at start.
+// every template of this machine now, so a bad one is reported at start
+// (they are read again at every render); those inside the repository are
+// read at each commit.
 func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -136,6 +158,9 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 	if o.ImagePollInterval == 0 {
 		o.ImagePollInterval = 15 * time.Second
 	}
+	if o.FetchTimeout == 0 {
+		o.FetchTimeout = 2 * time.Minute
+	}
 	r := &Runtime{o: o, inv: inv, log: o.Logger}
 	var err error
 	if r.nsTmpl, err = tmpl.Parse("namespace", o.Namespace); err != nil {
@@ -151,18 +176,13 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 			return nil, err
 		}
 	}
-	r.manifests = &Manifests{}
-	if o.ApplyManifests {
-		if r.manifests, err = LoadManifests(o.Manifests); err != nil {
+	if o.ApplyManifests && !r.inRepo(o.Manifests) {
+		if _, err = LoadManifests(o.Manifests); err != nil {
 			return nil, err
 		}
 	}
-	if o.MigrateJob != "" {
-		raw, err := os.ReadFile(o.MigrateJob)
-		if err != nil {
-			return nil, fmt.Errorf("reading migrate job: %w", err)
-		}
-		if r.migrate, err = tmpl.Parse("migrate job", string(raw)); err != nil {
+	if o.MigrateJob != "" && !r.inRepo(o.MigrateJob) {
+		if _, err = loadJob(o.MigrateJob); err != nil {
 			return nil, err
 		}
 	}
@@ -202,9 +222,9 @@ func (r *Runtime) Data(rel *env.Release) (Data, error) { return r.dataFor(rel) }
 // for the SHA), settles its URL, and, with WaitForImage, checks that its
 // image is in the registry.
 func (r *Runtime) Prepare(ctx context.Context, rel *env.Release) error {
-	d, objs, err := r.render(rel)
+	d, objs, _, err := r.render(ctx, rel)
 	if err != nil {
-		return &env.StepError{Step: "render", Err: err}
+		return err
 	}
 	if r.urlTmpl != nil {
 		rel.URL = d.URL
@@ -226,14 +246,23 @@ func (r *Runtime) Prepare(ctx context.Context, rel *env.Release) error {
 	return nil
 }
 
-// render returns the data and the rendered objects of a release.
-func (r *Runtime) render(rel *env.Release) (Data, []*unstructured.Unstructured, error) {
+// render returns the data, the rendered objects and the templates of a
+// release. An error of the templates or the data is an *env.StepError
+// (terminal for the SHA); one reaching the repository is not.
+func (r *Runtime) render(ctx context.Context, rel *env.Release) (Data, []*unstructured.Unstructured, templates, error) {
 	d, err := r.dataFor(rel)
 	if err != nil {
-		return d, nil, err
+		return d, nil, templates{}, renderError(err)
 	}
-	objs, err := r.manifests.Render(d)
-	return d, objs, err
+	t, err := r.templatesFor(ctx, rel)
+	if err != nil {
+		return d, nil, t, err
+	}
+	objs, err := t.manifests.Render(d)
+	if err != nil {
+		return d, nil, t, renderError(err)
+	}
+	return d, objs, t, nil
 }
 
 // Deploy applies the namespace, the Secret and the manifests, prunes what
@@ -367,6 +396,10 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 				}
 			}
 		}
+	}
+	if len(errs) == 0 && r.o.Cache != nil {
+		// The commits only this environment kept may now be pruned.
+		errs = append(errs, r.o.Cache.DeleteRef(ctx, cacheRef(key)))
 	}
 	return errors.Join(errs...)
 }

@@ -100,7 +100,8 @@ func TestCreateUpdatePruneTeardown(t *testing.T) {
 	os.Remove(filepath.Join(dir, "configmap.yaml"))
 	dep, _ := os.ReadFile(filepath.Join(dir, "deployment.yaml"))
 	os.WriteFile(filepath.Join(dir, "deployment.yaml"), []byte(strings.Replace(string(dep), "        - configMapRef: {name: web-config}\n", "", 1)), 0o644)
-	r = f.runtime(Options{Manifests: dir})
+	// The same runtime: a directory of this machine is read again at
+	// every render, not once at start.
 	rel = release(key, sha('b'))
 	if err := r.Prepare(ctx, rel); err != nil {
 		t.Fatal(err)

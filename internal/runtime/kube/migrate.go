@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/template"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -17,19 +18,19 @@ import (
 	"github.com/previewd/previewd/internal/tmpl"
 )
 
-// migrateJob returns the migration Job of a release: the configured
-// template, or one running MigrateCommand in the release's image with the
+// migrateJob returns the migration Job of a release: the Job template
+// tm, or one running MigrateCommand in the release's image with the
 // environment's Secret as its environment. It returns nil when migrations
 // are not configured.
-func (r *Runtime) migrateJob(d Data) (*unstructured.Unstructured, error) {
+func (r *Runtime) migrateJob(tm *template.Template, d Data) (*unstructured.Unstructured, error) {
 	var job *unstructured.Unstructured
 	switch {
-	case r.migrate != nil:
-		text, err := tmpl.Execute(r.migrate, d)
+	case tm != nil:
+		text, err := tmpl.Execute(tm, d)
 		if err != nil {
 			return nil, fmt.Errorf("rendering migrate job: %w", err)
 		}
-		objs, err := decodeYAML("migrate job", []byte(text))
+		objs, err := decodeYAML(tm.Name(), []byte(text))
 		if err != nil {
 			return nil, err
 		}
@@ -78,8 +79,8 @@ func (r *Runtime) migrateJob(d Data) (*unstructured.Unstructured, error) {
 }
 
 // migrateRef is the migration Job of d, to keep when pruning.
-func (r *Runtime) migrateRef(d Data) *objRef {
-	job, err := r.migrateJob(d)
+func (r *Runtime) migrateRef(tm *template.Template, d Data) *objRef {
+	job, err := r.migrateJob(tm, d)
 	if err != nil || job == nil {
 		return nil
 	}
@@ -97,7 +98,15 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	if err != nil {
 		return &env.StepError{Step: "migrate", Err: err}
 	}
-	job, err := r.migrateJob(d)
+	var tm *template.Template
+	if r.o.MigrateJob != "" {
+		t, err := r.templatesFor(ctx, rel)
+		if err != nil {
+			return err
+		}
+		tm = t.migrate
+	}
+	job, err := r.migrateJob(tm, d)
 	if err != nil {
 		return &env.StepError{Step: "migrate", Err: err}
 	}

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -61,61 +65,95 @@ type kustomizeImage struct {
 	Digest  string `json:"digest"`
 }
 
-// LoadManifests parses every *.yaml and *.yml file of dir as a template.
-// When dir holds a kustomization.yaml, its resources (files) are the
-// templates and its images and commonLabels apply to them; namespace is
-// ignored, as previewd places every object; other kustomize features are
-// not supported and are named in the error.
+// LoadManifests parses every *.yaml and *.yml file of dir, a directory of
+// this machine, as a template. When dir holds a kustomization.yaml, its
+// resources (files) are the templates and its images and commonLabels
+// apply to them; namespace is ignored, as previewd places every object;
+// other kustomize features are not supported and are named in the error.
 func LoadManifests(dir string) (*Manifests, error) {
 	if dir == "" {
 		return &Manifests{}, nil
 	}
+	files, err := diskFiles(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifests: %w", err)
+	}
+	return parseManifests(files, "")
+}
+
+// diskFiles reads the regular files under dir (following symbolic links
+// to files), keyed by their slash-separated path below dir.
+func diskFiles(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		if !isRegular(p) {
+			return nil // a dangling link or a device is no template
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = raw
+		return nil
+	})
+	return files, err
+}
+
+// isRegular reports whether p is (or links to) a regular file.
+func isRegular(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// parseManifests parses the manifests of files (keyed by slash-separated
+// paths below the manifests directory), as LoadManifests describes. Each
+// template is named prefix/path, so an error names the file.
+func parseManifests(files map[string][]byte, prefix string) (*Manifests, error) {
 	m := &Manifests{}
+	display := func(name string) string { return path.Join(prefix, name) }
 	var names []string
 	kfile := ""
 	for _, n := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
-		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
-			kfile = filepath.Join(dir, n)
+		if _, ok := files[n]; ok {
+			kfile = n
 			break
 		}
 	}
 	if kfile != "" {
-		raw, err := os.ReadFile(kfile)
-		if err != nil {
-			return nil, err
-		}
 		var k kustomization
-		if err := yaml.UnmarshalStrict(raw, &k); err != nil {
-			return nil, fmt.Errorf("%s: %w (previewd supports resources, images and commonLabels)", kfile, err)
+		if err := yaml.UnmarshalStrict(files[kfile], &k); err != nil {
+			return nil, fmt.Errorf("%s: %w (previewd supports resources, images and commonLabels)", display(kfile), err)
 		}
 		for _, r := range k.Resources {
-			p := filepath.Join(dir, r)
-			if st, err := os.Stat(p); err != nil || st.IsDir() || filepath.IsAbs(r) || strings.Contains(r, "://") {
-				return nil, fmt.Errorf("%s: resource %q is not a file in the directory (previewd supports file resources only)", kfile, r)
+			p := path.Clean(r)
+			if _, ok := files[p]; !ok || path.IsAbs(r) || strings.Contains(r, "://") {
+				return nil, fmt.Errorf("%s: resource %q is not a file in the directory (previewd supports file resources only)", display(kfile), r)
 			}
 			names = append(names, p)
 		}
 		m.images, m.labels = k.Images, k.CommonLabels
 	} else {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return nil, fmt.Errorf("reading manifests: %w", err)
-		}
-		for _, e := range entries {
-			ext := filepath.Ext(e.Name())
-			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+		for name := range files {
+			ext := path.Ext(name)
+			if strings.Contains(name, "/") || (ext != ".yaml" && ext != ".yml") {
 				continue
 			}
-			names = append(names, filepath.Join(dir, e.Name()))
+			names = append(names, name)
 		}
 		sort.Strings(names)
 	}
 	for _, p := range names {
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		t, err := tmpl.Parse(filepath.Base(p), string(raw))
+		t, err := tmpl.Parse(display(p), string(files[p]))
 		if err != nil {
 			return nil, fmt.Errorf("parsing manifest: %w", err)
 		}
@@ -145,40 +183,89 @@ func (m *Manifests) Render(d Data) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
+// decodeYAML decodes the documents of a rendered manifest. An error names
+// the file and the line of the rendered text it is on.
 func decodeYAML(name string, text []byte) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(text), 4096)
-	for i := 0; ; i++ {
-		var obj map[string]any
-		err := dec.Decode(&obj)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", name, i+1, err)
-		}
-		if len(obj) == 0 {
-			continue
-		}
-		u := &unstructured.Unstructured{Object: obj}
-		if u.GetKind() == "" || u.GetAPIVersion() == "" {
-			return nil, fmt.Errorf("%s: document %d has no kind or apiVersion", name, i+1)
-		}
-		if u.IsList() {
-			l, err := u.ToList()
+	doc := 0
+	for _, c := range splitDocuments(text) {
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(c.text), 4096)
+		for {
+			var obj map[string]any
+			err := dec.Decode(&obj)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			doc++
 			if err != nil {
-				return nil, fmt.Errorf("%s: document %d: %w", name, i+1, err)
+				return nil, fmt.Errorf("%s:%d: document %d: %w", name, c.line+yamlLine(err)-1, doc, err)
 			}
-			for i := range l.Items {
-				out = append(out, &l.Items[i])
+			if len(obj) == 0 {
+				continue
 			}
-			continue
+			u := &unstructured.Unstructured{Object: obj}
+			if u.GetKind() == "" || u.GetAPIVersion() == "" {
+				return nil, fmt.Errorf("%s:%d: document %d has no kind or apiVersion", name, c.line, doc)
+			}
+			if u.IsList() {
+				l, err := u.ToList()
+				if err != nil {
+					return nil, fmt.Errorf("%s:%d: document %d: %w", name, c.line, doc, err)
+				}
+				for i := range l.Items {
+					out = append(out, &l.Items[i])
+				}
+				continue
+			}
+			if u.GetName() == "" {
+				return nil, fmt.Errorf("%s:%d: document %d (%s) has no metadata.name", name, c.line, doc, u.GetKind())
+			}
+			out = append(out, u)
 		}
-		if u.GetName() == "" {
-			return nil, fmt.Errorf("%s: document %d (%s) has no metadata.name", name, i+1, u.GetKind())
-		}
-		out = append(out, u)
 	}
+	return out, nil
+}
+
+// chunk is one YAML document of a stream and the line it starts on.
+type chunk struct {
+	text []byte
+	line int
+}
+
+// splitDocuments splits a YAML stream at its "---" lines.
+func splitDocuments(text []byte) []chunk {
+	var out []chunk
+	start, line := 0, 1
+	cur := chunk{line: 1}
+	for start < len(text) {
+		end := bytes.IndexByte(text[start:], '\n')
+		next := len(text)
+		if end >= 0 {
+			next = start + end + 1
+		}
+		l := bytes.TrimRight(text[start:next], "\r\n")
+		if bytes.Equal(l, []byte("---")) || bytes.HasPrefix(l, []byte("--- ")) {
+			out = append(out, cur)
+			cur = chunk{line: line + 1}
+		} else {
+			cur.text = append(cur.text, text[start:next]...)
+		}
+		start = next
+		line++
+	}
+	return append(out, cur)
+}
+
+var yamlLineRE = regexp.MustCompile(`yaml: line (\d+):`)
+
+// yamlLine is the line (within its document) a YAML error names, else 1.
+func yamlLine(err error) int {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 1
 }
 
 // kustomize applies the kustomization's images and commonLabels.

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -97,7 +98,11 @@ func render(t *testing.T, dir, field, text string) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.migrateJob(d)
+	t2, err := r.templatesFor(context.Background(), release("pr-1", sha('a')))
+	if err != nil {
+		return err
+	}
+	_, err = r.migrateJob(t2.migrate, d)
 	return err
 }
 

@@ -1,0 +1,95 @@
+package git
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// ErrNoTree is returned by Files when the commit has no directory at the
+// path asked for.
+var ErrNoTree = errors.New("no such directory in the commit")
+
+// maxTreeBytes bounds what Files reads into memory.
+const maxTreeBytes = 32 << 20
+
+// Files returns the regular files under dir (a slash-separated path inside
+// the repository, "" or "." for the root) in commit sha, keyed by their
+// slash-separated path below dir. Nothing is written to disk. Symbolic
+// links and submodules are left out. A dir the commit does not hold is
+// ErrNoTree.
+func (c *Cache) Files(ctx context.Context, sha, dir string) (map[string][]byte, error) {
+	if err := CheckSHA(sha); err != nil {
+		return nil, err
+	}
+	dir = path.Clean(strings.TrimPrefix(dir, "/"))
+	if dir == ".." || strings.HasPrefix(dir, "../") || strings.ContainsAny(dir, ":\n") {
+		return nil, fmt.Errorf("%q is not a path inside the repository", dir)
+	}
+	treeish := sha + "^{tree}"
+	if dir != "." {
+		treeish = sha + ":" + dir
+	}
+	typ, err := Run(ctx, c.dir, "cat-file", "-t", treeish)
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	if err != nil || strings.TrimSpace(string(typ)) != "tree" {
+		return nil, fmt.Errorf("%s at %s: %w", dir, short(sha), ErrNoTree)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := command(actx, c.dir, nil, "archive", "--format=tar", "--end-of-options", treeish)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("git archive: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("git archive: %w", err)
+	}
+	files, terr := readTar(out, dir, sha)
+	if terr != nil {
+		cancel() // stop git writing the rest
+	}
+	_, _ = io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil && terr == nil {
+		return nil, runError(ctx, "archive", stderr.String(), err)
+	}
+	return files, terr
+}
+
+// readTar reads the regular files of an archive into memory, refusing
+// more than maxTreeBytes in all.
+func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	tr := tar.NewReader(r)
+	var total int64
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		total += h.Size
+		if total > maxTreeBytes {
+			return nil, fmt.Errorf("%s at %s holds more than %d MiB", dir, short(sha), maxTreeBytes>>20)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, fmt.Errorf("reading archive: %w", err)
+		}
+		files[path.Clean(h.Name)] = b
+	}
+}
