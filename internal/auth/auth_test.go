@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -60,7 +61,7 @@ func TestAuthenticate(t *testing.T) {
 				r.Header.Set("Authorization", tt.header)
 			}
 			p, err := a.Authenticate(r)
-			if err != tt.err || p.Name != tt.name || p.Role != tt.role {
+			if !errors.Is(err, tt.err) || p.Name != tt.name || p.Role != tt.role {
 				t.Errorf("Authenticate = %+v, %v; want %s %s, %v", p, err, tt.name, tt.role, tt.err)
 			}
 		})
@@ -130,15 +131,15 @@ func TestSigner(t *testing.T) {
 		t.Fatalf("Verify = %v, %v", got, err)
 	}
 	other := NewSigner([]byte("k"), "preview", func() time.Time { return now })
-	if err := other.Verify(v, &got); err != ErrSignature {
+	if err := other.Verify(v, &got); !errors.Is(err, ErrSignature) {
 		t.Errorf("another purpose's signer: %v, want ErrSignature", err)
 	}
 	now = now.Add(time.Minute)
-	if err := s.Verify(v, &got); err != ErrExpired {
+	if err := s.Verify(v, &got); !errors.Is(err, ErrExpired) {
 		t.Errorf("at expiry: %v, want ErrExpired", err)
 	}
 	for _, bad := range []string{"", ".", "x", "x.", ".x", "a.b.c", strings.Repeat("x", 5000)} {
-		if err := s.Verify(bad, &got); err != ErrMalformed && err != ErrSignature {
+		if err := s.Verify(bad, &got); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) {
 			t.Errorf("Verify(%.20q) = %v", bad, err)
 		}
 	}

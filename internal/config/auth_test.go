@@ -56,7 +56,7 @@ auth:
 		}},
 		"duplicate name": {`auth: {tokens: [{name: ci, token: "${CI_TOKEN}", role: admin}, {name: ci, token: "${RO_TOKEN}", role: viewer}]}`,
 			[]string{`auth.tokens[1].name: "ci" is also auth.tokens[0]'s name`}},
-		"nobody gets in": {`auth: {sessionKey: "0123456789abcdef0123456789abcdef"}`, []string{"auth.tokens: nobody can get in"}},
+		"nobody gets in":               {`auth: {sessionKey: "0123456789abcdef0123456789abcdef"}`, []string{"auth.tokens: nobody can get in"}},
 		"metrics token without tokens": {`auth: {anonymous: viewer, metrics: token}`, []string{"auth.metrics: token needs at least one of auth.tokens"}},
 	}
 	for name, tt := range tests {

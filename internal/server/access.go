@@ -265,4 +265,3 @@ func (s *Server) viewerOf(r *http.Request) viewer {
 	p := auth.FromContext(r.Context())
 	return viewer{Name: p.Name, SignedIn: p.Session, CanAct: p.Role.Allows(auth.Operator), SignIn: s.o.Auth != nil && !s.o.Auth.Open() && p.Anonymous()}
 }
-

@@ -70,8 +70,8 @@ type Options struct {
 	Auth *auth.Authenticator
 	// MetricsToken puts /metrics behind a bearer token.
 	MetricsToken bool
-	Version  string
-	Logger   *slog.Logger
+	Version      string
+	Logger       *slog.Logger
 }
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
