@@ -2,6 +2,9 @@ package cli
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +41,25 @@ func TestServeRefusesOpenListen(t *testing.T) {
 				t.Errorf("serve: exit %d, stderr %q", code, errb.String())
 			}
 		})
+	}
+}
+
+// TestLsToken: ls sends PREVIEWD_TOKEN as a bearer token.
+func TestLsToken(t *testing.T) {
+	const tok = "viewer-0123456789abcdef"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+tok {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{"environments":[{"key":"pr-3","status":"ready"}]}`)
+	}))
+	defer srv.Close()
+	if code, _, errs := run(t, "ls", "--server", srv.URL); code != 1 || !strings.Contains(errs, "401") {
+		t.Errorf("ls without a token: %d %q", code, errs)
+	}
+	t.Setenv("PREVIEWD_TOKEN", tok)
+	if code, out, errs := run(t, "ls", "--server", srv.URL); code != 0 || !strings.Contains(out, "pr-3") {
+		t.Errorf("ls with PREVIEWD_TOKEN: %d %q %q", code, out, errs)
 	}
 }
