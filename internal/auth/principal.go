@@ -1,6 +1,9 @@
 package auth
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Via says where an action came from, for the audit trail.
 type Via string
@@ -32,6 +35,10 @@ type Principal struct {
 	// Session is true when the principal came from a session cookie
 	// (signed in on the dashboard) rather than a bearer token or none.
 	Session bool `json:"-"`
+	// SessionID and SessionExpires identify that session, for signing
+	// out (Authenticator.SignOut).
+	SessionID      string    `json:"-"`
+	SessionExpires time.Time `json:"-"`
 }
 
 // Anonymous reports whether p carries no credentials.

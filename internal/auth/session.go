@@ -28,14 +28,16 @@ type Session struct {
 	Role Role   `json:"r"`
 	// Issued is when the session began, Unix seconds.
 	Issued int64 `json:"i"`
-	// ID tells two sessions of one principal apart (the audit trail,
-	// a later revocation list).
+	// Expires is when the session ends, Unix seconds.
+	Expires int64 `json:"x"`
+	// ID tells two sessions of one principal apart; signing out revokes
+	// it (see Revocations).
 	ID string `json:"id"`
 }
 
 // Principal is the session's principal.
 func (s Session) Principal() Principal {
-	return Principal{Name: s.Name, Kind: s.Kind, Role: s.Role, Session: true}
+	return Principal{Name: s.Name, Kind: s.Kind, Role: s.Role, Session: true, SessionID: s.ID, SessionExpires: time.Unix(s.Expires, 0)}
 }
 
 // Sessions issues and reads signed session cookies: HttpOnly,
@@ -66,7 +68,7 @@ func (s *Sessions) Issue(w http.ResponseWriter, r *http.Request, p Principal) (S
 	if _, err := rand.Read(id); err != nil {
 		return Session{}, err
 	}
-	sess := Session{Name: p.Name, Kind: p.Kind, Role: p.Role, Issued: s.now().Unix(), ID: hex.EncodeToString(id)}
+	sess := Session{Name: p.Name, Kind: p.Kind, Role: p.Role, Issued: s.now().Unix(), Expires: s.now().Add(s.ttl).Unix(), ID: hex.EncodeToString(id)}
 	v, err := s.signer.Sign(sess, s.ttl)
 	if err != nil {
 		return Session{}, err
@@ -87,7 +89,7 @@ func (s *Sessions) Read(r *http.Request) (Session, error) {
 	if err := s.signer.Verify(c.Value, &sess); err != nil {
 		return Session{}, err
 	}
-	if sess.Name == "" || sess.Kind == "" || sess.Kind == KindAnonymous {
+	if sess.Name == "" || sess.Kind == "" || sess.Kind == KindAnonymous || sess.ID == "" {
 		return Session{}, ErrMalformed
 	}
 	return sess, nil

@@ -40,5 +40,7 @@ func openAuth(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.A
 		Tokens:    tokens,
 		Anonymous: anon,
 		Sessions:  auth.NewSessions([]byte(key), cfg.Auth.SessionTTL.Duration, nil),
+		// Signing out is kept in the store, for every replica.
+		Revocations: st,
 	}), nil
 }

@@ -80,6 +80,8 @@ func reason(err error) string {
 		return auth.ErrUnknownToken.Error()
 	case errors.Is(err, auth.ErrExpired):
 		return "session expired"
+	case errors.Is(err, auth.ErrRevoked):
+		return "session signed out"
 	case errors.Is(err, auth.ErrBadSession):
 		return "invalid session"
 	case errors.Is(err, auth.ErrNotBearer):
@@ -227,6 +229,11 @@ func (s *Server) postSignin(w http.ResponseWriter, r *http.Request) {
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	p := auth.FromContext(r.Context())
 	if p.Session && !s.record(w, r, p, ActionSignOut, "") {
+		return
+	}
+	if err := s.o.Auth.SignOut(r.Context(), p); err != nil {
+		s.o.Logger.Error("signing out", "principal", p.Name, "err", err)
+		writeError(w, http.StatusInternalServerError, errors.New("could not sign out"))
 		return
 	}
 	s.o.Auth.Sessions().Clear(w, r)

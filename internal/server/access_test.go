@@ -81,7 +81,7 @@ func newFixture(t *testing.T, anonymous auth.Role, metricsToken bool) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, st: st, log: &syncLog{}}
-	a := auth.New(auth.Options{Tokens: tokens(), Anonymous: anonymous, Sessions: auth.NewSessions([]byte(sessionSecret), time.Hour, nil)})
+	a := auth.New(auth.Options{Tokens: tokens(), Anonymous: anonymous, Sessions: auth.NewSessions([]byte(sessionSecret), time.Hour, nil), Revocations: st})
 	s := New(Options{
 		Store: st, Domain: "preview.test", Auth: a, MetricsToken: metricsToken,
 		Gatherer: prometheus.NewRegistry(),
@@ -366,6 +366,20 @@ func TestSignIn(t *testing.T) {
 	}
 	if code, _ := get("/"); code != 401 {
 		t.Errorf("dashboard after sign-out: %d, want 401", code)
+	}
+	// A copy of the signed-out cookie is refused too, and changes nothing.
+	replay := map[string]string{"Cookie": auth.CookieName + "=" + c.Value, "Sec-Fetch-Site": "same-origin"}
+	if resp := f.do("GET", "/api/v1/environments", "", replay, nil); resp.StatusCode != 401 {
+		t.Errorf("signed-out cookie replayed: %d, want 401", resp.StatusCode)
+	}
+	if resp := f.do("POST", "/environments/pr-3/redeploy", "", replay, nil); resp.StatusCode != 401 {
+		t.Errorf("signed-out cookie replayed on a button: %d, want 401", resp.StatusCode)
+	}
+	if r, _ := f.counts(); r != 1 {
+		t.Errorf("redeployed %d times after the replay, want 1", r)
+	}
+	if !strings.Contains(f.log.String(), `reason="session signed out"`) {
+		t.Errorf("the log does not say the session was signed out")
 	}
 
 	// The audit trail, newest first, and the environment's history.

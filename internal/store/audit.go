@@ -121,3 +121,24 @@ func (s *Store) Secret(ctx context.Context, name string) (string, error) {
 	}
 	return v, nil
 }
+
+// RevokeSession records that the session id ended before its expiry
+// (until); expired revocations are pruned on the way.
+func (s *Store) RevokeSession(ctx context.Context, id string, until time.Time) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM revoked_sessions WHERE expires_at < ?`), ms(s.now())); err != nil {
+		return fmt.Errorf("pruning revoked sessions: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO revoked_sessions (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`), id, ms(until)); err != nil {
+		return fmt.Errorf("revoking a session: %w", err)
+	}
+	return nil
+}
+
+// SessionRevoked reports whether the session id was revoked.
+func (s *Store) SessionRevoked(ctx context.Context, id string) (bool, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM revoked_sessions WHERE id = ?`), id).Scan(&n); err != nil {
+		return false, fmt.Errorf("reading revoked sessions: %w", err)
+	}
+	return n > 0, nil
+}

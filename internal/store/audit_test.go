@@ -84,3 +84,29 @@ func TestSecret(t *testing.T) {
 		}
 	})
 }
+
+// TestRevokedSessions: a revoked session is seen as such by every Store on
+// the same data; revocations past their expiry are pruned.
+func TestRevokedSessions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s, other := b.open(t), b.open(t)
+		c := newClock()
+		s.now = c.now
+		if err := s.RevokeSession(ctx, "old", c.now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		c.step(time.Hour)
+		if err := s.RevokeSession(ctx, "s1", c.now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeSession(ctx, "s1", c.now().Add(time.Hour)); err != nil {
+			t.Errorf("revoking twice: %v", err)
+		}
+		for id, want := range map[string]bool{"s1": true, "s2": false, "old": false} {
+			if got, err := other.SessionRevoked(ctx, id); err != nil || got != want {
+				t.Errorf("SessionRevoked(%s) = %v, %v; want %v", id, got, err, want)
+			}
+		}
+	})
+}

@@ -16,3 +16,9 @@ CREATE TABLE secrets (
 	value      TEXT NOT NULL,
 	created_at BIGINT NOT NULL
 );
+-- Sessions ended by signing out before they expire, kept until they would
+-- have expired, so a copy of the cookie is refused too.
+CREATE TABLE revoked_sessions (
+	id         TEXT COLLATE "C" PRIMARY KEY,
+	expires_at BIGINT NOT NULL
+);

@@ -16,3 +16,9 @@ CREATE TABLE IF NOT EXISTS secrets (
 	value      TEXT NOT NULL,
 	created_at INTEGER NOT NULL
 );
+-- Sessions ended by signing out before they expire, kept until they would
+-- have expired, so a copy of the cookie is refused too.
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+	id         TEXT PRIMARY KEY,
+	expires_at INTEGER NOT NULL
+);
