@@ -89,7 +89,12 @@ func newValidate() *cobra.Command {
 		Short: "Check a config file; name each bad field",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := config.Load(path); err != nil {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return configError(cmd, err)
+			}
+			// serve refuses what CheckExposure refuses; say so here.
+			if err := cfg.CheckExposure(); err != nil {
 				return configError(cmd, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), path+": ok")

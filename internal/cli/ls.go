@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +21,7 @@ func newLs() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls [--server URL | --config FILE]",
 		Short: "List the live environments of a running previewd",
+		Long:  "List the live environments of a running previewd. With auth on, set PREVIEWD_TOKEN to a viewer token.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if server == "" {
@@ -35,6 +37,10 @@ func newLs() *cobra.Command {
 			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, strings.TrimRight(server, "/")+"/api/v1/environments", nil)
 			if err != nil {
 				return err
+			}
+			// The token comes from the environment, never argv.
+			if tok := os.Getenv("PREVIEWD_TOKEN"); tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
 			}
 			client := &http.Client{Timeout: 10 * time.Second}
 			resp, err := client.Do(req)

@@ -18,6 +18,11 @@ func newServe() *cobra.Command {
 			if err != nil {
 				return configError(cmd, err)
 			}
+			// A previewd reachable from other machines without an auth
+			// section would hand every environment to anyone: refuse.
+			if err := cfg.CheckExposure(); err != nil {
+				return configError(cmd, err)
+			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel)
 			d, err := daemon.New(cmd.Context(), cfg, daemon.Options{Version: version(), Logger: log})
 			if err != nil {

@@ -47,6 +47,8 @@ type Config struct {
 	// the environment's variables, before each new version starts. A
 	// failure marks the environment failed and keeps the old version.
 	Migrate string `yaml:"migrate"`
+	// Auth says who may use the API and dashboard.
+	Auth Auth `yaml:"auth"`
 
 	// dir is the directory of the config file.
 	dir string
@@ -303,6 +305,7 @@ func (c *Config) SetDefaults() {
 	def(&c.Store.Kind, "sqlite")
 	c.Database.Postgres.setDefaults()
 	c.Runtime.Kubernetes.setDefaults(c)
+	c.Auth.setDefaults()
 
 	c.DataDir = c.Path(c.DataDir)
 	if c.Forge.Git.URL != "" && isLocalPath(c.Forge.Git.URL) {
@@ -444,6 +447,7 @@ func (c *Config) Validate() error {
 			bad("store.postgres.url", "%v", err)
 		}
 	}
+	c.Auth.validate(bad)
 	if len(es) == 0 {
 		return nil
 	}

@@ -122,7 +122,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		PollInterval: cfg.Forge.PollInterval(),
 		Logger:       o.Logger,
 	})
+	authn, err := openAuth(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
 	so := server.Options{
+		Auth:         authn,
+		MetricsToken: cfg.Auth.Metrics == "token",
 		Store:        st,
 		Domain:       cfg.Domain,
 		Plugin:       d.kube.plugin,

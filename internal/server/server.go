@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/previewd/previewd/internal/auth"
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
@@ -27,6 +28,8 @@ type Store interface {
 	Live(ctx context.Context) ([]env.Environment, error)
 	Get(ctx context.Context, key string) (env.Environment, error)
 	Events(ctx context.Context, key string, limit int) ([]env.Event, error)
+	AddAudit(ctx context.Context, e store.AuditEntry) error
+	Audit(ctx context.Context, limit int, before int64) ([]store.AuditEntry, error)
 }
 
 // Options configure the server.
@@ -60,8 +63,15 @@ type Options struct {
 	Webhooks map[string]http.Handler
 	// Gatherer is the metrics registry served on /metrics.
 	Gatherer prometheus.Gatherer
-	Version  string
-	Logger   *slog.Logger
+	// Auth finds each request's principal for the API and dashboard;
+	// nil: every request is an anonymous admin (an open previewd).
+	// Health, webhooks (their own HMAC), Argo CD's plugin (its own
+	// token) and preview hosts are not behind it.
+	Auth *auth.Authenticator
+	// MetricsToken puts /metrics behind a bearer token.
+	MetricsToken bool
+	Version      string
+	Logger       *slog.Logger
 }
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
@@ -69,6 +79,8 @@ type Server struct {
 	o    Options
 	mux  *http.ServeMux
 	tmpl *template.Template
+	// cop refuses cross-origin browser requests that change state.
+	cop *http.CrossOriginProtection
 }
 
 //go:embed templates
@@ -79,13 +91,15 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, mux: http.NewServeMux()}
+	s := &Server{o: o, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection()}
 	s.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html"))
-	s.mux.HandleFunc("GET /api/v1/environments", s.listEnvironments)
-	s.mux.HandleFunc("GET /api/v1/environments/{key}", s.getEnvironment)
-	s.mux.HandleFunc("POST /api/v1/environments/{key}/redeploy", s.redeploy)
-	s.mux.HandleFunc("GET /api/v1/environments/{key}/logs", s.logs)
-	s.mux.HandleFunc("POST /api/v1/sync", s.sync)
+	s.mux.Handle("GET /api/v1/environments", s.api(auth.Viewer, s.listEnvironments))
+	s.mux.Handle("GET /api/v1/environments/{key}", s.api(auth.Viewer, s.getEnvironment))
+	s.mux.Handle("POST /api/v1/environments/{key}/redeploy", s.api(auth.Operator, s.redeploy))
+	s.mux.Handle("GET /api/v1/environments/{key}/logs", s.api(auth.Viewer, s.logs))
+	s.mux.Handle("POST /api/v1/sync", s.api(auth.Operator, s.sync))
+	s.mux.Handle("GET /api/v1/audit", s.api(auth.Viewer, s.audit))
+	s.mux.Handle("GET /api/v1/whoami", s.api(auth.None, s.whoami))
 	if o.Plugin != nil {
 		s.mux.Handle("POST /api/v1/getparams.execute", o.Plugin)
 	}
@@ -94,13 +108,19 @@ func New(o Options) *Server {
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if o.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+		s.mux.Handle("GET /metrics", s.metrics(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
 	}
 	for path, h := range o.Webhooks {
 		s.mux.Handle("POST /webhooks/"+path, h)
 	}
-	s.mux.HandleFunc("GET /{$}", s.dashboard)
-	s.mux.HandleFunc("GET /environments/{key}", s.environmentPage)
+	s.mux.Handle("GET /{$}", s.page(auth.Viewer, s.dashboard))
+	s.mux.Handle("GET /environments/{key}", s.page(auth.Viewer, s.environmentPage))
+	s.mux.Handle("POST /environments/{key}/redeploy", s.page(auth.Operator, s.redeployPage))
+	if o.Auth != nil && o.Auth.Sessions() != nil {
+		s.mux.HandleFunc("GET /signin", s.getSignin)
+		s.mux.HandleFunc("POST /signin", s.postSignin)
+		s.mux.Handle("POST /signout", s.page(auth.None, s.signout))
+	}
 	return s
 }
 
@@ -273,11 +293,17 @@ func (s *Server) redeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, errors.New("no reconciler runs here"))
 		return
 	}
+	if !s.record(w, r, auth.FromContext(r.Context()), ActionRedeploy, key) {
+		return
+	}
 	s.o.Redeploy(key)
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
 }
 
 func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
+	if !s.record(w, r, auth.FromContext(r.Context()), ActionSync, "") {
+		return
+	}
 	if s.o.Resync != nil {
 		s.o.Resync()
 	}
@@ -307,7 +333,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	err = s.tmpl.ExecuteTemplate(w, "dashboard.html", map[string]any{
-		"Envs": live, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(),
+		"Envs": live, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(), "Who": s.viewerOf(r),
 	})
 	if err != nil {
 		s.o.Logger.Error("rendering dashboard", "err", err)
@@ -328,7 +354,7 @@ func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
 			s.o.Logger.Warn("reading logs", "env", e.Key, "err", err)
 		}
 	}
-	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version, "Logs": logs}); err != nil {
+	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version, "Logs": logs, "Who": s.viewerOf(r)}); err != nil {
 		s.o.Logger.Error("rendering environment page", "err", err)
 	}
 }

@@ -245,21 +245,29 @@ func (s *Store) AddEvent(ctx context.Context, key string, ev env.Event) error {
 		return fmt.Errorf("recording event for %s: %w", key, err)
 	}
 	defer tx.Rollback() // a no-op once committed
+	if err := s.addEvent(ctx, tx, key, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("recording event for %s: %w", key, err)
+	}
+	return nil
+}
+
+// addEvent appends ev and prunes, in tx, under the key's lock.
+func (s *Store) addEvent(ctx context.Context, tx *sql.Tx, key string, ev env.Event) error {
 	if s.d.keyLock != "" {
 		if _, err := tx.ExecContext(ctx, s.q(s.d.keyLock), key); err != nil {
 			return fmt.Errorf("locking events of %s: %w", key, err)
 		}
 	}
-	_, err = tx.ExecContext(ctx, s.q(insertEvent), key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
+	_, err := tx.ExecContext(ctx, s.q(insertEvent), key, ms(ev.Time), ev.Reason, ev.Message, ev.SHA)
 	if err != nil {
 		return fmt.Errorf("recording event for %s: %w", key, err)
 	}
 	_, err = tx.ExecContext(ctx, s.q(pruneEvents), key, key, MaxEvents)
 	if err != nil {
 		return fmt.Errorf("pruning events of %s: %w", key, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("recording event for %s: %w", key, err)
 	}
 	return nil
 }

@@ -1,0 +1,12 @@
+// Package auth decides who a request comes from and what they may do:
+// API tokens with roles (viewer < operator < admin), the principal a
+// request acts as, signed session cookies for the dashboard, and the
+// signer they are built on (for later sign-in flows: OAuth state,
+// protected previews). It imports nothing of previewd, so every part can
+// use its types; the HTTP routes that enforce it live in internal/server.
+//
+// A Principal is named by where it comes from: "token:<name>" for an API
+// token, "anonymous" for a request without credentials. Sign-in flows
+// added later name theirs the same way ("github:<login>",
+// "oidc:<subject or email>") and issue a session with Sessions.Issue.
+package auth

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeRefusesOpenListen: serve (and validate) refuse a listen address
+// reachable from other machines without an auth section, exit 1 and name
+// auth; on loopback, or with auth.anonymous set on purpose, serve runs.
+func TestServeRefusesOpenListen(t *testing.T) {
+	for _, listen := range []string{":8080", "0.0.0.0:8080", "[::]:8080"} {
+		cfg := writeConfig(t, "listen: \""+listen+"\"\ndataDir: "+t.TempDir()+"\nforge: {git: {url: /tmp/repo}}\n")
+		for _, cmd := range []string{"serve", "validate"} {
+			code, _, errs := run(t, cmd, "--config", cfg)
+			if code != 1 || !strings.Contains(errs, "auth: required") || !strings.Contains(errs, "auth.anonymous") {
+				t.Errorf("%s on %s: exit %d, stderr %q; want 1 naming auth", cmd, listen, code, errs)
+			}
+		}
+	}
+	for name, body := range map[string]string{
+		"loopback":         `listen: "127.0.0.1:0"`,
+		"anonymous viewer": "listen: \"0.0.0.0:0\"\nauth: {anonymous: viewer}",
+		"tokens":           "listen: \":0\"\nauth: {tokens: [{name: ci, token: ci-0123456789abcdef, role: admin}]}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := writeConfig(t, body+"\ndataDir: "+t.TempDir()+"\nforge: {git: {url: /tmp/repo}}\ndatabase: {kind: none}\n")
+			if code, out, errs := run(t, "validate", "--config", cfg); code != 0 {
+				t.Errorf("validate: exit %d, %q %q", code, out, errs)
+			}
+			// serve runs until its context ends, then exits 0.
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			var out, errb strings.Builder
+			if code := Run(ctx, []string{"serve", "--config", cfg}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "msg=serving") {
+				t.Errorf("serve: exit %d, stderr %q", code, errb.String())
+			}
+		})
+	}
+}
+
+// TestLsToken: ls sends PREVIEWD_TOKEN as a bearer token.
+func TestLsToken(t *testing.T) {
+	const tok = "viewer-0123456789abcdef"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+tok {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{"environments":[{"key":"pr-3","status":"ready"}]}`)
+	}))
+	defer srv.Close()
+	if code, _, errs := run(t, "ls", "--server", srv.URL); code != 1 || !strings.Contains(errs, "401") {
+		t.Errorf("ls without a token: %d %q", code, errs)
+	}
+	t.Setenv("PREVIEWD_TOKEN", tok)
+	if code, out, errs := run(t, "ls", "--server", srv.URL); code != 0 || !strings.Contains(out, "pr-3") {
+		t.Errorf("ls with PREVIEWD_TOKEN: %d %q %q", code, out, errs)
+	}
+}
