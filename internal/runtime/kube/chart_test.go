@@ -211,7 +211,7 @@ func TestChartChecksumRollsThePod(t *testing.T) {
 // names is mounted, and the data dir is writable.
 func TestChartConfigValidates(t *testing.T) {
 	secrets := map[string]map[string]string{
-		"previewd-secrets":    {"GITHUB_WEBHOOK_SECRET": "s3cret"},
+		"previewd-secrets":    {"GITHUB_WEBHOOK_SECRET": "s3cret", "PREVIEWD_ADMIN_TOKEN": "an-admin-token-of-32-characters!"},
 		"pg-admin":            {"url": "postgres://admin:pw@postgres.databases.svc:5432/postgres"},
 		"previewd-github-app": {"private-key.pem": "-----BEGIN RSA PRIVATE KEY-----\n-----END RSA PRIVATE KEY-----\n"},
 	}
@@ -306,6 +306,10 @@ func TestChartConfigValidates(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("the rendered pod's config does not load: %v", err)
+	}
+	// serve refuses a listen beyond loopback without auth.
+	if err := cfg.CheckExposure(); err != nil {
+		t.Errorf("serve would refuse the rendered pod's config: %v", err)
 	}
 	var writable bool
 	for _, m := range mounts {
