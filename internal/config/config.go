@@ -43,6 +43,8 @@ type Config struct {
 	Database Database `yaml:"database"`
 	// Store says where previewd keeps its own state.
 	Store Store `yaml:"store"`
+	// Previews says how previews may be reached.
+	Previews Previews `yaml:"previews"`
 	// Migrate is a shell command run in the environment's checkout, with
 	// the environment's variables, before each new version starts. A
 	// failure marks the environment failed and keeps the old version.
@@ -119,6 +121,16 @@ type Local struct {
 	// TLS and Go toolchain variables. Nothing else of previewd's
 	// environment (its tokens, passwords) reaches them.
 	InheritEnv []string `yaml:"inheritEnv"`
+}
+
+// Previews configures how previews may be reached.
+type Previews struct {
+	// RequireLoopback fails the start of an app that listens on an
+	// address beyond loopback (0.0.0.0 and :: included), where it is
+	// reachable around previewd's proxy, instead of warning in its
+	// status. The local runtime gives apps HOST=127.0.0.1 to bind to and
+	// checks their listening sockets (on Linux). Default false.
+	RequireLoopback bool `yaml:"requireLoopback"`
 }
 
 // Database selects and configures each environment's database.
@@ -428,6 +440,10 @@ func (c *Config) Validate() error {
 				bad("runtime.local.env."+k, "not a valid variable name; want [A-Za-z_][A-Za-z0-9_]*")
 			}
 		}
+	}
+
+	if c.Previews.RequireLoopback && c.Runtime.Kind != "local" {
+		bad("previews.requireLoopback", "only runtime.kind local checks the sockets an app listens on; with %s it would guard nothing", c.Runtime.Kind)
 	}
 
 	oneOf("database.kind", c.Database.Kind, "none", "sqlite", "postgres")

@@ -133,3 +133,21 @@ func TestUnknownKeysAreErrors(t *testing.T) {
 		t.Errorf("bad duration: err = %v", err)
 	}
 }
+
+// TestPreviewsRequireLoopback: previews.requireLoopback parses (default
+// false) and is refused where no runtime checks the sockets.
+func TestPreviewsRequireLoopback(t *testing.T) {
+	c, err := Parse([]byte("forge: {git: {url: x}}\n"), "/x", lookup(nil))
+	if err != nil || c.Previews.RequireLoopback {
+		t.Fatalf("default: %v, %v", c.Previews.RequireLoopback, err)
+	}
+	c, err = Parse([]byte("forge: {git: {url: x}}\npreviews: {requireLoopback: true}\n"), "/x", lookup(nil))
+	if err != nil || !c.Previews.RequireLoopback {
+		t.Fatalf("set: %v, %v", c.Previews.RequireLoopback, err)
+	}
+	c.Runtime.Kind = "kubernetes"
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "previews.requireLoopback: only runtime.kind local") {
+		t.Errorf("requireLoopback on kubernetes: %v", err)
+	}
+}

@@ -192,6 +192,8 @@ func (d *Daemon) openRuntime(src reconcile.Source) (runtime.Runtime, error) {
 		OnExit: func(key string) { d.rec.Exited(key) },
 		GitEnv: d.gh.gitEnv,
 		Logger: d.log,
+
+		RequireLoopback: cfg.Previews.RequireLoopback,
 	}, d.store)
 	if err != nil {
 		return nil, err

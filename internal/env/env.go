@@ -131,6 +131,10 @@ type Release struct {
 	// Vars are given to build, migrate and the app: the PREVIEW_*
 	// variables and the database's.
 	Vars map[string]string
+	// Warnings are what the runtime's Deploy found wrong with the running
+	// release that does not stop it (e.g. it listens beyond loopback);
+	// they go into the ready status and its event.
+	Warnings []string
 }
 
 // StepError is a failure of the app's own step (build, migrate, start) for

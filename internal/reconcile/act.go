@@ -246,6 +246,9 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	if restart {
 		msg = fmt.Sprintf("%s restarted after the process exited (%d of %d)", short, restarts, r.o.MaxRestarts)
 	}
+	for _, w := range rel.Warnings {
+		msg += "\n" + w
+	}
 	ready := env.StatusReady
 	// The runtime may have found the real URL (e.g. an Ingress host).
 	out = &outcome{status: &ready, reason: ReasonReady, msg: msg,

@@ -28,6 +28,7 @@ type fakeRuntime struct {
 	deployErr   error
 	deleteFails int // how many Deletes fail before one works
 	prepared    int
+	warnings    []string // Deploy sets them on the release
 }
 
 var (
@@ -64,6 +65,7 @@ func (f *fakeRuntime) Deploy(ctx context.Context, rel *env.Release) error {
 		return err
 	}
 	f.running[rel.Key] = rel.SHA
+	rel.Warnings = append(rel.Warnings, f.warnings...)
 	return nil
 }
 
@@ -305,6 +307,23 @@ func TestActDeploy(t *testing.T) {
 	f.mustReconcile("feat")
 	if len(f.events("feat")) != n || f.rt.prepared != 1 {
 		t.Errorf("a settled reconcile acted: %d events, %d prepares", len(f.events("feat")), f.rt.prepared)
+	}
+}
+
+// TestActDeployWarnings: what the runtime warns about a release it
+// started (e.g. it listens beyond loopback) is in the ready status and its
+// event.
+func TestActDeployWarnings(t *testing.T) {
+	f := newFixture(t)
+	f.rt.warnings = []string{"warning: listens on 0.0.0.0:4312, reachable around previewd's proxy; bind to $HOST"}
+	f.want(branch("feat", shaA))
+	f.mustReconcile("feat")
+	r := f.record("feat")
+	if r.Status != env.StatusReady || !strings.HasSuffix(r.Message, "\n"+f.rt.warnings[0]) {
+		t.Errorf("status %s: %q, want ready with the warning", r.Status, r.Message)
+	}
+	if ev := f.events("feat")[0]; ev.Reason != ReasonReady || !strings.Contains(ev.Message, "listens on 0.0.0.0:4312") {
+		t.Errorf("latest event %s: %q, want Ready with the warning", ev.Reason, ev.Message)
 	}
 }
 

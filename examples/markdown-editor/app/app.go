@@ -3,7 +3,7 @@
 // and a JSON API, storing documents in SQLite or PostgreSQL.
 //
 // It follows the contract previewd gives the apps it deploys: configuration
-// comes from environment variables (PORT, DATABASE_URL, DATABASE_PATH,
+// comes from environment variables (PORT, HOST, DATABASE_URL, DATABASE_PATH,
 // DATABASE_SCHEMA, PREVIEW_*), the migrate command prepares the database, and
 // serve answers GET /healthz once it is ready.
 //
@@ -41,7 +41,8 @@ serve refuses to start while migrations are pending: run migrate first.
 
 Environment:
   PORT                port to listen on (default 8080)
-  HOST                address to listen on (default: all interfaces)
+  HOST                address to listen on (default: all interfaces;
+                      previewd's local runtime sets 127.0.0.1)
   DATABASE_URL        postgres://... or postgresql://... for PostgreSQL,
                       or sqlite:/absolute/path for SQLite
   DATABASE_PATH       SQLite database file (used unless DATABASE_URL is a

@@ -1,7 +1,9 @@
 // Package local is the runtime that runs each environment as a process
 // group on this machine: a checkout of exactly the head SHA in its own
 // work dir, the optional build, migrate, and the app on a free port behind
-// the preview proxy (Proxy). An update starts the new process and switches
+// the preview proxy (Proxy), told to listen on HOST=127.0.0.1; once it is
+// healthy, the sockets its group listens on are checked (listen.go), and
+// one reachable beyond loopback is warned about or refused. An update starts the new process and switches
 // the route only once it is healthy, and the process it replaces drains: it
 // is stopped once the requests it serves are done, and a request that
 // cannot reach its process is retried on the current one when that is

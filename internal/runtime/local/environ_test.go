@@ -8,7 +8,7 @@ import (
 	"github.com/previewd/previewd/internal/env"
 )
 
-// TestEnviron: apps get the basic variables, the release's and PORT, never
+// TestEnviron: apps get the basic variables, the release's, PORT and HOST, never
 // previewd's own secrets, and the configured env only when trusted.
 func TestEnviron(t *testing.T) {
 	t.Setenv("GITHUB_TOKEN", "s3cret")
@@ -22,7 +22,7 @@ func TestEnviron(t *testing.T) {
 	rel := &env.Release{Source: env.Source{Key: "pr-1", Trusted: true}, Vars: map[string]string{"DATABASE_URL": "sqlite:/x"}}
 	has := func(e []string, kv string) bool { return slices.Contains(e, kv) }
 	trusted := r.environ(rel, 1234)
-	for _, want := range []string{"STRIPE_KEY=sk_live", "DATABASE_URL=sqlite:/x", "PORT=1234", "EXTRA_OK=yes", "LC_TIME=C", "PREVIEWD_ENV=pr-1"} {
+	for _, want := range []string{"STRIPE_KEY=sk_live", "DATABASE_URL=sqlite:/x", "PORT=1234", "HOST=127.0.0.1", "EXTRA_OK=yes", "LC_TIME=C", "PREVIEWD_ENV=pr-1"} {
 		if !has(trusted, want) {
 			t.Errorf("trusted environment lacks %s", want)
 		}

@@ -31,7 +31,8 @@ var (
 type Options struct {
 	// Dir holds work dirs and logs, one sub-directory per environment.
 	Dir string
-	// Build, Migrate and Run are shell commands (Run must listen on $PORT).
+	// Build, Migrate and Run are shell commands (Run must listen on
+	// $HOST:$PORT).
 	Build, Migrate, Run string
 	// HealthPath is polled until it answers 2xx.
 	HealthPath string
@@ -52,6 +53,10 @@ type Options struct {
 	// the proxied requests it is still serving; it is stopped once they
 	// are done, or when DrainTimeout is over. Default 30s.
 	DrainTimeout time.Duration
+	// RequireLoopback fails a start whose app listens on an address
+	// beyond loopback (reachable around previewd's proxy) instead of
+	// warning about it.
+	RequireLoopback bool
 	// OnExit is called when an environment's current process exits
 	// without being asked to.
 	OnExit func(key string)

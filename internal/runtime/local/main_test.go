@@ -1,8 +1,10 @@
 package local
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -19,9 +21,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// serveTestApp answers /healthz with its SHA and pid, /slow?file=F once F
-// exists (it writes F.started when the request arrives), and POST /echo
-// with the request's body. On SIGTERM it exits at once, as a plain Go
+// serveTestApp listens on $HOST:$PORT (127.0.0.1 without HOST) and
+// answers /healthz with its SHA and pid, /slow?file=F once F exists (it
+// writes F.started when the request arrives), and POST /echo with the
+// request's body. On SIGTERM it exits at once, as a plain Go
 // server does.
 func serveTestApp() {
 	mux := http.NewServeMux()
@@ -51,7 +54,17 @@ func serveTestApp() {
 			fmt.Fprintln(os.Stderr, "echo:", err)
 		}
 	})
-	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
+	// An IPv4 host gets an IPv4 socket: Go would listen on 0.0.0.0 with
+	// a dual-stack [::] one.
+	host, network := cmp.Or(os.Getenv("HOST"), "127.0.0.1"), "tcp"
+	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
+		network = "tcp4"
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(host, os.Getenv("PORT")))
+	if err == nil {
+		err = http.Serve(ln, mux)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

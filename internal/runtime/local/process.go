@@ -74,10 +74,11 @@ func (p *proc) item() env.Item {
 }
 
 // Deploy starts the release's app on a free port, waits until it is
-// healthy, routes the environment to it and retires the process it
+// healthy, checks that it listens on loopback only (checkListen), routes the environment to it and retires the process it
 // replaces: that one is stopped once the requests it is serving are done
-// (at most Options.DrainTimeout). If the new process never gets healthy,
-// the old one keeps serving.
+// (at most Options.DrainTimeout). If the new process never gets healthy
+// (or listens beyond loopback when that is refused), the old one keeps
+// serving.
 func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	p, err := r.start(ctx, rel)
 	if err != nil {
@@ -88,6 +89,12 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 			r.log.Error("stopping unhealthy process", "env", p.Key, "pid", p.PID, "err", serr)
 		}
 		return &env.StepError{Step: "start", Err: err, Tail: tail(r.logPath(rel.Key), 20)}
+	}
+	if err := r.checkListen(p, rel); err != nil {
+		if serr := r.stop(ctx, p); serr != nil {
+			r.log.Error("stopping exposed process", "env", p.Key, "pid", p.PID, "err", serr)
+		}
+		return err
 	}
 	old := r.route(p)
 	if !p.alive() {

@@ -56,10 +56,13 @@ func newFixture(t *testing.T, o Options, commits int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Run = "exec '" + bin + "'"
+	if o.Run == "" {
+		o.Run = "exec '" + bin + "'"
+	}
 	o.HealthPath = "/healthz"
 	o.StartTimeout = time.Minute
-	o.Env = map[string]string{"LOCAL_TEST_APP": "1"}
+	// A test's own Run starts the app as "$LOCAL_TEST_BIN".
+	o.Env = map[string]string{"LOCAL_TEST_APP": "1", "LOCAL_TEST_BIN": bin}
 	r, st := newRuntime(t, o)
 	f := &fixture{t: t, r: r, st: st, repo: repo, shas: shas}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

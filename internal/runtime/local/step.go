@@ -67,11 +67,13 @@ func (r *Runtime) step(ctx context.Context, name, command, dir string, rel *env.
 
 // environ is what every command of the environment gets: env.Environ of
 // previewd's own environment, the configured env and the release, then
-// PORT and the marker by which previewd finds its processes again.
+// (for the app) PORT and HOST, and the marker by which previewd finds its
+// processes again. HOST is loopback: the app is reached only through
+// previewd's proxy (see checkListen).
 func (r *Runtime) environ(rel *env.Release, port int) []string {
 	e := env.Environ(os.Environ(), r.o.InheritEnv, *rel, r.o.Env)
 	if port > 0 {
-		e = append(e, "PORT="+strconv.Itoa(port))
+		e = append(e, "PORT="+strconv.Itoa(port), "HOST="+appHost)
 	}
 	return append(e, "PREVIEWD_INSTANCE="+r.instance, "PREVIEWD_ENV="+rel.Key)
 }
