@@ -46,6 +46,7 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 		Manifests:           k.Manifests,
 		ApplyManifests:      cfg.Runtime.Kind == "kubernetes",
 		Namespace:           k.Namespace,
+		Instance:            cfg.Instance,
 		ProductionNamespace: k.ProductionNamespace,
 		Image:               k.Image,
 		URL:                 k.URL,
