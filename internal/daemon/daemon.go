@@ -222,7 +222,14 @@ func openDatabase(ctx context.Context, cfg *config.Config, owner string) (databa
 	case "none":
 		return database.None{}, nil
 	case "sqlite":
-		return sqlite.New(filepath.Join(cfg.DataDir, "databases"), cfg.Database.SQLite.Seed)
+		p, err := sqlite.New(filepath.Join(cfg.DataDir, "databases"), cfg.Database.SQLite.Seed)
+		if err != nil {
+			return nil, err
+		}
+		if owner == postgres.OwnerCLI {
+			p.ForCLI()
+		}
+		return p, nil
 	case "postgres":
 		return openPostgres(ctx, cfg, owner)
 	}
