@@ -18,6 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/daemon"
+	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/kubetest"
 	"github.com/previewd/previewd/internal/pgtest"
@@ -250,5 +253,89 @@ runtime:
 	}
 	if c := standby.code("/readyz"); c != http.StatusOK {
 		t.Errorf("new leader /readyz: HTTP %d", c)
+	}
+}
+
+// TestServeKeepsWhatDBCreateMadeAndOtherInstances: serve, `previewd db
+// create` (the CI flow) and another project's previewd share one
+// PostgreSQL server. Serve's orphan collection removes its own orphan and
+// neither what db create made (DESIGN: it belongs to db create until db
+// drop) nor the other instance's.
+func TestServeKeepsWhatDBCreateMadeAndOtherInstances(t *testing.T) {
+	pg := pgtest.Shared(t)
+	app, previewd := binaries(t)
+	ctx := context.Background()
+	db := pg.NewDatabase(t)
+	r := newRepo(t)
+	r.commit("main", nil)
+	yaml := strings.Replace(configYAML(t.TempDir(), r.bare, app, ""), "database:\n  kind: sqlite\n", fmt.Sprintf(
+		"database:\n  kind: postgres\n  postgres: {adminURL: %q, passwordSecret: shared-test-secret-0123456789abcdef}\n", pg.AdminURLFor(db)), 1)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "previewd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1000000, 36)
+	orphan, ci, other := "gone-"+suffix, "ci-"+suffix, "other-"+suffix
+	ensure := func(yaml, key string) database.Provider {
+		cfg, err := config.Parse([]byte(yaml), dir, os.LookupEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := daemon.OpenDatabase(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := p.(interface{ Close() }); ok {
+			t.Cleanup(c.Close)
+		}
+		if _, err := p.Ensure(ctx, database.Target{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// What a crash of this serve left unrecorded, and another project's.
+	ensure(yaml, orphan)
+	otherP := ensure(yaml+"instance: other-project\n", other)
+	t.Cleanup(func() {
+		if err := otherP.Drop(context.Background(), otherP.Items(database.Target{Key: other})); err != nil {
+			t.Error(err)
+		}
+	})
+	if out, err := exec.Command(previewd, "db", "create", "--key", ci, "--config", cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("db create: %v\n%s", err, out)
+	}
+	role := func(key string) bool {
+		c, err := pg.Connect(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var ok bool
+		if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", "preview_"+strings.ReplaceAll(key, "-", "_")).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	in := start(t, yaml)
+	in.api().waitStatus(env.ProductionKey, env.StatusReady, "")
+	eventually(t, 60*time.Second, func() string {
+		if role(orphan) {
+			return "serve's orphan " + orphan + " is not collected"
+		}
+		return ""
+	})
+	if !role(ci) {
+		t.Errorf("serve collected what db create made")
+	}
+	if !role(other) {
+		t.Errorf("serve collected another instance's")
+	}
+	if out, err := exec.Command(previewd, "db", "drop", "--key", ci, "--config", cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("db drop: %v\n%s", err, out)
+	}
+	if role(ci) {
+		t.Errorf("db drop left the role")
 	}
 }
