@@ -163,3 +163,22 @@ func TestInstance(t *testing.T) {
 		}
 	}
 }
+
+func TestInstanceValidated(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	_, err := Parse([]byte("forge: {git: {url: /srv/shop.git}}\ninstance: Shop_1\n"), t.TempDir(), none)
+	if err == nil || !strings.Contains(err.Error(), "instance: ") {
+		t.Fatalf("instance Shop_1: %v; want an error naming instance", err)
+	}
+	c, err := Parse([]byte("forge: {git: {url: /srv/shop.git}}\n"), t.TempDir(), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Instance != DefaultInstance(c.Forge) {
+		t.Errorf("default instance %q; want %q", c.Instance, DefaultInstance(c.Forge))
+	}
+	c, err = Parse([]byte("forge: {git: {url: /srv/shop.git}}\ninstance: shop-prod\n"), t.TempDir(), none)
+	if err != nil || c.Instance != "shop-prod" {
+		t.Errorf("instance shop-prod: %v, %q", err, c.Instance)
+	}
+}
