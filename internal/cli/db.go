@@ -35,7 +35,7 @@ database section (and migrate), and run the same code as serve.`,
 		if err != nil {
 			return nil, nil, database.Target{}, configError(c, err)
 		}
-		p, err := daemon.OpenDatabase(c.Context(), cfg)
+		p, err := daemon.OpenCLIDatabase(c.Context(), cfg)
 		if err != nil {
 			return nil, nil, database.Target{}, err
 		}

@@ -22,6 +22,15 @@ type Config struct {
 	// DataDir holds the store, environment work dirs, databases and logs.
 	// Relative paths are relative to the config file. Default .previewd.
 	DataDir string `yaml:"dataDir"`
+	// Instance names this previewd deployment on the PostgreSQL server and
+	// the cluster it shares with others: every role, schema, database and
+	// namespace it makes is marked with it, and orphan collection only
+	// ever removes what carries it. The replicas of one deployment (and
+	// `previewd db` in its CI) must share it; deployments of different
+	// projects must not. A DNS label of at most 63 characters. Default:
+	// derived from the forge's repository (github owner/repo, or the git
+	// URL), so it is the same wherever the same repository is configured.
+	Instance string `yaml:"instance"`
 	// Domain is the base domain of environment hosts: <key>.<domain>.
 	// Default localhost.
 	Domain string `yaml:"domain"`
@@ -323,6 +332,7 @@ func (c *Config) SetDefaults() {
 	if c.Forge.Git.URL != "" && isLocalPath(c.Forge.Git.URL) {
 		c.Forge.Git.URL = c.Path(c.Forge.Git.URL)
 	}
+	def(&c.Instance, DefaultInstance(c.Forge))
 	if c.Database.SQLite.Seed != "" {
 		c.Database.SQLite.Seed = c.Path(c.Database.SQLite.Seed)
 	}
@@ -392,6 +402,9 @@ func (c *Config) Validate() error {
 		if err := tmpl.Check("url", c.URL, tmpl.SampleURL()); err != nil {
 			bad("url", "%v", err)
 		}
+	}
+	if err := CheckInstance(c.Instance); err != nil {
+		bad("instance", "%v", err)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		bad("concurrency", "%d is out of range; want 1 to 256", c.Concurrency)

@@ -151,3 +151,52 @@ func TestPreviewsRequireLoopback(t *testing.T) {
 		t.Errorf("requireLoopback on kubernetes: %v", err)
 	}
 }
+
+func TestInstance(t *testing.T) {
+	gh := func(owner, repo string) Forge {
+		return Forge{Kind: "github", GitHub: GitHub{Owner: owner, Repo: repo}}
+	}
+	if a, b := DefaultInstance(gh("Acme", "Shop")), DefaultInstance(gh("acme", "shop")); a != b {
+		t.Errorf("owner/repo case changes the instance: %s, %s", a, b)
+	}
+	if a, b := DefaultInstance(gh("acme", "shop")), DefaultInstance(gh("acme", "blog")); a == b {
+		t.Errorf("two repositories share instance %s", a)
+	}
+	git := func(u string) Forge { return Forge{Kind: "git", Git: Git{URL: u}} }
+	if a, b := DefaultInstance(git("/srv/a.git")), DefaultInstance(git("/srv/b.git")); a == b {
+		t.Errorf("two git URLs share instance %s", a)
+	}
+	for _, f := range []Forge{gh("acme", "shop"), git("/srv/a.git")} {
+		if err := CheckInstance(DefaultInstance(f)); err != nil {
+			t.Errorf("default instance: %v", err)
+		}
+	}
+	tests := map[string]bool{
+		"shop": true, "a": true, "shop-prod-1": true, strings.Repeat("a", 63): true,
+		"": false, "Shop": false, "-shop": false, "shop-": false, "shop_1": false, "a.b": false, strings.Repeat("a", 64): false,
+	}
+	for s, ok := range tests {
+		if err := CheckInstance(s); (err == nil) != ok {
+			t.Errorf("CheckInstance(%q) = %v; want ok %v", s, err, ok)
+		}
+	}
+}
+
+func TestInstanceValidated(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	_, err := Parse([]byte("forge: {git: {url: /srv/shop.git}}\ninstance: Shop_1\n"), t.TempDir(), none)
+	if err == nil || !strings.Contains(err.Error(), "instance: ") {
+		t.Fatalf("instance Shop_1: %v; want an error naming instance", err)
+	}
+	c, err := Parse([]byte("forge: {git: {url: /srv/shop.git}}\n"), t.TempDir(), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Instance != DefaultInstance(c.Forge) {
+		t.Errorf("default instance %q; want %q", c.Instance, DefaultInstance(c.Forge))
+	}
+	c, err = Parse([]byte("forge: {git: {url: /srv/shop.git}}\ninstance: shop-prod\n"), t.TempDir(), none)
+	if err != nil || c.Instance != "shop-prod" {
+		t.Errorf("instance shop-prod: %v, %q", err, c.Instance)
+	}
+}

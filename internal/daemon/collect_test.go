@@ -31,10 +31,16 @@ func TestCollectOnAFreshStoreKeepsOpenChanges(t *testing.T) {
 	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 	cs := kubernetes.NewForConfigOrDie(cp.Config())
 	// What an earlier previewd, whose store is lost, left in the cluster.
-	open, gone := "c"+suffix+"-open-branch", "c"+suffix+"-closed-branch"
-	for ns, key := range map[string]string{open: "open-branch", gone: "closed-branch"} {
+	// Another previewd's (another instance) is never collected.
+	open, gone, other := "c"+suffix+"-open-branch", "c"+suffix+"-closed-branch", "o"+suffix+"-closed-branch"
+	instance := config.DefaultInstance(config.Forge{Kind: "git", Git: config.Git{URL: repo}})
+	for ns, key := range map[string]string{open: "open-branch", gone: "closed-branch", other: "closed-branch"} {
+		inst := instance
+		if ns == other {
+			inst = "another-project"
+		}
 		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-			Labels: map[string]string{kube.LabelManagedBy: kube.ManagedBy, kube.LabelEnv: key}}}, metav1.CreateOptions{})
+			Labels: map[string]string{kube.LabelManagedBy: kube.ManagedBy, kube.LabelEnv: key, kube.LabelInstance: inst}}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,6 +76,10 @@ runtime:
 	ns, err := cs.CoreV1().Namespaces().Get(ctx, open, metav1.GetOptions{})
 	if err != nil || ns.DeletionTimestamp != nil {
 		t.Errorf("the open branch's namespace was collected: %v", err)
+	}
+	ns, err = cs.CoreV1().Namespaces().Get(ctx, other, metav1.GetOptions{})
+	if err != nil || ns.DeletionTimestamp != nil {
+		t.Errorf("another instance's namespace was collected: %v", err)
 	}
 	ns, err = cs.CoreV1().Namespaces().Get(ctx, gone, metav1.GetOptions{})
 	if err == nil && ns.DeletionTimestamp == nil {

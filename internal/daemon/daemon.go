@@ -24,6 +24,7 @@ import (
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/database/postgres"
 	"github.com/previewd/previewd/internal/database/sqlite"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
@@ -212,16 +213,33 @@ func openSource(cfg *config.Config, log *slog.Logger) (reconcile.Source, error) 
 	return nil, fmt.Errorf("forge.kind: unknown value %q", cfg.Forge.Kind)
 }
 
-// OpenDatabase returns the configured database provider. The db commands
-// use it too, so they run the same code as serve.
+// OpenDatabase returns the configured database provider of serve.
 func OpenDatabase(ctx context.Context, cfg *config.Config) (database.Provider, error) {
+	return openDatabase(ctx, cfg, "")
+}
+
+// OpenCLIDatabase returns the configured database provider of the db
+// commands: the same code as serve, but what it makes is marked as the
+// CLI's, which serve never collects or drops.
+func OpenCLIDatabase(ctx context.Context, cfg *config.Config) (database.Provider, error) {
+	return openDatabase(ctx, cfg, postgres.OwnerCLI)
+}
+
+func openDatabase(ctx context.Context, cfg *config.Config, owner string) (database.Provider, error) {
 	switch cfg.Database.Kind {
 	case "none":
 		return database.None{}, nil
 	case "sqlite":
-		return sqlite.New(filepath.Join(cfg.DataDir, "databases"), cfg.Database.SQLite.Seed)
+		p, err := sqlite.New(filepath.Join(cfg.DataDir, "databases"), cfg.Database.SQLite.Seed)
+		if err != nil {
+			return nil, err
+		}
+		if owner == postgres.OwnerCLI {
+			p.ForCLI()
+		}
+		return p, nil
 	case "postgres":
-		return openPostgres(ctx, cfg)
+		return openPostgres(ctx, cfg, owner)
 	}
 	return nil, fmt.Errorf("database.kind: unknown value %q", cfg.Database.Kind)
 }

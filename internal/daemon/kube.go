@@ -58,6 +58,7 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 		Production:          prod,
 		ApplyManifests:      cfg.Runtime.Kind == "kubernetes",
 		Namespace:           k.Namespace,
+		Instance:            cfg.Instance,
 		ProductionNamespace: k.ProductionNamespace,
 		Image:               k.Image,
 		URL:                 k.URL,

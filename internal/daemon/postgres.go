@@ -9,12 +9,14 @@ import (
 	"github.com/previewd/previewd/internal/database/postgres"
 )
 
-// openPostgres returns the postgres provider for database.postgres.
-func openPostgres(ctx context.Context, cfg *config.Config) (database.Provider, error) {
+// openPostgres returns the postgres provider for database.postgres;
+// owner is postgres.OwnerCLI for the db commands.
+func openPostgres(ctx context.Context, cfg *config.Config, owner string) (database.Provider, error) {
 	o, err := postgresOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
+	o.Owner = owner
 	return postgres.New(ctx, o)
 }
 
@@ -40,5 +42,6 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 		ProductionURL:   c.ProductionURL,
 		ConnectionLimit: c.ConnectionLimit,
 		PasswordSecret:  []byte(s),
+		Instance:        cfg.Instance,
 	}, nil
 }

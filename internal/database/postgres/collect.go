@@ -14,10 +14,13 @@ import (
 
 // Collect implements database.Collector: it drops every role, schema (in
 // the admin database) and database whose name has Prefix and whose marker
-// names a key that is not live, and returns what it dropped as "role x",
-// "schema x", "database x". A database is also collected when it has no
-// marker (a crash between CREATE DATABASE and COMMENT) but is owned by its
-// marked role. Production's names are never collected.
+// names this provider's instance and a key that is not live, and returns
+// what it dropped as "role x", "schema x", "database x". A database is
+// also collected when it has no marker (a crash between CREATE DATABASE
+// and COMMENT) but is owned by its marked role. Production's names, other
+// instances' objects, objects marked by a previewd before instances (one
+// without Options.Instance collects only those) and what `previewd db
+// create` made are never collected.
 func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
 	rows, err := p.pool.Query(ctx, `
 SELECT 'role', rolname, COALESCE(shobj_description(oid, 'pg_authid'), ''), '' FROM pg_roles WHERE starts_with(rolname, $1)
@@ -38,11 +41,11 @@ SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), 
 			rows.Close()
 			return nil, fmt.Errorf("postgres: listing preview objects: %w", err)
 		}
-		key, ok := markedKey(comment, name)
-		if !ok && kind == "database" {
-			key, ok = markedKey(ownerComment, name)
+		m, ok := parseMark(comment, name)
+		if !ok && comment == "" && kind == "database" {
+			m, ok = parseMark(ownerComment, name)
 		}
-		if !ok || live[key] || p.checkOwned(name) != nil {
+		if !ok || !p.collectable(m) || live[m.key] || p.checkOwned(name) != nil {
 			continue
 		}
 		dead[name] = append(dead[name], env.Item{Kind: kinds[kind], Name: name})
@@ -71,4 +74,13 @@ SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), 
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// collectable reports whether Collect may drop an object marked m: this
+// instance's exactly, and not the CLI's. An object of a previewd before
+// instances has no instance, so no instanced provider collects it (it
+// cannot tell whose it is); Ensure adopts it when its environment is
+// deployed again, and teardown then drops it.
+func (p *Provider) collectable(m mark) bool {
+	return m.instance == p.instance && m.owner != OwnerCLI
 }

@@ -99,7 +99,7 @@ func (f *fixture) state(name, key string) string {
 	}
 	if f.exists("database", name) {
 		c := scalar[string](f, f.db, "SELECT COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1", name)
-		if c == marker(key) {
+		if c == (mark{key: key}).String() {
 			parts = append(parts, "database")
 		} else {
 			parts = append(parts, "database-unmarked")

@@ -56,7 +56,7 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		if err != nil {
 			return fmt.Errorf("postgres: inspecting %s: %w", name, err)
 		}
-		sql, args, err := p.roleSQL(key, name, s)
+		sql, args, err := p.roleSQL(key, name, s, p.marker(key, s.roleComment))
 		if err != nil {
 			return err
 		}
@@ -81,10 +81,11 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 			owner = name
 		case err != nil:
 			return fmt.Errorf("postgres: inspecting database %s: %w", name, err)
-		case comment != marker(key) && owner != name:
+		case comment != "" && !p.ours(key, comment), comment == "" && owner != name:
 			return fmt.Errorf("postgres: database %q %w (owner %q, comment %q)", name, ErrForeign, owner, comment)
 		}
-		if comment == marker(key) && owner == name {
+		m := p.marker(key, comment)
+		if comment == m && owner == name {
 			return nil
 		}
 		if err := p.runHook(ctx, "database", name); err != nil {
@@ -111,7 +112,6 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		if err != nil {
 			return err
 		}
-		m := marker(key)
 		if err := checkLiteral(m); err != nil {
 			return err
 		}
@@ -342,8 +342,12 @@ func (p *Provider) dropDatabase(ctx context.Context, key, name string) error {
 		if err != nil {
 			return fmt.Errorf("postgres: inspecting database %s: %w", name, err)
 		}
-		if comment != marker(key) && (owner != name || ownerComment != marker(key)) {
+		if !p.ours(key, comment) && (comment != "" || owner != name || !p.ours(key, ownerComment)) {
 			return fmt.Errorf("postgres: not dropping database %q: it %w (owner %q, comment %q)", name, ErrForeign, owner, comment)
+		}
+		if p.cliOwned(key, comment) || comment == "" && p.cliOwned(key, ownerComment) {
+			p.log.Info("leaving what previewd db create made", "database", name)
+			return nil
 		}
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
 			return fmt.Errorf("postgres: dropping database %s: %w", name, err)

@@ -18,8 +18,12 @@
 //     NOCREATEROLE NOINHERIT, a connection limit) whose search_path is set on
 //     the role, so apps need no session SET and PgBouncer (which pools per
 //     role) never hands one environment's server connection to another.
-//   - Every object carries a marker comment; Drop and Collect never touch a
-//     preview-named object that lacks it, nor anything that is production's.
+//   - Every object carries a marker comment naming its key, the previewd
+//     instance that made it and, for `previewd db create`, the CLI as its
+//     owner; Drop and Collect never touch a preview-named object that lacks
+//     it or names another instance, nor anything that is production's.
+//     Collect removes only this instance's objects and never the CLI's,
+//     which serve's Drop leaves too.
 //
 // The files follow the concerns: postgres.go is the provider (Options,
 // Items, Ensure and Drop dispatch, roles), names.go the names, markers and

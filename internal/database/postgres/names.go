@@ -20,9 +20,59 @@ const Prefix = "preview_"
 const MaxNameLen = 63
 
 // markerPrefix starts the comment previewd puts on every role, schema and
-// database it makes; the environment's key follows. Collect needs both the
-// name prefix and this marker before it drops anything.
+// database it makes; the environment's key follows, then
+// "/instance=<instance>" (the previewd deployment that made it) and, for
+// what `previewd db create` made, "/owner=cli". Collect needs the name
+// prefix and a marker of its own instance before it drops anything.
 const markerPrefix = "previewd:env="
+
+// OwnerCLI marks what `previewd db create` makes: it belongs to the CLI
+// until `previewd db drop`, and serve never collects or drops it.
+const OwnerCLI = "cli"
+
+// mark is a parsed marker comment.
+type mark struct {
+	key      string
+	instance string // "" in the markers of a previewd before instances
+	owner    string // "" (serve) or OwnerCLI
+}
+
+// String returns the marker comment.
+func (m mark) String() string {
+	s := markerPrefix + m.key
+	if m.instance != "" {
+		s += "/instance=" + m.instance
+	}
+	if m.owner != "" {
+		s += "/owner=" + m.owner
+	}
+	return s
+}
+
+// parseMark parses a marker comment whose key's name is name.
+func parseMark(comment, name string) (mark, bool) {
+	rest, ok := strings.CutPrefix(comment, markerPrefix)
+	if !ok {
+		return mark{}, false
+	}
+	parts := strings.Split(rest, "/")
+	m := mark{key: parts[0]}
+	if n, err := Name(m.key); err != nil || n != name {
+		return mark{}, false
+	}
+	for _, p := range parts[1:] {
+		k, v, _ := strings.Cut(p, "=")
+		switch {
+		case k == "instance" && m.instance == "" && v != "":
+			m.instance = v
+		case k == "owner" && m.owner == "" && v == OwnerCLI:
+			m.owner = v
+		default:
+			return mark{}, false
+		}
+	}
+	return m, true
+}
 
 // Name returns the role, schema and database name of the environment key:
 // Prefix followed by the key with '-' replaced by '_' (keys never contain
@@ -59,19 +109,38 @@ func KeyOf(name string) (string, bool) {
 	return key, true
 }
 
-// marker returns the comment that marks key's objects.
-func marker(key string) string { return markerPrefix + key }
+// marker returns the comment to put on key's object whose comment is now
+// existing ("" for a new one): this provider's instance and owner, except
+// that what the CLI owns stays the CLI's (serve only uses it).
+func (p *Provider) marker(key, existing string) string {
+	m := mark{key: key, instance: p.instance, owner: p.owner}
+	name, _ := Name(key)
+	if old, ok := parseMark(existing, name); ok && old.owner == OwnerCLI {
+		m.owner = OwnerCLI
+	}
+	return m.String()
+}
 
-// markedKey returns the key in comment if it is a marker and matches name.
-func markedKey(comment, name string) (string, bool) {
-	key, ok := strings.CutPrefix(comment, markerPrefix)
-	if !ok {
-		return "", false
+// ours reports whether comment marks an object as key's, made by this
+// instance or by a previewd before instances (which this one adopts).
+func (p *Provider) ours(key, comment string) bool {
+	name, err := Name(key)
+	if err != nil {
+		return false
 	}
-	if n, err := Name(key); err != nil || n != name {
-		return "", false
+	m, ok := parseMark(comment, name)
+	return ok && m.key == key && (m.instance == "" || m.instance == p.instance)
+}
+
+// cliOwned reports whether comment marks an object `previewd db create`
+// made, which serve (a provider without OwnerCLI) leaves alone.
+func (p *Provider) cliOwned(key, comment string) bool {
+	name, err := Name(key)
+	if err != nil {
+		return false
 	}
-	return key, true
+	m, ok := parseMark(comment, name)
+	return ok && m.owner == OwnerCLI && p.owner != OwnerCLI
 }
 
 // password derives a role's password: base64url(HMAC-SHA256(secret, role)).

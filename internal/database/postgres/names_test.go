@@ -66,7 +66,7 @@ var hostileKeys = []string{
 }
 
 func TestCheckLiteral(t *testing.T) {
-	for _, ok := range []string{marker("pr-1"), "SCRAM-SHA-256$4096:abc+/=$x:y"} {
+	for _, ok := range []string{mark{key: "pr-1", instance: "shop-1", owner: OwnerCLI}.String(), "SCRAM-SHA-256$4096:abc+/=$x:y"} {
 		if err := checkLiteral(ok); err != nil {
 			t.Errorf("checkLiteral(%q): %v", ok, err)
 		}
@@ -134,7 +134,7 @@ func FuzzNames(f *testing.F) {
 			if k, ok := KeyOf(c.name); !ok || k != c.key {
 				t.Fatalf("KeyOf(Name(%q)) = %q, %v", c.key, k, ok)
 			}
-			if _, ok := markedKey(marker(c.key), c.name); !ok {
+			if _, ok := parseMark(mark{key: c.key, instance: "i1", owner: OwnerCLI}.String(), c.name); !ok {
 				t.Fatalf("marker of %q does not match its name", c.key)
 			}
 		}
@@ -142,7 +142,7 @@ func FuzzNames(f *testing.F) {
 			t.Fatalf("keys %q and %q share name %q", a, b, na)
 		}
 		if erra == nil && env.CheckKey(b) == nil && a != b {
-			if _, ok := markedKey(marker(b), na); ok {
+			if _, ok := parseMark(mark{key: b}.String(), na); ok {
 				t.Fatalf("marker of %q matches name of %q", b, a)
 			}
 		}

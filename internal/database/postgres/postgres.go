@@ -65,6 +65,15 @@ type Options struct {
 	TemplateWait time.Duration
 	// MaxConns is the admin connection pool's size. Default 8.
 	MaxConns int32
+	// Instance is written into the marker of every object made, and
+	// Collect only collects objects that carry it (see config.Instance).
+	// Empty marks objects as a previewd before instances did, and
+	// collects only those: the daemon always sets it.
+	Instance string
+	// Owner is OwnerCLI for `previewd db`: its objects are marked as the
+	// CLI's, which a provider without it (serve) never collects or drops.
+	// Empty for serve.
+	Owner string
 	// Logger receives retries and drops. Default: nowhere.
 	Logger *slog.Logger
 	// Hook, if set (a test seam), runs at the named stages of Ensure, so a
@@ -84,6 +93,8 @@ type Provider struct {
 	secret    []byte
 	wait      time.Duration
 	log       *slog.Logger
+	instance  string // Options.Instance
+	owner     string // Options.Owner
 
 	pool      *pgxpool.Pool
 	adminCfg  *pgx.ConnConfig
@@ -133,6 +144,8 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		prodURL:   o.ProductionURL,
 		strategy:  "FILE_COPY",
 		hook:      o.Hook,
+		instance:  o.Instance,
+		owner:     o.Owner,
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -157,6 +170,10 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		return nil, fmt.Errorf("postgres: ConnectionLimit %d: want at least 1", p.connLimit)
 	case maxConns < 1:
 		return nil, fmt.Errorf("postgres: MaxConns %d: want at least 1", maxConns)
+	case o.Owner != "" && o.Owner != OwnerCLI:
+		return nil, fmt.Errorf("postgres: Owner %q: want empty or %s", o.Owner, OwnerCLI)
+	case checkLiteral(o.Instance) != nil || strings.ContainsAny(o.Instance, "/="):
+		return nil, fmt.Errorf("postgres: Instance %q: want a DNS label", o.Instance)
 	case len(p.secret) == 0:
 		return nil, errors.New("postgres: PasswordSecret is required")
 	case o.AdminURL == "":
@@ -432,16 +449,15 @@ func (p *Provider) verifier(role string) (string, error) {
 }
 
 // roleSQL returns the statements that create (or repair) the role and
-// mark it, and their literal arguments.
-func (p *Provider) roleSQL(key, name string, s state) (string, []any, error) {
-	if s.roleExists && s.roleComment != marker(key) {
+// mark it with m, and their literal arguments.
+func (p *Provider) roleSQL(key, name string, s state, m string) (string, []any, error) {
+	if s.roleExists && !p.ours(key, s.roleComment) {
 		return "", nil, fmt.Errorf("postgres: role %q %w (comment %q)", name, ErrForeign, s.roleComment)
 	}
 	v, err := p.verifier(name)
 	if err != nil {
 		return "", nil, err
 	}
-	m := marker(key)
 	if err := errors.Join(checkLiteral(v), checkLiteral(m)); err != nil {
 		return "", nil, err
 	}

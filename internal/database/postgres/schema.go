@@ -26,10 +26,18 @@ func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
 	}
-	if s.schemaExists && s.schemaComment != marker(key) {
+	if s.schemaExists && !p.ours(key, s.schemaComment) {
 		return fmt.Errorf("postgres: schema %q %w (comment %q)", name, ErrForeign, s.schemaComment)
 	}
-	sql, args, err := p.roleSQL(key, name, s)
+	// One marker for both: the CLI's if either was.
+	m := p.marker(key, s.roleComment)
+	if s.schemaExists {
+		m = p.marker(key, s.schemaComment)
+		if p.cliOwned(key, s.roleComment) {
+			m = p.marker(key, s.roleComment)
+		}
+	}
+	sql, args, err := p.roleSQL(key, name, s, m)
 	if err != nil {
 		return err
 	}
@@ -38,10 +46,11 @@ func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
 	b.WriteString(sql)
 	if !s.schemaExists {
 		fmt.Fprintf(&b, "CREATE SCHEMA %s AUTHORIZATION %s;\n", r, r)
-		fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", r)
 	} else if s.schemaOwner != name {
 		fmt.Fprintf(&b, "ALTER SCHEMA %s OWNER TO %s;\n", r, r)
 	}
+	// The schema carries the role's marker ($2).
+	fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", r)
 	fmt.Fprintf(&b, "ALTER ROLE %s SET search_path TO %s;\n", r, r)
 	if !s.connectGrant {
 		b.WriteString(sqlGlobalLock)
@@ -95,11 +104,21 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 	if err != nil {
 		return fmt.Errorf("postgres: inspecting %s: %w", name, err)
 	}
+	// What `previewd db create` made is the CLI's until `previewd db
+	// drop`: serve leaves it, and it leaves serve's inventory.
+	if role && s.roleExists && p.cliOwned(key, s.roleComment) {
+		p.log.Info("leaving what previewd db create made", "role", name)
+		role = false
+	}
+	if schema && s.schemaExists && p.cliOwned(key, s.schemaComment) {
+		p.log.Info("leaving what previewd db create made", "schema", name)
+		schema = false
+	}
 	r := ident(name)
 	var b strings.Builder
 	args := []any{pgx.QueryExecModeSimpleProtocol}
 	if role && s.roleExists {
-		if s.roleComment != marker(key) {
+		if !p.ours(key, s.roleComment) {
 			return fmt.Errorf("postgres: not dropping role %q: it %w (comment %q)", name, ErrForeign, s.roleComment)
 		}
 		// Sessions of the role (the app, PgBouncer's server connections)
@@ -108,7 +127,7 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 		args = append(args, name)
 	}
 	if schema && s.schemaExists {
-		if s.schemaComment != marker(key) {
+		if !p.ours(key, s.schemaComment) {
 			return fmt.Errorf("postgres: not dropping schema %q: it %w (comment %q)", name, ErrForeign, s.schemaComment)
 		}
 		fmt.Fprintf(&b, "DROP SCHEMA IF EXISTS %s CASCADE;\n", r)
@@ -158,8 +177,12 @@ func (p *Provider) dropSchemaIn(ctx context.Context, db, key, name string) error
 	if err != nil {
 		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)
 	}
-	if comment == nil || *comment != marker(key) {
+	if comment == nil || !p.ours(key, *comment) {
 		return fmt.Errorf("postgres: not dropping schema %q in %s: it %w", name, db, ErrForeign)
+	}
+	if p.cliOwned(key, *comment) {
+		p.log.Info("leaving what previewd db create made", "schema", name, "database", db)
+		return nil
 	}
 	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+ident(name)+" CASCADE"); err != nil {
 		return fmt.Errorf("postgres: dropping schema %s in %s: %w", name, db, err)

@@ -21,6 +21,7 @@ import (
 type Provider struct {
 	dir  string
 	seed string
+	cli  bool // the db commands' provider: what it makes is the CLI's
 }
 
 // New returns a provider keeping files in dir, seeded from seed if not
@@ -31,6 +32,29 @@ func New(dir, seed string) (*Provider, error) {
 		return nil, err
 	}
 	return &Provider{dir: abs, seed: seed}, nil
+}
+
+// ForCLI makes p the provider of the db commands: each database it makes
+// or uses is marked as the CLI's (a "<key>.cli" file beside it), which a
+// provider without ForCLI (serve) never collects or drops, until the db
+// commands drop it.
+func (p *Provider) ForCLI() *Provider {
+	p.cli = true
+	return p
+}
+
+// cliPath is the file marking key's database as the CLI's.
+func (p *Provider) cliPath(key string) string {
+	return filepath.Join(p.dir, key+".cli")
+}
+
+// cliOwned reports whether key's database is the CLI's and p is serve's.
+func (p *Provider) cliOwned(key string) bool {
+	if p.cli {
+		return false
+	}
+	_, err := os.Stat(p.cliPath(key))
+	return err == nil
 }
 
 var _ database.Provider = (*Provider)(nil)
@@ -71,6 +95,11 @@ func (p *Provider) Ensure(ctx context.Context, t database.Target) (database.Conn
 		}
 	} else if err != nil {
 		return database.Conn{}, fmt.Errorf("checking database file: %w", err)
+	}
+	if p.cli {
+		if err := os.WriteFile(p.cliPath(t.Key), nil, 0o644); err != nil {
+			return database.Conn{}, fmt.Errorf("marking the database as the CLI's: %w", err)
+		}
 	}
 	return database.Conn{
 		Vars: map[string]string{"DATABASE_PATH": path, "DATABASE_URL": "sqlite:" + path},
@@ -139,8 +168,15 @@ func (p *Provider) drop(it env.Item) error {
 	case env.CheckKey(it.Name) != nil || base != it.Name+".sqlite" || !filepath.IsAbs(d.Path):
 		return fmt.Errorf("sqlite: %s is not the database file of %q, so it %w", d.Path, it.Name, database.ErrForeign)
 	}
+	if filepath.Dir(d.Path) == p.dir && p.cliOwned(it.Name) {
+		return nil // the CLI's until `previewd db drop`
+	}
+	files := []string{d.Path, d.Path + "-wal", d.Path + "-shm", d.Path + "-journal"}
+	if filepath.Dir(d.Path) == p.dir {
+		files = append(files, p.cliPath(it.Name)) // last: a failed drop stays the CLI's
+	}
 	var errs []error
-	for _, f := range []string{d.Path, d.Path + "-wal", d.Path + "-shm", d.Path + "-journal"} {
+	for _, f := range files {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
 		}
@@ -149,7 +185,7 @@ func (p *Provider) drop(it env.Item) error {
 }
 
 // Collect implements database.Collector: it removes database files whose key
-// no live environment has, and never production's.
+// no live environment has, and never production's nor the CLI's.
 func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
 	entries, err := os.ReadDir(p.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -171,7 +207,7 @@ func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string,
 			continue
 		}
 		key := name[:len(name)-len(filepath.Ext(name))]
-		if filepath.Ext(name) != ".sqlite" || live[key] || key == env.ProductionKey || env.CheckKey(key) != nil {
+		if filepath.Ext(name) != ".sqlite" || live[key] || key == env.ProductionKey || env.CheckKey(key) != nil || p.cliOwned(key) {
 			continue
 		}
 		data, _ := json.Marshal(itemData{Path: filepath.Join(p.dir, name)})

@@ -162,3 +162,48 @@ func TestCollectKeepsACreateInProgress(t *testing.T) {
 		t.Errorf("Collect kept a crashed create's file: %v", err)
 	}
 }
+
+// TestCLIOwned: what `previewd db create` makes (the ForCLI provider) is
+// never collected or dropped by serve's provider on the same directory;
+// the CLI's drop removes it.
+func TestCLIOwned(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	serve, err := New(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.ForCLI()
+	ci := database.Target{Key: "ci-7"}
+	if _, err := cli.Ensure(ctx, ci); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serve.Ensure(ctx, database.Target{Key: "pr-1"}); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := serve.Collect(ctx, map[string]bool{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != "pr-1.sqlite" {
+		t.Errorf("serve collected %v; want pr-1.sqlite only", removed)
+	}
+	if err := serve.Drop(ctx, serve.Items(ci)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cli.Path("ci-7")); err != nil {
+		t.Fatalf("serve removed the CLI's database: %v", err)
+	}
+	if err := cli.Drop(ctx, cli.Items(ci)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{cli.Path("ci-7"), filepath.Join(dir, "ci-7.cli")} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after the CLI's drop: %v", f, err)
+		}
+	}
+}

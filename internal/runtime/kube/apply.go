@@ -112,12 +112,15 @@ func baseObjects(d Data, vars map[string]string) []*unstructured.Unstructured {
 
 // label adds previewd's labels to an object and, for workloads, to their
 // pod template, so every pod can be traced to its environment.
-func label(o *unstructured.Unstructured, key string) {
+func label(o *unstructured.Unstructured, key, instance string) {
 	l := o.GetLabels()
 	if l == nil {
 		l = map[string]string{}
 	}
 	l[LabelManagedBy], l[LabelEnv] = ManagedBy, key
+	if instance != "" {
+		l[LabelInstance] = instance
+	}
 	o.SetLabels(l)
 	if pl, ok, _ := unstructured.NestedStringMap(o.Object, "spec", "template", "metadata", "labels"); ok || o.GetKind() == "Deployment" || o.GetKind() == "Job" {
 		if pl == nil {
@@ -166,7 +169,7 @@ func (r *Runtime) prepare(key, namespace string, objs []*unstructured.Unstructur
 		} else {
 			o.SetNamespace("")
 		}
-		label(o, key)
+		label(o, key, r.o.Instance)
 		ref := refOf(o)
 		if seen[ref.id()] {
 			return nil, &env.StepError{Step: "apply", Err: fmt.Errorf("%s appears twice in the manifests", ref)}
@@ -280,7 +283,7 @@ func (r *Runtime) checkNamespace(ctx context.Context, rel *env.Release, ns strin
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading namespace %s: %w", ns, err)
-	case owned(cur, rel.Key):
+	case r.owned(cur, rel.Key):
 		return nil
 	case rel.Production() && cur.Labels[LabelEnv] == "":
 		return nil
@@ -311,10 +314,12 @@ func (r *Runtime) applyOne(ctx context.Context, p prepared) error {
 }
 
 // owned reports whether an object carries previewd's labels for the
-// environment key.
-func owned(o metav1.Object, key string) bool {
+// environment key, of this instance or of a previewd before instances
+// (which this one adopts: the next apply labels it as this instance's).
+func (r *Runtime) owned(o metav1.Object, key string) bool {
 	l := o.GetLabels()
-	return l[LabelManagedBy] == ManagedBy && l[LabelEnv] == key
+	inst, ok := l[LabelInstance]
+	return l[LabelManagedBy] == ManagedBy && l[LabelEnv] == key && (!ok || inst == r.o.Instance)
 }
 
 // deleteObject deletes an object of the environment key's inventory, in
@@ -342,7 +347,7 @@ func (r *Runtime) deleteObject(ctx context.Context, key string, ref objRef) erro
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", ref, err)
 	}
-	if !owned(cur, key) {
+	if !r.owned(cur, key) {
 		r.log.Warn("not deleting an object without previewd's labels for the environment", "env", key, "object", ref.String(), "labels", cur.GetLabels())
 		return nil
 	}

@@ -63,7 +63,7 @@ func TestGoldenManifests(t *testing.T) {
 				if o.GetKind() != "Namespace" && o.GetNamespace() == "" {
 					o.SetNamespace(d.Namespace)
 				}
-				label(o, d.Key)
+				label(o, d.Key, "")
 				if i > 0 {
 					b.WriteString("---\n")
 				}

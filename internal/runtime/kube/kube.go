@@ -64,6 +64,11 @@ type Options struct {
 	ApplyManifests bool
 	// Namespace, Image and URL are templates (see config.Kubernetes).
 	Namespace, Image, URL string
+	// Instance is put on everything applied as LabelInstance, and Collect
+	// only deletes what carries it (see config.Instance). Empty labels
+	// as a previewd before instances did, and collects only such objects:
+	// the daemon always sets it.
+	Instance string
 	// ProductionNamespace is production's namespace.
 	ProductionNamespace string
 	// Domain makes .Host: <key>.<domain>.
@@ -92,6 +97,10 @@ type Options struct {
 	OnApplied func(id string)
 	Logger    *slog.Logger
 }
+
+// LabelInstance on everything previewd applies names the previewd
+// deployment (Options.Instance) that owns it.
+const LabelInstance = "previewd.dev/instance"
 
 // Runtime runs each environment in its own namespace.
 type Runtime struct {
@@ -281,7 +290,7 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 // Running reports whether the environment's namespace exists, and the SHA
 // last applied to it.
 func (r *Runtime) Running(ctx context.Context, key string) (bool, string, error) {
-	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
+	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return false, "", fmt.Errorf("listing namespaces of %s: %w", key, err)
 	}
@@ -293,8 +302,19 @@ func (r *Runtime) Running(ctx context.Context, key string) (bool, string, error)
 	return false, "", nil
 }
 
-func envSelector(key string) string {
-	return labels.Set{LabelManagedBy: ManagedBy, LabelEnv: key}.String()
+// envSelector selects the objects of this instance's environment key.
+func (r *Runtime) envSelector(key string) string {
+	return r.selector(labels.Set{LabelManagedBy: ManagedBy, LabelEnv: key})
+}
+
+// selector selects what set matches and this instance labelled: with an
+// instance, what carries it; without one, what carries none.
+func (r *Runtime) selector(set labels.Set) string {
+	if r.o.Instance != "" {
+		set[LabelInstance] = r.o.Instance
+		return set.String()
+	}
+	return set.String() + ",!" + LabelInstance
 }
 
 // Delete deletes the environment's namespaces and its objects elsewhere,
@@ -310,7 +330,7 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 	// namespace previewd never took over: that one is left alone, and is
 	// no longer the environment's).
 	nsSet := map[string]bool{}
-	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
+	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return fmt.Errorf("listing namespaces of %s: %w", key, err)
 	}
@@ -335,7 +355,7 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 			nsSet[it.Name] = true // gone already: waitGone returns at once
 		case err != nil:
 			errs = append(errs, fmt.Errorf("reading namespace %s: %w", it.Name, err))
-		case owned(ns, key):
+		case r.owned(ns, key):
 			nsSet[it.Name] = true
 		default:
 			r.log.Warn("not deleting a namespace without previewd's labels for the environment", "env", key, "namespace", it.Name, "labels", ns.Labels)
@@ -435,15 +455,18 @@ func (r *Runtime) waitGone(ctx context.Context, ns string) error {
 	}
 }
 
-// Collect deletes namespaces and objects labelled as previewd's whose
+// Collect deletes namespaces and objects labelled as this instance's whose
 // environment is not live (left by a crash before they were recorded, or
-// by a previewd whose store was lost). It returns what it deleted.
+// by a previewd whose store was lost). It returns what it deleted. Other
+// instances' objects are never touched, nor, by an instanced runtime,
+// those of a previewd before instances (whose they are cannot be told):
+// apply adopts those when their environment is deployed again.
 //
 // liveKeys is read after the cluster is listed: an environment is recorded
 // before its namespace is made, so a namespace being made while Collect
 // runs is always seen as live.
 func (r *Runtime) Collect(ctx context.Context, liveKeys func(context.Context) (map[string]bool, error)) ([]string, error) {
-	sel := labels.Set{LabelManagedBy: ManagedBy}.String()
+	sel := r.selector(labels.Set{LabelManagedBy: ManagedBy})
 	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, fmt.Errorf("listing namespaces: %w", err)

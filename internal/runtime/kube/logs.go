@@ -22,7 +22,7 @@ import (
 // read (a pod that no node runs yet has none); a log that cannot be read
 // beside others that can is named in its section.
 func (r *Runtime) Logs(ctx context.Context, key string, n int) (string, error) {
-	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
+	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return "", fmt.Errorf("listing namespaces of %s: %w", key, err)
 	}
@@ -95,7 +95,7 @@ func containers(srcs []logSource) int {
 // of each Deployment, by name.
 func (r *Runtime) logSources(ctx context.Context, key, ns string) ([]logSource, error) {
 	var out []logSource
-	jobs, err := r.cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: envSelector(key) + "," + LabelMigrate})
+	jobs, err := r.cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key) + "," + LabelMigrate})
 	if err != nil {
 		return nil, fmt.Errorf("listing jobs in %s: %w", ns, err)
 	}
@@ -109,7 +109,7 @@ func (r *Runtime) logSources(ctx context.Context, key, ns string) ([]logSource, 
 			out = append(out, logSource{what: "job " + j.Name, pod: p})
 		}
 	}
-	deps, err := r.cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: envSelector(key)})
+	deps, err := r.cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return nil, fmt.Errorf("listing deployments in %s: %w", ns, err)
 	}
