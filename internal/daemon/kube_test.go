@@ -154,3 +154,133 @@ func repoAndKubeconfig(t *testing.T, cp *kubetest.ControlPlane, dir, branch stri
 	}
 	return repo, kubeconfig
 }
+
+// TestArgoCDRestartWithEmptyDataDir: previewd in argocd mode restarts with
+// an empty data dir (the chart's persistence.enabled=false). Argo CD polls
+// the plugin generator all the while; it must never get a 200 that leaves
+// out a live environment (it would delete that Application and all its
+// objects). Before the first full reconcile the generator answers 503,
+// and so does /readyz.
+func TestArgoCDRestartWithEmptyDataDir(t *testing.T) {
+	cp := kubetest.Shared(t)
+	dir := t.TempDir()
+	repo, kc := repoAndKubeconfig(t, cp, dir, "feature-x")
+	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	yaml := fmt.Sprintf(`
+domain: preview.example.com
+forge: {git: {url: %s, pollInterval: 200ms}}
+database: {kind: none}
+runtime:
+  kind: argocd
+  kubernetes:
+    kubeconfig: %s
+    namespace: "r%s-{{.Key}}"
+    productionNamespace: "r%s-production"
+    image: "ghcr.io/acme/shop:{{.SHA}}"
+    argocd: {token: "t0ken\n"}   # as read from a Secret file, with its newline
+`, repo, kc, suffix, suffix)
+	cs := kubernetes.NewForConfigOrDie(cp.Config())
+	t.Cleanup(func() {
+		for _, ns := range []string{"r" + suffix + "-feature-x", "r" + suffix + "-production"} {
+			cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	})
+	// start runs previewd on a fresh data dir and returns its address and
+	// a stop function.
+	start := func(dataDir string) (string, func()) {
+		cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DataDir = dataDir
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		d, err := New(ctx, cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		return "http://" + ln.Addr().String(), func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+	}
+	// params asks the generator as Argo CD does; it returns the status
+	// and the keys listed.
+	params := func(base string) (int, []string) {
+		req, _ := http.NewRequest("POST", base+"/api/v1/getparams.execute", strings.NewReader(`{"applicationSetName":"previews","input":{"parameters":{}}}`))
+		req.Header.Set("Authorization", "Bearer t0ken") // Argo CD trims its side
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil // not listening yet
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Output struct {
+				Parameters []map[string]string `json:"parameters"`
+			} `json:"output"`
+		}
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var keys []string
+		for _, p := range out.Output.Parameters {
+			keys = append(keys, p["key"])
+		}
+		return resp.StatusCode, keys
+	}
+	listed := func(keys []string, key string) bool {
+		for _, k := range keys {
+			if k == key {
+				return true
+			}
+		}
+		return false
+	}
+	// watch polls until the environment is listed; after a restart, a
+	// 200 that leaves it out fails the test.
+	watch := func(base string, wantAll bool) {
+		t.Helper()
+		saw503 := false
+		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			code, keys := params(base)
+			switch code {
+			case http.StatusServiceUnavailable:
+				saw503 = true
+			case http.StatusOK:
+				both := listed(keys, "feature-x")
+				if both {
+					if wantAll && !saw503 {
+						t.Logf("the first reconcile was done before the first poll")
+					}
+					return
+				}
+				if wantAll {
+					t.Fatalf("after a restart with an empty data dir the generator answered 200 with %v: Argo CD would delete the others", keys)
+				}
+			case 0:
+			default:
+				t.Fatalf("generator answered %d", code)
+			}
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("never listed feature-x (last: %d %v)", code, keys)
+			}
+		}
+	}
+	base, stop := start(filepath.Join(dir, "data1"))
+	watch(base, false)
+	stop()
+	// The pod comes back without its volume: an empty data dir.
+	base, stop = start(filepath.Join(dir, "data2"))
+	defer stop()
+	watch(base, true)
+}
