@@ -74,6 +74,9 @@ type shown struct {
 	// commit is the SHA, state and description of the last commit status
 	// set.
 	commit string
+	// lines are the last answers to PR commands, oldest first, shown at
+	// the end of the comment.
+	lines []string
 }
 
 type comment struct {
@@ -253,7 +256,7 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 		number = n.Source.Number
 	}
 	if n.Env.Kind == env.KindPullRequest && number > 0 {
-		if err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL)); err != nil {
+		if err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL)+g.section(n.Env.Key)); err != nil {
 			errs = append(errs, fmt.Errorf("comment: %w", err))
 		}
 	}
