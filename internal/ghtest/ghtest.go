@@ -33,8 +33,8 @@ type PR struct {
 	HeadRepoDeleted bool
 	// Author is the pull request's user; empty means the head's owner.
 	Author string
-	Labels          []string
-	Draft           bool
+	Labels []string
+	Draft  bool
 	// State is open or closed.
 	State     string
 	Merged    bool
