@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // maxLines is how many answers to PR commands the comment keeps.
@@ -28,6 +29,7 @@ func (g *GitHub) React(ctx context.Context, id int64, content string) error {
 // on a pull request with no environment). It keeps the last few lines,
 // and later notices keep them too.
 func (g *GitHub) Say(ctx context.Context, key string, number int, line string) error {
+	defer g.lockComment(key)()
 	var body string
 	g.known(key, func(s *shown) {
 		s.lines = append(s.lines, line)
@@ -71,4 +73,13 @@ func (g *GitHub) section(key string) string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// lockComment holds key's comment for one edit; call the result to let
+// it go.
+func (g *GitHub) lockComment(key string) func() {
+	var m *sync.Mutex
+	g.known(key, func(s *shown) { m = s.write })
+	m.Lock()
+	return m.Unlock
 }
