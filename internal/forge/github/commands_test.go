@@ -323,3 +323,24 @@ func TestCommandApproveAndRevoke(t *testing.T) {
 		t.Errorf("audit %v", actions)
 	}
 }
+
+func TestCommandsOffOrEdited(t *testing.T) {
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	fake.OpenPR(ghtest.PR{Number: 2, HeadSHA: sha(2)})
+	id := fake.AddComment(2, "alice", "/preview redeploy")
+	rec := &recorder{}
+	srv := httptest.NewServer(NewWebhook(WebhookOptions{Secret: secret, Owner: "octocat", Repo: "Hello-World", ProductionBranch: "main", Enqueue: rec.enqueue}))
+	t.Cleanup(srv.Close)
+	code, resp, err := ghtest.Deliver(srv.Client(), srv.URL, secret, "issue_comment", fake.IssueCommentEvent(2, id))
+	if err != nil || code != 202 || !strings.Contains(resp, "commands are off") || len(rec.got()) != 0 {
+		t.Fatalf("without commands: %d %s %v %v", code, resp, err, rec.got())
+	}
+	g := newCmdRig(t)
+	g.fake.OpenPR(ghtest.PR{Number: 2, HeadSHA: sha(2)})
+	id = g.fake.AddComment(2, "alice", "/preview redeploy")
+	edited := strings.Replace(string(g.fake.IssueCommentEvent(2, id)), `"action": "created"`, `"action": "edited"`, 1)
+	code, resp, err = ghtest.Deliver(g.srv.Client(), g.srv.URL, secret, "issue_comment", []byte(edited))
+	if err != nil || code != 202 || !strings.Contains(resp, "action edited") || len(g.fake.Reactions(id)) != 0 {
+		t.Fatalf("edited: %d %s %v", code, resp, err)
+	}
+}
