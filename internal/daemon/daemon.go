@@ -105,7 +105,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if err != nil {
 		return nil, err
 	}
-	d.gh = d.gitHub(src)
+	if d.gh, err = d.gitHub(ctx, src); err != nil {
+		return nil, err
+	}
 	if d.rt, err = d.openRuntime(src); err != nil {
 		return nil, err
 	}

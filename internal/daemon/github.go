@@ -50,23 +50,38 @@ type gitHubParts struct {
 	gitEnv   func(context.Context) ([]string, error)
 }
 
-func (d *Daemon) gitHub(src reconcile.Source) gitHubParts {
+func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts, error) {
 	s, ok := src.(*ghforge.Source)
 	if !ok {
-		return gitHubParts{}
+		return gitHubParts{}, nil
 	}
 	g := d.cfg.Forge.GitHub
+	trusted, err := d.store.Trusted(ctx)
+	if err != nil {
+		return gitHubParts{}, err
+	}
+	logins := make([]string, len(trusted))
+	for i, c := range trusted {
+		logins[i] = c.Login
+	}
+	s.SetTrusted(logins)
+	n := notify.NewGitHub(notify.GitHubOptions{
+		Client: s.Client(), Deployments: g.DeploymentsEnabled(), CommitStatus: g.CommitStatus,
+		DashboardURL: g.DashboardURL, Logger: d.log,
+	})
+	enqueue := func(key string) { d.rec.Enqueue(key) }
+	cmds := ghforge.NewCommands(ghforge.CommandOptions{
+		Client: s.Client(), Source: s, Ledger: d.store, Reply: n,
+		Redeploy: func(key string) { d.rec.Redeploy(key) }, Enqueue: enqueue, Logger: d.log,
+	})
 	return gitHubParts{
-		notifier: notify.NewGitHub(notify.GitHubOptions{
-			Client: s.Client(), Deployments: g.DeploymentsEnabled(), CommitStatus: g.CommitStatus,
-			DashboardURL: g.DashboardURL, Logger: d.log,
-		}),
+		notifier: n,
 		webhook: ghforge.NewWebhook(ghforge.WebhookOptions{
 			Secret: g.WebhookSecret, Owner: g.Owner, Repo: g.Repo, ProductionBranch: g.ProductionBranch,
-			Source: s, Enqueue: func(key string) { d.rec.Enqueue(key) }, Logger: d.log,
+			Source: s, Enqueue: enqueue, Commands: cmds, Logger: d.log,
 		}),
 		gitEnv: s.GitEnv,
-	}
+	}, nil
 }
 
 func (p gitHubParts) notifiers() []reconcile.Notifier {

@@ -31,8 +31,10 @@ type PR struct {
 	// repository. HeadRepoDeleted makes head.repo null.
 	HeadRepo        string
 	HeadRepoDeleted bool
-	Labels          []string
-	Draft           bool
+	// Author is the pull request's user; empty means the head's owner.
+	Author string
+	Labels []string
+	Draft  bool
 	// State is open or closed.
 	State     string
 	Merged    bool
@@ -156,6 +158,8 @@ type Server struct {
 	rng         *rand.Rand
 	stats       Stats
 	routes      map[string]int
+	permissions map[string]string
+	reactions   map[int64][]string
 	limitReset  time.Time
 	mux         *http.ServeMux
 }
@@ -173,6 +177,7 @@ func New(t testing.TB, owner, repo string) *Server {
 		statuses: map[string][]CommitStatus{}, checks: map[string][]CheckRun{},
 		nextID: 1000, clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		pageCache: map[string]cachedPage{}, rng: rand.New(rand.NewPCG(1, 2)), routes: map[string]int{},
+		permissions: map[string]string{}, reactions: map[int64][]string{},
 	}
 	s.mux = http.NewServeMux()
 	s.routesInit()

@@ -45,6 +45,8 @@ func (s *Server) routesInit() {
 	h("POST /repos/{owner}/{repo}/statuses/{sha}", s.createCommitStatus)
 	h("GET /repos/{owner}/{repo}/commits/{sha}/status", s.combinedStatus)
 	h("GET /repos/{owner}/{repo}/commits/{sha}/check-runs", s.checkRuns)
+	h("GET /repos/{owner}/{repo}/collaborators/{user}/permission", s.getPermission)
+	h("POST /repos/{owner}/{repo}/issues/comments/{cid}/reactions", s.createReaction)
 	h("GET /rate_limit", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, template("rest/rate-limit.json"))
 	})
@@ -136,6 +138,12 @@ func (s *Server) renderPR(r *http.Request, pr *PR, full bool) map[string]any {
 	}
 	if pr.HeadRepoDeleted {
 		head["repo"] = nil
+	}
+	if u, ok := m["user"].(map[string]any); ok {
+		u["login"] = headOwner
+		if pr.Author != "" {
+			u["login"] = pr.Author
+		}
 	}
 	b := obj(m, "base")
 	b["ref"] = pr.BaseRef

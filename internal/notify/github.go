@@ -74,6 +74,11 @@ type shown struct {
 	// commit is the SHA, state and description of the last commit status
 	// set.
 	commit string
+	// lines are the last answers to PR commands, oldest first, shown at
+	// the end of the comment.
+	lines []string
+	// write serializes the comment's edits by notices and by Say.
+	write *sync.Mutex
 }
 
 type comment struct {
@@ -238,7 +243,7 @@ func (g *GitHub) known(key string, f func(s *shown)) {
 	defer g.mu.Unlock()
 	s := g.shown[key]
 	if s == nil {
-		s = &shown{states: map[int64]string{}}
+		s = &shown{states: map[int64]string{}, write: &sync.Mutex{}}
 		g.shown[key] = s
 	}
 	f(s)
@@ -253,7 +258,10 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 		number = n.Source.Number
 	}
 	if n.Env.Kind == env.KindPullRequest && number > 0 {
-		if err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL)); err != nil {
+		unlock := g.lockComment(n.Env.Key)
+		err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL)+g.section(n.Env.Key))
+		unlock()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("comment: %w", err))
 		}
 	}

@@ -17,7 +17,8 @@ type Filter struct {
 	Branches, IgnoreBranches, TargetBranches []string
 	// Drafts admits draft pull requests.
 	Drafts bool
-	// ForkLabel must be present on a pull request from a fork.
+	// ForkLabel must be present on a pull request from a fork, unless
+	// its author is a trusted contributor (/preview approve).
 	ForkLabel string
 	// TrustForks marks admitted fork environments as trusted.
 	TrustForks bool
@@ -33,6 +34,9 @@ type PullRequest struct {
 	// Fork is true when the head is in another repository (or its
 	// repository was deleted).
 	Fork bool
+	// TrustedAuthor is true when the author was approved as a trusted
+	// contributor: it lifts the fork label requirement only.
+	TrustedAuthor bool
 }
 
 // Decision is a filter's answer.
@@ -72,9 +76,11 @@ func (f Filter) Decide(pr PullRequest) Decision {
 		}
 	}
 	if pr.Fork {
-		if f.ForkLabel == "" || !has(f.ForkLabel) {
+		if !pr.TrustedAuthor && (f.ForkLabel == "" || !has(f.ForkLabel)) {
 			return Decision{Reason: "fork without label " + f.ForkLabel}
 		}
+		// A trusted author's fork is still a fork: Trusted (configured
+		// secrets) follows TrustForks alone.
 		return Decision{OK: true, Trusted: f.TrustForks}
 	}
 	return Decision{OK: true, Trusted: true}

@@ -72,6 +72,7 @@ type Source struct {
 	checks    map[string]*cached // by URL
 	green     map[string]bool    // SHAs whose checks all passed
 	holds     map[string]string  // SHA -> the last hold Refresh found
+	trusted   map[string]bool    // lower-case logins of trusted contributors
 }
 
 var _ interface {
@@ -85,6 +86,9 @@ type pull struct {
 	State  string `json:"state"`
 	Title  string `json:"title"`
 	Draft  bool   `json:"draft"`
+	User   *struct {
+		Login string `json:"login"`
+	} `json:"user"`
 	Labels []struct {
 		Name string `json:"name"`
 	} `json:"labels"`
@@ -155,7 +159,42 @@ func NewSource(c *githubapi.Client, o SourceOptions) *Source {
 		checks:   map[string]*cached{},
 		green:    map[string]bool{},
 		holds:    map[string]string{},
+		trusted:  map[string]bool{},
 	}
+}
+
+// SetTrusted replaces the trusted contributors (loaded from the store at
+// start).
+func (s *Source) SetTrusted(logins []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trusted = map[string]bool{}
+	for _, l := range logins {
+		s.trusted[strings.ToLower(l)] = true
+	}
+}
+
+// Trust marks login trusted (true) or not: their fork pull requests
+// need no fork label. The next List or Refresh sees it.
+func (s *Source) Trust(login string, trusted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if trusted {
+		s.trusted[strings.ToLower(login)] = true
+	} else {
+		delete(s.trusted, strings.ToLower(login))
+	}
+}
+
+// Author returns the author of pull request n as last read, if known.
+func (s *Source) Author(n int) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.snap[n]
+	if e == nil || e.pr.User == nil {
+		return "", false
+	}
+	return e.pr.User.Login, true
 }
 
 // Invalidate marks key stale: the next Refresh reads it from GitHub
@@ -469,7 +508,11 @@ func (s *Source) pullRequest(pr *pull) PullRequest {
 	for i, l := range pr.Labels {
 		labels[i] = l.Name
 	}
-	return PullRequest{Number: pr.Number, Draft: pr.Draft, Labels: labels, HeadBranch: pr.Head.Ref, BaseBranch: pr.Base.Ref, Fork: s.isFork(pr)}
+	author := ""
+	if pr.User != nil {
+		author = strings.ToLower(pr.User.Login)
+	}
+	return PullRequest{Number: pr.Number, Draft: pr.Draft, Labels: labels, HeadBranch: pr.Head.Ref, BaseBranch: pr.Base.Ref, Fork: s.isFork(pr), TrustedAuthor: author != "" && s.trusted[author]}
 }
 
 // isFork compares the head's repository with this one. (The "fork" flag

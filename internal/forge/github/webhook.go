@@ -35,6 +35,9 @@ type WebhookOptions struct {
 	Source *Source
 	// MaxBody bounds a delivery's size. Default 25 MiB (GitHub's cap).
 	MaxBody int64
+	// Commands, if set, carries out /preview commands from
+	// issue_comment deliveries.
+	Commands *Commands
 	// Remember is how many delivery ids are kept to drop redeliveries.
 	// Default 4096.
 	Remember int
@@ -170,6 +173,10 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusAccepted, answer{Status: "ignored", Reason: "another repository"})
 		return
 	}
+	if event == "issue_comment" {
+		h.comment(w, r, body)
+		return
+	}
 	keys, why := h.keys(event, &d)
 	if len(keys) == 0 {
 		reply(w, http.StatusAccepted, answer{Status: "ignored", Reason: why})
@@ -183,6 +190,25 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Debug("webhook enqueued", "event", event, "action", d.Action, "delivery", id, "keys", strings.Join(keys, ","))
 	reply(w, http.StatusAccepted, answer{Status: "queued", Keys: keys})
+}
+
+// comment hands an issue_comment delivery to the commands.
+func (h *Webhook) comment(w http.ResponseWriter, r *http.Request, body []byte) {
+	if h.o.Commands == nil {
+		reply(w, http.StatusAccepted, answer{Status: "ignored", Reason: "commands are off"})
+		return
+	}
+	status, err := h.o.Commands.Handle(r.Context(), body)
+	if err != nil {
+		h.log.Error("pr command failed", "err", err)
+		reply(w, http.StatusBadGateway, answer{Status: "failed", Reason: "could not reach GitHub"})
+		return
+	}
+	if why, ok := strings.CutPrefix(status, "ignored: "); ok {
+		reply(w, http.StatusAccepted, answer{Status: "ignored", Reason: why})
+		return
+	}
+	reply(w, http.StatusAccepted, answer{Status: status})
 }
 
 // keys returns the keys a delivery asks to look at again, or why none.

@@ -1,0 +1,284 @@
+package github
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/previewd/previewd/internal/command"
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/githubapi"
+	"github.com/previewd/previewd/internal/store"
+)
+
+// Replier answers a PR command where the commenter sees it: a reaction
+// on the comment and a line in the pull request's previewd comment.
+// notify.GitHub is one.
+type Replier interface {
+	React(ctx context.Context, commentID int64, content string) error
+	Say(ctx context.Context, key string, number int, line string) error
+}
+
+// Ledger is what commands record: trusted contributors and the audit
+// trail. *store.Store is one.
+type Ledger interface {
+	Trust(ctx context.Context, login, actor string) error
+	Untrust(ctx context.Context, login string) (bool, error)
+	AddAudit(ctx context.Context, e store.AuditEntry) error
+	Get(ctx context.Context, key string) (env.Environment, error)
+}
+
+// CommandOptions configure Commands.
+type CommandOptions struct {
+	Client *githubapi.Client
+	// Source learns of trusted contributors at once.
+	Source *Source
+	Ledger Ledger
+	Reply  Replier
+	// Redeploy and Enqueue ask the reconciler for work; commands do
+	// nothing else.
+	Redeploy func(key string)
+	Enqueue  func(key string)
+	// Self is previewd's own login (a token's user); comments by it are
+	// never commands. An App's comments are by a Bot user, also ignored.
+	Self string
+	// PermissionTTL is how long a permission answer is reused. Default
+	// 60s. PermissionCache bounds how many are kept. Default 1024.
+	PermissionTTL   time.Duration
+	PermissionCache int
+	Logger          *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Commands carries out /preview commands from pull request comments.
+type Commands struct {
+	o   CommandOptions
+	log *slog.Logger
+
+	mu    sync.Mutex
+	perms map[string]permission // by lower-case login
+}
+
+type permission struct {
+	level string
+	at    time.Time
+}
+
+// NewCommands returns the command handler the webhook hands
+// issue_comment deliveries to.
+func NewCommands(o CommandOptions) *Commands {
+	if o.PermissionTTL <= 0 {
+		o.PermissionTTL = time.Minute
+	}
+	if o.PermissionCache <= 0 {
+		o.PermissionCache = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Commands{o: o, log: o.Logger, perms: map[string]permission{}}
+}
+
+// issueComment is the part of an issue_comment delivery commands read.
+type issueComment struct {
+	Action string `json:"action"`
+	Issue  struct {
+		Number      int             `json:"number"`
+		State       string          `json:"state"`
+		PullRequest json.RawMessage `json:"pull_request"`
+	} `json:"issue"`
+	Comment struct {
+		ID   int64  `json:"id"`
+		Body string `json:"body"`
+		User struct {
+			Login string `json:"login"`
+			Type  string `json:"type"`
+		} `json:"user"`
+	} `json:"comment"`
+}
+
+// Handle reads an issue_comment delivery and carries out its command. It
+// returns what happened for the webhook's answer ("ignored: ...",
+// "accepted", "refused"), and an error only when GitHub could not be
+// asked.
+func (c *Commands) Handle(ctx context.Context, body []byte) (string, error) {
+	var ev issueComment
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return "", fmt.Errorf("decoding issue_comment: %w", err)
+	}
+	user := ev.Comment.User
+	switch {
+	case ev.Action != "created":
+		return "ignored: action " + ev.Action, nil
+	case len(ev.Issue.PullRequest) == 0 || string(ev.Issue.PullRequest) == "null":
+		return "ignored: not a pull request", nil
+	case strings.EqualFold(user.Type, "Bot") || strings.HasSuffix(strings.ToLower(user.Login), "[bot]"):
+		return "ignored: a bot's comment", nil
+	case c.o.Self != "" && strings.EqualFold(user.Login, c.o.Self):
+		return "ignored: previewd's own comment", nil
+	case strings.Contains(ev.Comment.Body, "<!-- previewd:"):
+		return "ignored: previewd's own comment", nil
+	}
+	cmd, ok := command.Parse(ev.Comment.Body)
+	if !ok {
+		return "ignored: no command", nil
+	}
+	n, id := ev.Issue.Number, ev.Comment.ID
+	key := env.PullRequestKey(n)
+	if err := c.o.Reply.React(ctx, id, "eyes"); err != nil {
+		c.log.Warn("reacting to a command failed", "key", key, "err", err)
+	}
+	level, err := c.permission(ctx, user.Login)
+	if err != nil {
+		c.answer(ctx, key, n, id, user.Login, cmd, false, "could not check permissions, try again")
+		return "", err
+	}
+	if !mayAct(level) {
+		c.answer(ctx, key, n, id, user.Login, cmd, false, "refused, needs write access")
+		return "refused", nil
+	}
+	ok, line := c.run(ctx, key, n, ev.Issue.State, user.Login, cmd)
+	c.answer(ctx, key, n, id, user.Login, cmd, ok, line)
+	if ok {
+		return "accepted", nil
+	}
+	return "refused", nil
+}
+
+func mayAct(level string) bool {
+	return level == "admin" || level == "maintain" || level == "write"
+}
+
+// run carries out a permitted command and returns whether it was accepted
+// and the line that says so.
+func (c *Commands) run(ctx context.Context, key string, n int, state, login string, cmd command.Command) (bool, string) {
+	actor := "github:" + login
+	switch {
+	case cmd.Name == "" || cmd.Name == command.Help:
+		return true, command.HelpText
+	case command.IsLater(cmd.Name):
+		return false, "`" + cmd.Name + "` is not available in this version"
+	case cmd.Name != command.Redeploy && cmd.Name != command.Approve && cmd.Name != command.Revoke:
+		return false, "unknown command `" + cmd.Name + "`; " + command.HelpText
+	case cmd.Name == command.Revoke:
+		if len(cmd.Args) != 1 || strings.TrimPrefix(cmd.Args[0], "@") == "" {
+			return false, "usage: `/preview revoke @user`"
+		}
+		who := strings.TrimPrefix(cmd.Args[0], "@")
+		was, err := c.o.Ledger.Untrust(ctx, who)
+		if err != nil {
+			c.log.Error("revoking trust failed", "key", key, "err", err)
+			return false, "revoke failed, try again"
+		}
+		if c.o.Source != nil {
+			c.o.Source.Trust(who, false)
+			c.o.Source.Invalidate(key)
+		}
+		c.o.Enqueue(key)
+		if !was {
+			return true, "@" + who + " was not a trusted contributor"
+		}
+		return true, "@" + who + " is no longer a trusted contributor"
+	case state != "open":
+		return false, cmd.Name + " refused: the pull request is closed"
+	case cmd.Name == command.Redeploy:
+		if _, err := c.o.Ledger.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+			return false, "redeploy refused: this pull request has no environment"
+		} else if err != nil {
+			c.log.Error("reading environment failed", "key", key, "err", err)
+			return false, "redeploy failed, try again"
+		}
+		c.o.Redeploy(key)
+		return true, "redeploy accepted"
+	}
+	// approve
+	pr, _, err := c.o.Client.API().PullRequests.Get(ctx, c.o.Client.Owner(), c.o.Client.Repo(), n)
+	if err != nil {
+		c.log.Error("reading the pull request failed", "key", key, "err", err)
+		return false, "approve failed, try again"
+	}
+	head := pr.GetHead().GetRepo().GetFullName()
+	if head != "" && strings.EqualFold(head, c.o.Client.Owner()+"/"+c.o.Client.Repo()) {
+		return false, "approve refused: not a fork, it needs no approval"
+	}
+	author := pr.GetUser().GetLogin()
+	if author == "" {
+		return false, "approve refused: the pull request has no author"
+	}
+	if err := c.o.Ledger.Trust(ctx, author, actor); err != nil {
+		c.log.Error("trusting a contributor failed", "key", key, "err", err)
+		return false, "approve failed, try again"
+	}
+	if c.o.Source != nil {
+		c.o.Source.Trust(author, true)
+		c.o.Source.Invalidate(key)
+	}
+	c.o.Enqueue(key)
+	return true, "approve accepted: @" + author + " is a trusted contributor (no configured secrets)"
+}
+
+// answer reacts, says the line and audits the command.
+func (c *Commands) answer(ctx context.Context, key string, n int, id int64, login string, cmd command.Command, ok bool, line string) {
+	reaction := "-1"
+	if ok {
+		reaction = "+1"
+	}
+	if err := c.o.Reply.React(ctx, id, reaction); err != nil {
+		c.log.Warn("reacting to a command failed", "key", key, "err", err)
+	}
+	if err := c.o.Reply.Say(ctx, key, n, "@"+login+": "+line); err != nil {
+		c.log.Warn("answering a command failed", "key", key, "err", err)
+	}
+	action := cmd.Name
+	if action == "" {
+		action = command.Help
+	}
+	detail := strings.Join(cmd.Args, " ")
+	if !ok {
+		detail = strings.TrimSpace("refused: " + line + " " + detail)
+	}
+	if err := c.o.Ledger.AddAudit(ctx, store.AuditEntry{Actor: "github:" + login, Action: action, Via: "pr-comment", Key: key, Detail: detail}); err != nil {
+		c.log.Error("auditing a command failed", "key", key, "err", err)
+	}
+}
+
+// permission asks GitHub for login's permission on the repository,
+// reusing an answer younger than PermissionTTL.
+func (c *Commands) permission(ctx context.Context, login string) (string, error) {
+	k := strings.ToLower(login)
+	now := c.o.Now()
+	c.mu.Lock()
+	p, ok := c.perms[k]
+	c.mu.Unlock()
+	if ok && now.Sub(p.at) < c.o.PermissionTTL {
+		return p.level, nil
+	}
+	lvl, _, err := c.o.Client.API().Repositories.GetPermissionLevel(ctx, c.o.Client.Owner(), c.o.Client.Repo(), login)
+	if githubapi.IsNotFound(err) {
+		return "none", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("asking the permission of %s: %w", login, err)
+	}
+	level := lvl.GetPermission()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.perms) >= c.o.PermissionCache {
+		for l, q := range c.perms {
+			if now.Sub(q.at) >= c.o.PermissionTTL || len(c.perms) >= c.o.PermissionCache {
+				delete(c.perms, l)
+			}
+		}
+	}
+	c.perms[k] = permission{level: level, at: now}
+	return level, nil
+}
