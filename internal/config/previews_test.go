@@ -32,8 +32,8 @@ previews: {access: signin, signinURL: "https://previewd.example.com"}
 	}
 
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"no password":    {"previews: {access: password}", "previews.password: access password needs a password of at least 12"},
-		"short password": {`previews: {access: password, password: "${SHORT}"}`, "previews.password: access password needs a password of at least 12"},
+		"no password":     {"previews: {access: password}", "previews.password: access password needs a password of at least 12"},
+		"short password":  {`previews: {access: password, password: "${SHORT}"}`, "previews.password: access password needs a password of at least 12"},
 		"signin, no auth": {`previews: {access: signin, signinURL: "https://p.example.com"}`, "previews.access: signin needs a sign-in method"},
 		"signin, no URL": {`auth: {tokens: [{name: ci, token: "${CI_TOKEN}", role: admin}]}
 previews: {access: signin}`, "previews.signinURL: access signin needs previewd's address"},
