@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -70,6 +72,9 @@ type Previews struct {
 	o      PreviewOptions
 	signer *Signer
 	now    func() time.Time
+	// gen names the password a cookie was issued under, so a new
+	// password ends the cookies of the old one.
+	gen string
 
 	mu   sync.Mutex
 	used map[string]time.Time // ticket ids exchanged, until they expire
@@ -83,7 +88,10 @@ func NewPreviews(o PreviewOptions) *Previews {
 	if o.Access == "" {
 		o.Access = PreviewPublic
 	}
-	return &Previews{o: o, signer: NewSigner(o.Secret, "preview", o.Now), now: o.Now, used: map[string]time.Time{}}
+	m := hmac.New(sha256.New, DeriveKey(o.Secret, "preview"))
+	m.Write([]byte("password\x00" + o.Password))
+	gen := hex.EncodeToString(m.Sum(nil)[:8])
+	return &Previews{o: o, signer: NewSigner(o.Secret, "preview", o.Now), now: o.Now, gen: gen, used: map[string]time.Time{}}
 }
 
 // Access is the configured access mode.
@@ -106,6 +114,8 @@ type previewValue struct {
 	Name string `json:"n,omitempty"`
 	// Ticket marks a one-time ticket, with its id.
 	Ticket string `json:"t,omitempty"`
+	// Gen is the password generation of a cookie (see Previews.gen).
+	Gen string `json:"g,omitempty"`
 }
 
 // Allow reports whether r carries a credential good for preview key: the
@@ -140,6 +150,9 @@ func (p *Previews) Allow(r *http.Request, key string) (bool, error) {
 	if v.Key != key {
 		return false, ErrWrongPreview
 	}
+	if v.Gen != p.gen {
+		return false, ErrExpired
+	}
 	return true, nil
 }
 
@@ -148,16 +161,18 @@ func (p *Previews) CheckPassword(s string) bool {
 	return p.o.Password != "" && equal(s, p.o.Password)
 }
 
-// equal compares two secrets in constant time (the length aside).
+// equal compares two secrets in constant time: their SHA-256 sums, so
+// not even the length shows.
 func equal(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+	x, y := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
 }
 
 // Issue sets the preview cookie for key on w: no Domain (so only the
 // preview's own host gets it back), HttpOnly, SameSite=Lax, Secure over
 // TLS.
 func (p *Previews) Issue(w http.ResponseWriter, r *http.Request, key, name string) error {
-	v, err := p.signer.Sign(previewValue{Key: key, Name: name}, PreviewCookieTTL)
+	v, err := p.signer.Sign(previewValue{Key: key, Name: name, Gen: p.gen}, PreviewCookieTTL)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,23 @@ func TestPreviews(t *testing.T) {
 		t.Fatal("a ticket must not open a preview as a cookie")
 	}
 
+	// A new password ends the old password's cookies.
+	old := NewPreviews(PreviewOptions{Access: PreviewPassword, Password: "old password 1", Secret: []byte("s")})
+	w := httptest.NewRecorder()
+	if err := old.Issue(w, httptest.NewRequest("GET", "/", nil), "pr-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	c := w.Result().Cookies()[0]
+	r = httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(c)
+	if ok, err := old.Allow(r, "pr-1"); !ok || err != nil {
+		t.Fatalf("own cookie: %v, %v", ok, err)
+	}
+	rotated := NewPreviews(PreviewOptions{Access: PreviewPassword, Password: "new password 2", Secret: []byte("s")})
+	if ok, _ := rotated.Allow(r, "pr-1"); ok {
+		t.Fatal("a cookie of the old password must not open the preview")
+	}
+
 	r = httptest.NewRequest("GET", "/", nil)
 	r.Header.Add("Cookie", "a=1; "+PreviewCookieName+"=x")
 	r.Header.Add("Cookie", "b=2")
