@@ -27,7 +27,9 @@ func (s *Server) guardPreview(w http.ResponseWriter, r *http.Request, key string
 		return true
 	}
 	if !pv.Protects(key == env.ProductionKey) {
-		pv.Strip(r)
+		// A public host: only the bypass header is previewd's; the
+		// app's own Authorization stays.
+		r.Header.Del(auth.BypassHeader)
 		return true
 	}
 	switch r.URL.Path {

@@ -211,7 +211,10 @@ func TestPreviewPassword(t *testing.T) {
 	}
 
 	// Production stays public, and still gets no bypass header.
-	noCredentials(t, echoed(t, f.send("GET", env.ProductionKey, "/", map[string]string{auth.BypassHeader: bypassToken}, nil)))
+	h = echoed(t, f.send("GET", env.ProductionKey, "/", map[string]string{auth.BypassHeader: bypassToken, "Authorization": "Basic YXBwOnVzZXI="}, nil))
+	if h.Get(auth.BypassHeader) != "" || h.Get("Authorization") != "Basic YXBwOnVzZXI=" {
+		t.Fatalf("public production: the app got %v; want its own Authorization and no bypass header", h)
+	}
 
 	// Forward-auth, as ingress-nginx calls it.
 	fa := func(host string, hdr map[string]string) int {
