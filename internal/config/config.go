@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,6 +141,64 @@ type Previews struct {
 	// status. The local runtime gives apps HOST=127.0.0.1 to bind to and
 	// checks their listening sockets (on Linux). Default false.
 	RequireLoopback bool `yaml:"requireLoopback"`
+	// Access is who may open a preview: public (anyone with the URL),
+	// password (HTTP Basic with any user name, or a small page for
+	// browsers) or signin (previewd's own sign-in, as a viewer or
+	// better). Production stays public unless ProtectProduction. Default
+	// public.
+	Access string `yaml:"access"`
+	// Password is the shared password of access password, at least 12
+	// characters; use ${VAR}.
+	Password string `yaml:"password"`
+	// BypassToken lets a request with the header X-Previewd-Bypass:
+	// <token> through (CI, e2e tests, agents); use ${VAR}. The header is
+	// stripped before the app.
+	BypassToken string `yaml:"bypassToken"`
+	// ProtectProduction puts production behind the same access.
+	ProtectProduction bool `yaml:"protectProduction"`
+	// SigninURL is previewd's own address, where access signin sends a
+	// visitor to sign in, e.g. https://previewd.example.com. Default
+	// github.dashboardURL.
+	SigninURL string `yaml:"signinURL"`
+}
+
+// minPreviewPasswordLen is the shortest previews.password accepted.
+const minPreviewPasswordLen = 12
+
+// SigninURL is where access signin sends a visitor to sign in.
+func (c *Config) SigninURL() string {
+	if c.Previews.SigninURL != "" {
+		return c.Previews.SigninURL
+	}
+	return c.Forge.GitHub.DashboardURL
+}
+
+func (c *Config) validatePreviews(bad func(string, string, ...any)) {
+	p := c.Previews
+	switch p.Access {
+	case "", "public":
+	case "password":
+		if len(p.Password) < minPreviewPasswordLen {
+			bad("previews.password", "access password needs a password of at least %d characters; use ${VAR}", minPreviewPasswordLen)
+		}
+	case "signin":
+		if len(c.Auth.Tokens) == 0 {
+			bad("previews.access", "signin needs a sign-in method in auth (auth.tokens)")
+		}
+		if c.SigninURL() == "" {
+			bad("previews.signinURL", "access signin needs previewd's address (or github.dashboardURL) to send visitors to sign in")
+		}
+	default:
+		bad("previews.access", "unknown value %q; want public, password or signin", p.Access)
+	}
+	if p.SigninURL != "" {
+		if u, err := url.Parse(p.SigninURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("previews.signinURL", "%q is not an http(s) URL", p.SigninURL)
+		}
+	}
+	if p.BypassToken != "" && len(p.BypassToken) < minTokenLen {
+		bad("previews.bypassToken", "too short; want at least %d characters (e.g. openssl rand -hex 32)", minTokenLen)
+	}
 }
 
 // Database selects and configures each environment's database.
@@ -455,6 +514,7 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	c.validatePreviews(bad)
 	if c.Previews.RequireLoopback && c.Runtime.Kind != "local" {
 		bad("previews.requireLoopback", "only runtime.kind local checks the sockets an app listens on; with %s it would guard nothing", c.Runtime.Kind)
 	}

@@ -44,3 +44,27 @@ func openAuth(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.A
 		Revocations: st,
 	}), nil
 }
+
+// openPreviews builds the guard of preview hosts (previews.access), its
+// cookies and tickets signed with the "preview" key derived from the same
+// secret as sessions.
+func openPreviews(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.Previews, error) {
+	key := cfg.Auth.SessionKey
+	if key == "" {
+		var err error
+		if key, err = st.Secret(ctx, sessionKeyName); err != nil {
+			return nil, err
+		}
+	}
+	access := auth.PreviewAccess(cfg.Previews.Access)
+	if access == "" {
+		access = auth.PreviewPublic
+	}
+	return auth.NewPreviews(auth.PreviewOptions{
+		Access:            access,
+		Password:          cfg.Previews.Password,
+		BypassToken:       cfg.Previews.BypassToken,
+		ProtectProduction: cfg.Previews.ProtectProduction,
+		Secret:            []byte(key),
+	}), nil
+}

@@ -129,8 +129,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if err != nil {
 		return nil, err
 	}
+	previews, err := openPreviews(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
 	so := server.Options{
 		Auth:         authn,
+		Previews:     previews,
+		DashboardURL: cfg.SigninURL(),
 		MetricsToken: cfg.Auth.Metrics == "token",
 		Store:        st,
 		Domain:       cfg.Domain,

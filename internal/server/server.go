@@ -68,6 +68,12 @@ type Options struct {
 	// Health, webhooks (their own HMAC), Argo CD's plugin (its own
 	// token) and preview hosts are not behind it.
 	Auth *auth.Authenticator
+	// Previews, if set, guards preview hosts (previews.access) and
+	// answers ingress-nginx's forward-auth at GET /auth/preview.
+	Previews *auth.Previews
+	// DashboardURL is where previewd's own sign-in is reached from a
+	// preview host (previews.access signin).
+	DashboardURL string
 	// MetricsToken puts /metrics behind a bearer token.
 	MetricsToken bool
 	Version      string
@@ -116,6 +122,10 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /{$}", s.page(auth.Viewer, s.dashboard))
 	s.mux.Handle("GET /environments/{key}", s.page(auth.Viewer, s.environmentPage))
 	s.mux.Handle("POST /environments/{key}/redeploy", s.page(auth.Operator, s.redeployPage))
+	s.mux.HandleFunc("GET /auth/preview", s.forwardAuth)
+	if o.Previews != nil && o.Previews.Access() == auth.PreviewSignIn {
+		s.mux.Handle("GET /preview/signin", s.page(auth.Viewer, s.signinForPreview))
+	}
 	if o.Auth != nil && o.Auth.Sessions() != nil {
 		s.mux.HandleFunc("GET /signin", s.getSignin)
 		s.mux.HandleFunc("POST /signin", s.postSignin)
@@ -151,10 +161,14 @@ func (s *Server) previewKey(host string) (string, bool) {
 	return key, true
 }
 
-// servePreview hands a preview host's request to the Router; a key it
+// servePreview checks a protected preview's credentials (see
+// guardPreview), then hands the request to the Router; a key it
 // does not serve gets 404 (unknown, with the live environments listed) or
 // 503 (known but not serving yet).
 func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, key string) {
+	if !s.guardPreview(w, r, key) {
+		return
+	}
 	if s.o.Router != nil && env.ValidKey(key) {
 		if h, ok := s.o.Router.Proxy(key); ok {
 			h.ServeHTTP(w, r)
