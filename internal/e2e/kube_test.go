@@ -100,9 +100,13 @@ database:
 	if _, err := cs.CoreV1().Services(ns).Get(ctx, "markdown-editor", metav1.GetOptions{}); err != nil {
 		t.Errorf("service: %v", err)
 	}
-	ing, err := cs.NetworkingV1().Ingresses(ns).List(ctx, metav1.ListOptions{})
-	if err != nil || len(ing.Items) != 1 || len(ing.Items[0].Spec.Rules) == 0 || ing.Items[0].Spec.Rules[0].Host != branch+".preview.test" {
-		t.Errorf("ingress: %v %+v", err, ing)
+	// The app's Ingress, and the one that sends /.previewd/ (protected
+	// previews' sign-in) to previewd, both on the preview's host.
+	for _, name := range []string{"markdown-editor", "markdown-editor-previewd"} {
+		ing, err := cs.NetworkingV1().Ingresses(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || len(ing.Spec.Rules) == 0 || ing.Spec.Rules[0].Host != branch+".preview.test" {
+			t.Errorf("ingress %s: %v %+v", name, err, ing)
+		}
 	}
 	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "previewd-env", metav1.GetOptions{})
 	if err != nil {
