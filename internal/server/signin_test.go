@@ -224,7 +224,12 @@ func TestOIDCSignInRefused(t *testing.T) {
 	}{
 		{name: "bad state", user: alice, cb: func(u *url.URL) { q := u.Query(); q.Set("state", "forged"); u.RawQuery = q.Encode() }, want: 401},
 		{name: "no state", user: alice, cb: func(u *url.URL) { q := u.Query(); q.Del("state"); u.RawQuery = q.Encode() }, want: 401},
-		{name: "provider error", user: alice, cb: func(u *url.URL) { q := u.Query(); q.Del("code"); q.Set("error", "access_denied"); u.RawQuery = q.Encode() }, want: 401},
+		{name: "provider error", user: alice, cb: func(u *url.URL) {
+			q := u.Query()
+			q.Del("code")
+			q.Set("error", "access_denied")
+			u.RawQuery = q.Encode()
+		}, want: 401},
 		{name: "forged code", user: alice, cb: func(u *url.URL) { q := u.Query(); q.Set("code", "forged"); u.RawQuery = q.Encode() }, want: 401},
 		{name: "wrong nonce", user: alice, tweak: func(c map[string]any) { c["nonce"] = "other" }, want: 401},
 		{name: "no nonce", user: alice, tweak: func(c map[string]any) { delete(c, "nonce") }, want: 401},
