@@ -28,6 +28,9 @@ type Options struct {
 	// Revocations, if set, remembers sessions ended by signing out, so a
 	// copy of their cookie is refused until it would have expired.
 	Revocations Revocations
+	// Providers are the sign-in flows beside the token form (OIDC,
+	// GitHub); they need Sessions.
+	Providers []Provider
 }
 
 // Revocations keeps the sessions ended before their expiry (the store).
@@ -45,15 +48,19 @@ type Authenticator struct {
 	anonymous Role
 	sessions  *Sessions
 	revoked   Revocations
+	providers []Provider
 }
 
 // New returns an authenticator.
 func New(o Options) *Authenticator {
-	return &Authenticator{tokens: NewTokens(o.Tokens), anonymous: o.Anonymous, sessions: o.Sessions, revoked: o.Revocations}
+	return &Authenticator{tokens: NewTokens(o.Tokens), anonymous: o.Anonymous, sessions: o.Sessions, revoked: o.Revocations, providers: o.Providers}
 }
 
 // Sessions returns the session store, nil without one.
 func (a *Authenticator) Sessions() *Sessions { return a.sessions }
+
+// Providers returns the sign-in flows beside the token form.
+func (a *Authenticator) Providers() []Provider { return a.providers }
 
 // Open reports whether a request without credentials may do everything.
 func (a *Authenticator) Open() bool { return a.anonymous == Admin }

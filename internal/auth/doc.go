@@ -8,7 +8,10 @@
 // use its types; the HTTP routes that enforce it live in internal/server.
 //
 // A Principal is named by where it comes from: "token:<name>" for an API
-// token, "anonymous" for a request without credentials. Sign-in flows
-// added later name theirs the same way ("github:<login>",
-// "oidc:<subject or email>") and issue a session with Sessions.Issue.
+// token, "anonymous" for a request without credentials, "github:<login>"
+// and "oidc:<verified email or subject>" for the sign-in Providers
+// (GitHub OAuth and OpenID Connect, in github.go and oidc.go), whose
+// shared state handling (a signed, one-time state/nonce/PKCE cookie) is
+// in signin.go. The server issues their sessions with Sessions.Issue.
+// Package oidctest is an in-process OIDC provider for tests.
 package auth

@@ -26,9 +26,9 @@ const Anonymous = "anonymous"
 // Principal is who a request acts as.
 type Principal struct {
 	// Name identifies the principal in the audit trail: "token:ci",
-	// "anonymous" (later "github:octocat", "oidc:alice@example.com").
+	// "anonymous", "github:octocat", "oidc:alice@example.com".
 	Name string `json:"name"`
-	// Kind is the name's prefix: token, anonymous (later github, oidc).
+	// Kind is the name's prefix: token, anonymous, github, oidc.
 	Kind string `json:"kind"`
 	// Role is what the principal may do.
 	Role Role `json:"role"`

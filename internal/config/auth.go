@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,55 @@ type Auth struct {
 	SessionKey string `yaml:"sessionKey"`
 	// SessionTTL is how long a dashboard sign-in lasts. Default 12h.
 	SessionTTL Duration `yaml:"sessionTTL"`
+	// PublicURL is where browsers reach previewd's dashboard, e.g.
+	// https://previewd.example.com; required with github or oidc, whose
+	// OAuth redirect URL is <publicURL>/signin/<github|oidc>/callback.
+	PublicURL string `yaml:"publicURL"`
+	// GitHub signs people in with a GitHub OAuth app.
+	GitHub *GitHubSignIn `yaml:"github"`
+	// OIDC signs people in with any OpenID Connect provider.
+	OIDC *OIDCSignIn `yaml:"oidc"`
+}
+
+// GitHubSignIn is sign-in with a GitHub OAuth app (scope read:org).
+type GitHubSignIn struct {
+	// ClientID and ClientSecret are the OAuth app's; use ${VAR} for the
+	// secret. Required.
+	ClientID     string `yaml:"clientID"`
+	ClientSecret string `yaml:"clientSecret"`
+	// URL is GitHub's web address. Default https://github.com; for
+	// GitHub Enterprise Server https://HOST.
+	URL string `yaml:"url"`
+	// APIURL is GitHub's REST API. Default https://api.github.com/, or
+	// <url>/api/v3/ with url set.
+	APIURL string `yaml:"apiURL"`
+	// AllowedOrgs and AllowedTeams ("org/team-slug") admit their members;
+	// at least one is required.
+	AllowedOrgs  []string `yaml:"allowedOrgs"`
+	AllowedTeams []string `yaml:"allowedTeams"`
+	// Roles maps an org or "org/team" to viewer, operator or admin; a
+	// member gets the strongest role of their orgs and teams, viewer
+	// without any.
+	Roles map[string]string `yaml:"roles"`
+}
+
+// OIDCSignIn is sign-in with an OpenID Connect provider.
+type OIDCSignIn struct {
+	// Issuer is the provider's issuer URL (https). Required.
+	Issuer string `yaml:"issuer"`
+	// ClientID and ClientSecret are previewd's client at the provider;
+	// use ${VAR} for the secret. Required.
+	ClientID     string `yaml:"clientID"`
+	ClientSecret string `yaml:"clientSecret"`
+	// AllowedDomains, if set, admit only a verified email address in one
+	// of them.
+	AllowedDomains []string `yaml:"allowedDomains"`
+	// AllowedGroups, if set, admit only a member of one of them (the ID
+	// token's groups claim).
+	AllowedGroups []string `yaml:"allowedGroups"`
+	// Role is what a signed-in user may do: viewer, operator or admin.
+	// Default viewer.
+	Role string `yaml:"role"`
 }
 
 // Token is one API token.
@@ -53,7 +103,7 @@ const (
 // Configured reports whether the config has an auth section that says
 // anything.
 func (a Auth) Configured() bool {
-	return len(a.Tokens) > 0 || a.Anonymous != "" || a.Metrics != "" || a.SessionKey != ""
+	return len(a.Tokens) > 0 || a.Anonymous != "" || a.Metrics != "" || a.SessionKey != "" || a.GitHub != nil || a.OIDC != nil
 }
 
 func (a *Auth) setDefaults() {
@@ -127,9 +177,87 @@ func (a Auth) validate(bad func(string, string, ...any)) {
 	if d := a.SessionTTL.Duration; d < time.Minute || d > 30*24*time.Hour {
 		bad("auth.sessionTTL", "%s is out of range; want 1m to 720h", a.SessionTTL)
 	}
-	if a.Configured() && len(a.Tokens) == 0 && (a.Anonymous == "" || a.Anonymous == "none") {
-		bad("auth.tokens", "nobody can get in: add a token, or set auth.anonymous to viewer or admin")
+	if a.Configured() && len(a.Tokens) == 0 && a.GitHub == nil && a.OIDC == nil && (a.Anonymous == "" || a.Anonymous == "none") {
+		bad("auth.tokens", "nobody can get in: add a token, github or oidc, or set auth.anonymous to viewer or admin")
 	}
+	if a.GitHub != nil || a.OIDC != nil {
+		if a.PublicURL == "" {
+			bad("auth.publicURL", "required with auth.github or auth.oidc: the URL browsers reach previewd at, e.g. https://previewd.example.com")
+		} else if u, err := url.Parse(a.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			bad("auth.publicURL", "%q is not a base URL; want e.g. https://previewd.example.com", a.PublicURL)
+		}
+	}
+	if g := a.GitHub; g != nil {
+		secrets := func(f, v, what string) {
+			if v == "" {
+				bad(f, "required: %s", what)
+			}
+		}
+		secrets("auth.github.clientID", g.ClientID, "the OAuth app's client ID")
+		secrets("auth.github.clientSecret", g.ClientSecret, "the OAuth app's client secret, e.g. \"${GITHUB_OAUTH_SECRET}\"")
+		for _, f := range []struct{ name, v string }{{"auth.github.url", g.URL}, {"auth.github.apiURL", g.APIURL}} {
+			if f.v != "" && !absoluteURL(f.v) {
+				bad(f.name, "%q is not an absolute http(s) URL", f.v)
+			}
+		}
+		if len(g.AllowedOrgs) == 0 && len(g.AllowedTeams) == 0 {
+			bad("auth.github.allowedOrgs", "required (or allowedTeams): without either, anyone with a GitHub account could sign in")
+		}
+		for i, o := range g.AllowedOrgs {
+			if o == "" || strings.Contains(o, "/") {
+				bad("auth.github.allowedOrgs["+strconv.Itoa(i)+"]", "%q is not an org login", o)
+			}
+		}
+		for i, t := range g.AllowedTeams {
+			if org, team, ok := strings.Cut(t, "/"); !ok || org == "" || team == "" || strings.Contains(team, "/") {
+				bad("auth.github.allowedTeams["+strconv.Itoa(i)+"]", "%q is not org/team-slug", t)
+			}
+		}
+		for k, r := range g.Roles {
+			if org, team, hasTeam := strings.Cut(k, "/"); org == "" || (hasTeam && (team == "" || strings.Contains(team, "/"))) {
+				bad("auth.github.roles", "key %q is not an org or org/team-slug", k)
+			}
+			if r != "viewer" && r != "operator" && r != "admin" {
+				bad("auth.github.roles."+k, "unknown value %q; want viewer, operator or admin", r)
+			}
+		}
+	}
+	if o := a.OIDC; o != nil {
+		if o.Issuer == "" {
+			bad("auth.oidc.issuer", "required: the provider's issuer URL, e.g. https://accounts.google.com")
+		} else if u, err := url.Parse(o.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && Loopback(u.Host+portOr(u)))) {
+			bad("auth.oidc.issuer", "%q is not an https URL", o.Issuer)
+		}
+		if o.ClientID == "" {
+			bad("auth.oidc.clientID", "required: previewd's client ID at the provider")
+		}
+		if o.ClientSecret == "" {
+			bad("auth.oidc.clientSecret", "required: the client secret, e.g. \"${OIDC_CLIENT_SECRET}\"")
+		}
+		for i, d := range o.AllowedDomains {
+			if d == "" || strings.ContainsAny(d, "@/ ") {
+				bad("auth.oidc.allowedDomains["+strconv.Itoa(i)+"]", "%q is not a domain, e.g. example.com", d)
+			}
+		}
+		switch o.Role {
+		case "", "viewer", "operator", "admin":
+		default:
+			bad("auth.oidc.role", "unknown value %q; want viewer, operator or admin", o.Role)
+		}
+	}
+}
+
+func absoluteURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// portOr is ":port" for Loopback's host:port form, ":0" without one.
+func portOr(u *url.URL) string {
+	if u.Port() != "" {
+		return ""
+	}
+	return ":0"
 }
 
 func validTokenName(s string) bool {

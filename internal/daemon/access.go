@@ -3,6 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
+	"time"
 
 	"github.com/previewd/previewd/internal/auth"
 	"github.com/previewd/previewd/internal/config"
@@ -36,7 +39,12 @@ func openAuth(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.A
 			return nil, err
 		}
 	}
+	providers, err := signInProviders(ctx, cfg.Auth, []byte(key))
+	if err != nil {
+		return nil, err
+	}
 	return auth.New(auth.Options{
+		Providers: providers,
 		Tokens:    tokens,
 		Anonymous: anon,
 		Sessions:  auth.NewSessions([]byte(key), cfg.Auth.SessionTTL.Duration, nil),
@@ -67,4 +75,56 @@ func openPreviews(ctx context.Context, cfg *config.Config, st *store.Store) (*au
 		ProtectProduction: cfg.Previews.ProtectProduction,
 		Secret:            []byte(key),
 	}), nil
+}
+
+// signInTimeout bounds each call previewd makes to a sign-in provider.
+const signInTimeout = 15 * time.Second
+
+// signInProviders builds the sign-in flows of auth.github and auth.oidc,
+// their state cookies signed with a key derived from the session key.
+// The OIDC provider's discovery document is read now, so a wrong issuer
+// stops the start.
+func signInProviders(ctx context.Context, a config.Auth, secret []byte) ([]auth.Provider, error) {
+	var out []auth.Provider
+	base := strings.TrimSuffix(a.PublicURL, "/")
+	client := &http.Client{Timeout: signInTimeout}
+	if g := a.GitHub; g != nil {
+		roles := map[string]auth.Role{}
+		for k, v := range g.Roles {
+			r, err := auth.ParseRole(v)
+			if err != nil {
+				return nil, fmt.Errorf("auth.github.roles %s: %w", k, err)
+			}
+			roles[k] = r
+		}
+		api := g.APIURL
+		if api == "" && g.URL != "" {
+			api = strings.TrimSuffix(g.URL, "/") + "/api/v3/"
+		}
+		p, err := auth.NewGitHub(auth.GitHubOptions{
+			ClientID: g.ClientID, ClientSecret: g.ClientSecret, RedirectURL: base + "/signin/github/callback",
+			WebURL: g.URL, APIURL: api, AllowedOrgs: g.AllowedOrgs, AllowedTeams: g.AllowedTeams, Roles: roles,
+			Secret: secret, HTTPClient: client,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth.github: %w", err)
+		}
+		out = append(out, p)
+	}
+	if o := a.OIDC; o != nil {
+		role, err := auth.ParseRole(o.Role)
+		if err != nil {
+			return nil, fmt.Errorf("auth.oidc.role: %w", err)
+		}
+		p, err := auth.NewOIDC(ctx, auth.OIDCOptions{
+			Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, RedirectURL: base + "/signin/oidc/callback",
+			AllowedDomains: o.AllowedDomains, AllowedGroups: o.AllowedGroups, Role: role,
+			Secret: secret, HTTPClient: client,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth.oidc: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/previewd/previewd/internal/auth/oidctest"
 	"github.com/previewd/previewd/internal/config"
 )
 
@@ -74,5 +75,53 @@ func TestAuthWiring(t *testing.T) {
 	again := newDaemon(section)
 	if w := get(again.Handler(), "/api/v1/whoami", func(r *http.Request) { r.AddCookie(cookie) }); w.Code != 200 || !strings.Contains(w.Body.String(), "token:ci") {
 		t.Errorf("session after a restart: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestSignInWiring: auth.oidc and auth.github become buttons on the
+// sign-in page and redirects to their providers, back to publicURL's
+// callbacks; an issuer that does not answer stops the start, naming
+// auth.oidc.
+func TestSignInWiring(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	idp := oidctest.New(t)
+	mk := func(issuer string) (*Daemon, error) {
+		cfg, err := config.Parse([]byte("forge: {git: {url: "+dir+", pollInterval: 1h}}\ndatabase: {kind: none}\n"+
+			"auth:\n  publicURL: http://127.0.0.1:8080/\n"+
+			"  oidc: {issuer: \""+issuer+"\", clientID: "+oidctest.ClientID+", clientSecret: \"${OIDC_SECRET}\", role: operator}\n"+
+			"  github: {clientID: Iv1.x, clientSecret: \"${OIDC_SECRET}\", allowedOrgs: [acme]}\n"), dir,
+			func(k string) (string, bool) { return oidctest.ClientSecret, k == "OIDC_SECRET" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DataDir = filepath.Join(dir, "data")
+		d, err := New(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			t.Cleanup(d.close)
+		}
+		return d, err
+	}
+	d, err := mk(idp.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	d.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/signin", nil))
+	if page := w.Body.String(); !strings.Contains(page, `id="signin-oidc"`) || !strings.Contains(page, `id="signin-github"`) {
+		t.Errorf("sign-in page lacks the provider buttons:\n%s", page)
+	}
+	for name, want := range map[string]string{"oidc": idp.URL + "/authorize", "github": "https://github.com/login/oauth/authorize"} {
+		w := httptest.NewRecorder()
+		d.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/signin/"+name, nil))
+		loc, err := url.Parse(w.Header().Get("Location"))
+		if err != nil || w.Code != http.StatusFound || !strings.HasPrefix(loc.String(), want+"?") ||
+			loc.Query().Get("redirect_uri") != "http://127.0.0.1:8080/signin/"+name+"/callback" {
+			t.Errorf("GET /signin/%s = %d to %q", name, w.Code, w.Header().Get("Location"))
+		}
+	}
+	d.close()
+	if _, err := mk(idp.URL + "/nowhere"); err == nil || !strings.Contains(err.Error(), "auth.oidc") {
+		t.Errorf("a wrong issuer: %v, want an error naming auth.oidc", err)
 	}
 }

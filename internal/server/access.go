@@ -180,7 +180,7 @@ func safeNext(next string) string {
 
 func (s *Server) signinPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	next := r.URL.Query().Get("next")
-	if r.URL.Path != "/signin" {
+	if r.URL.Path != "/signin" && !strings.HasPrefix(r.URL.Path, "/signin/") {
 		next = r.URL.RequestURI()
 	}
 	if r.Method == http.MethodPost {
@@ -189,7 +189,7 @@ func (s *Server) signinPage(w http.ResponseWriter, r *http.Request, status int, 
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	if err := s.tmpl.ExecuteTemplate(w, "signin.html", map[string]any{"Next": safeNext(next), "Error": msg, "Version": s.o.Version}); err != nil {
+	if err := s.tmpl.ExecuteTemplate(w, "signin.html", map[string]any{"Next": safeNext(next), "Error": msg, "Version": s.o.Version, "Providers": s.providerLinks(safeNext(next))}); err != nil {
 		s.o.Logger.Error("rendering sign-in page", "err", err)
 	}
 }

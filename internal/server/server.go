@@ -130,6 +130,10 @@ func New(o Options) *Server {
 		s.mux.HandleFunc("GET /signin", s.getSignin)
 		s.mux.HandleFunc("POST /signin", s.postSignin)
 		s.mux.Handle("POST /signout", s.page(auth.None, s.signout))
+		for _, p := range o.Auth.Providers() {
+			s.mux.HandleFunc("GET /signin/"+p.Name(), s.beginSignin(p))
+			s.mux.HandleFunc("GET /signin/"+p.Name()+"/callback", s.finishSignin(p))
+		}
 	}
 	return s
 }
