@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // SetDown marks key as put down by actor: the reconciler removes it and
@@ -42,4 +43,34 @@ func (s *Store) IsDown(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("reading the down mark of %s: %w", key, err)
 	}
 	return true, nil
+}
+
+// DownMark is an environment put down on request.
+type DownMark struct {
+	Key  string    `json:"key"`
+	By   string    `json:"by"`
+	Time time.Time `json:"time"`
+}
+
+// Downs returns the environments marked down, by key.
+func (s *Store) Downs(ctx context.Context) ([]DownMark, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, by_actor, created_at FROM down_environments ORDER BY key`)
+	if err != nil {
+		return nil, fmt.Errorf("listing down environments: %w", err)
+	}
+	defer rows.Close()
+	var out []DownMark
+	for rows.Next() {
+		var m DownMark
+		var at int64
+		if err := rows.Scan(&m.Key, &m.By, &at); err != nil {
+			return nil, fmt.Errorf("listing down environments: %w", err)
+		}
+		m.Time = fromMS(at)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing down environments: %w", err)
+	}
+	return out, nil
 }

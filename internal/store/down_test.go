@@ -22,6 +22,9 @@ func TestDown(t *testing.T) {
 		if down, err := s.IsDown(ctx, "pr-2"); err != nil || down {
 			t.Fatalf("IsDown(pr-2) = %v, %v; want false", down, err)
 		}
+		if got, err := s.Downs(ctx); err != nil || len(got) != 1 || got[0].Key != "pr-1" || got[0].By != "token:ci" || got[0].Time.IsZero() {
+			t.Fatalf("Downs = %+v, %v; want pr-1 by token:ci", got, err)
+		}
 		if was, err := s.ClearDown(ctx, "pr-1"); err != nil || !was {
 			t.Fatalf("ClearDown = %v, %v; want true", was, err)
 		}
