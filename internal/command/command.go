@@ -28,7 +28,7 @@ var Available = []string{Redeploy, Approve, Revoke, Help}
 
 // Later are the commands other versions carry out; this one answers them
 // honestly as not available.
-var Later = []string{Sleep, Wake, Extend, Keep, Unkeep, ResetDB, Down, Up}
+var Later = []string{Sleep, Wake, Extend, Keep, Unkeep, ResetDB}
 
 // Command is one parsed command.
 type Command struct {
@@ -94,4 +94,4 @@ func IsLater(name string) bool {
 }
 
 // HelpText is the answer to help and to an unknown command.
-const HelpText = "commands: `/preview redeploy` (deploy again), `/preview approve` (deploy this fork pull request and trust its author's later ones), `/preview revoke @user` (stop trusting a fork contributor), `/preview help`; needs write access"
+const HelpText = "commands: `/preview redeploy` (deploy again), `/preview down` (remove this environment until up), `/preview up` (deploy it again), `/preview approve` (deploy this fork pull request and trust its author's later ones), `/preview revoke @user` (stop trusting a fork contributor), `/preview help`; needs write access"

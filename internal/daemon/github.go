@@ -48,6 +48,8 @@ type gitHubParts struct {
 	notifier *notify.GitHub
 	webhook  http.Handler
 	gitEnv   func(context.Context) ([]string, error)
+	// revoke is /preview revoke's code path, for the API and dashboard.
+	revoke func(ctx context.Context, login string) (bool, error)
 }
 
 func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts, error) {
@@ -73,6 +75,8 @@ func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts,
 	cmds := ghforge.NewCommands(ghforge.CommandOptions{
 		Client: s.Client(), Source: s, Ledger: d.store, Reply: n,
 		Redeploy: func(key string) { d.rec.Redeploy(key) }, Enqueue: enqueue, Logger: d.log,
+		Down: func(ctx context.Context, key, actor string) error { return d.rec.Down(ctx, key, actor) },
+		Up:   func(ctx context.Context, key string) (bool, error) { return d.rec.Up(ctx, key) },
 	})
 	return gitHubParts{
 		notifier: n,
@@ -81,6 +85,7 @@ func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts,
 			Source: s, Enqueue: enqueue, Commands: cmds, Logger: d.log,
 		}),
 		gitEnv: s.GitEnv,
+		revoke: cmds.Revoke,
 	}, nil
 }
 

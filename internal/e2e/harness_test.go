@@ -146,6 +146,7 @@ type instance struct {
 	cancel context.CancelFunc
 	done   chan error
 	client *http.Client
+	once   sync.Once
 }
 
 func start(t testing.TB, yaml string) *instance {
@@ -170,13 +171,16 @@ func start(t testing.TB, yaml string) *instance {
 	return in
 }
 
+// stop stops previewd and waits for it; stopping again does nothing.
 func (in *instance) stop() {
-	in.cancel()
-	select {
-	case <-in.done:
-	case <-time.After(30 * time.Second):
-		in.t.Error("previewd did not stop")
-	}
+	in.once.Do(func() {
+		in.cancel()
+		select {
+		case <-in.done:
+		case <-time.After(30 * time.Second):
+			in.t.Error("previewd did not stop")
+		}
+	})
 }
 
 func (in *instance) sync() {

@@ -597,3 +597,65 @@ func TestActRefusesProductionTeardown(t *testing.T) {
 		t.Errorf("act = %v; want a terminal refusal", err)
 	}
 }
+
+// TestActDownUp: a key put down is removed as a close would remove it,
+// is not deployed again by listings or pushes, holds across a restart
+// (a new Reconciler on the same store), and up deploys it again.
+func TestActDownUp(t *testing.T) {
+	f := newFixture(t)
+	f.want(branch("feat", shaA))
+	f.mustReconcile("feat")
+	if err := f.rec.Down(f.ctx, "feat", "token:ci"); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile("feat")
+	r := f.record("feat")
+	if r.DeletedAt == nil || r.Status != env.StatusDeleting || len(f.items("feat")) != 0 || f.db.exists["feat"] {
+		t.Fatalf("after down: status %s deleted %v items %v", r.Status, r.DeletedAt, f.items("feat"))
+	}
+	if running, _, _ := f.rt.Running(f.ctx, "feat"); running {
+		t.Fatal("still running after down")
+	}
+	// A push (a new SHA, an event) and a listing do not bring it back.
+	f.want(branch("feat", shaB))
+	f.rec.Enqueue("feat")
+	if res := f.mustReconcile("feat"); res.RequeueAfter != 0 {
+		t.Errorf("down key requeued after %s", res.RequeueAfter)
+	}
+	if r := f.record("feat"); r.DeletedAt == nil || len(f.items("feat")) != 0 {
+		t.Fatalf("redeployed while down: %s %v", r.Status, r.DeletedAt)
+	}
+	// A restart: a new Reconciler on the same store still sees it down.
+	again := New(Options{Store: f.st, Source: f.src, Database: f.db, Runtime: f.rt, MaxRestarts: 2, Now: f.clock.Now})
+	if err := again.Sync(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Reconcile(f.ctx, "feat"); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.record("feat"); r.DeletedAt == nil || len(f.items("feat")) != 0 {
+		t.Fatalf("redeployed after a restart while down: %s", r.Status)
+	}
+	was, err := again.Up(f.ctx, "feat")
+	if err != nil || !was {
+		t.Fatalf("Up = %v, %v; want true", was, err)
+	}
+	if _, err := again.Reconcile(f.ctx, "feat"); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.record("feat"); r.DeletedAt != nil || r.Status != env.StatusReady || r.SHA != shaB {
+		t.Fatalf("after up: %s %s deleted %v", r.Status, r.SHA, r.DeletedAt)
+	}
+}
+
+func TestActDownRefusesProduction(t *testing.T) {
+	f := newFixture(t)
+	f.want(env.Source{Key: env.ProductionKey, Kind: env.KindProduction, Branch: "main", SHA: shaA})
+	f.mustReconcile(env.ProductionKey)
+	if err := f.rec.Down(f.ctx, env.ProductionKey, "token:ci"); err == nil {
+		t.Fatal("Down(production) = nil; want an error")
+	}
+	if down, err := f.st.IsDown(f.ctx, env.ProductionKey); err != nil || down {
+		t.Fatalf("production marked down: %v %v", down, err)
+	}
+}

@@ -45,6 +45,7 @@ const (
 	ReasonProtected       = "Protected"       // production is never torn down
 	ReasonGone            = "Gone"            // nothing exists and nothing is wanted
 	ReasonHeldAlready     = "HeldAlready"     // held, and already recorded so
+	ReasonDownAlready     = "DownAlready"     // put down on request, and removed
 	// Wait
 	ReasonBackoff = "RestartBackoff"
 	// Hold
@@ -62,6 +63,7 @@ const (
 	// Teardown
 	ReasonChangeGone = "ChangeGone"
 	ReasonLeftovers  = "Leftovers"
+	ReasonDown       = "DownRequested"
 )
 
 // Observed is everything Decide looks at, gathered for one key in one
@@ -87,6 +89,9 @@ type Observed struct {
 	// ExitedAt is when the runtime last reported that the environment's
 	// process exited on its own; zero when it has not since start.
 	ExitedAt time.Time
+	// Down is true when someone put the environment down (/preview down,
+	// the API): it is removed and not deployed until brought up again.
+	Down bool
 	// MaxRestarts is how many crashes in a row are restarted.
 	MaxRestarts int
 	// Now is when the state was gathered; restarts older than
@@ -146,6 +151,9 @@ func Decide(o Observed) Plan {
 		return decideGone(o)
 	}
 	d := *o.Desired
+	if o.Down && o.Key != env.ProductionKey && !d.Production() {
+		return decideDown(o)
+	}
 	short := env.ShortSHA(d.SHA)
 	if d.Hold != "" {
 		if o.live() && rec.Status == env.StatusPending && rec.Message == d.Hold {
@@ -214,6 +222,23 @@ func decideGone(o Observed) Plan {
 		return Plan{Action: Teardown, Source: src, Reason: ReasonLeftovers, Message: fmt.Sprintf("%d items left to remove", len(o.Items))}
 	}
 	return Plan{Action: Nothing, Source: src, Reason: ReasonGone, Message: "nothing to remove"}
+}
+
+// decideDown decides for a key that is wanted but put down: remove what
+// exists, then nothing until it is brought up. Production is never down
+// (Decide does not ask).
+func decideDown(o Observed) Plan {
+	src := *o.Desired
+	if o.Record != nil {
+		src = env.Source{Key: o.Key, Kind: o.Record.Kind, Number: o.Record.Number, Branch: o.Record.Branch, SHA: o.Record.SHA}
+	}
+	switch {
+	case o.live():
+		return Plan{Action: Teardown, Source: src, Reason: ReasonDown, Message: "put down on request"}
+	case len(o.Items) > 0:
+		return Plan{Action: Teardown, Source: src, Reason: ReasonDown, Message: fmt.Sprintf("put down on request; %d items left to remove", len(o.Items))}
+	}
+	return Plan{Action: Nothing, Source: src, Reason: ReasonDownAlready, Message: "down on request; waiting for up", Terminal: true}
 }
 
 // decideFallback decides as if the forge wanted what was last deployed,

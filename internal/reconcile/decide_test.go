@@ -93,9 +93,20 @@ func TestDecide(t *testing.T) {
 		"never known":               {Observed{Listed: true}, want{action: Nothing, reason: ReasonGone}},
 		"interrupted teardown":      {Observed{Listed: true, Record: rec(env.StatusDeleting, "bbb"), Items: items}, want{action: Teardown, reason: ReasonChangeGone}},
 		"branch back after removal": {Observed{Desired: src, Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, want{action: Deploy, reason: ReasonNew}},
-		"held":                      {Observed{Desired: &held, Listed: true}, want{action: Hold, reason: ReasonHold}},
-		"held, already pending":     {Observed{Desired: &held, Listed: true, Record: rec(env.StatusPending, "", func(r *store.Record) { r.Message = held.Hold })}, want{action: Nothing, reason: ReasonHeldAlready}},
-		"held while running old":    {Observed{Desired: &held, Listed: true, Record: rec(env.StatusReady, "aaa"), Running: true, RunningSHA: "aaa"}, want{action: Hold, reason: ReasonHold}},
+		// Put down on request while the change is open: removed, then
+		// nothing until up; production is never down.
+		"down, running":          {Observed{Desired: src, Listed: true, Down: true, Record: rec(env.StatusReady, "bbb"), Running: true, RunningSHA: "bbb"}, want{action: Teardown, reason: ReasonDown}},
+		"down, leftovers":        {Observed{Desired: src, Listed: true, Down: true, Record: rec(env.StatusDeleting, "bbb", deleted), Items: items}, want{action: Teardown, reason: ReasonDown}},
+		"down, removed":          {Observed{Desired: src, Listed: true, Down: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, want{action: Nothing, reason: ReasonDownAlready, terminal: true}},
+		"down, new commit":       {Observed{Desired: src, Listed: true, Down: true, Record: rec(env.StatusDeleting, "aaa", deleted)}, want{action: Nothing, reason: ReasonDownAlready, terminal: true}},
+		"down, never deployed":   {Observed{Desired: src, Listed: true, Down: true}, want{action: Nothing, reason: ReasonDownAlready, terminal: true}},
+		"down, held":             {Observed{Desired: &held, Listed: true, Down: true}, want{action: Nothing, reason: ReasonDownAlready, terminal: true}},
+		"down, change gone":      {Observed{Listed: true, Down: true, Record: rec(env.StatusReady, "bbb")}, want{action: Teardown, reason: ReasonChangeGone}},
+		"down, production":       {Observed{Key: env.ProductionKey, Desired: &env.Source{Key: env.ProductionKey, Kind: env.KindProduction, Branch: "main", SHA: "bbb"}, Listed: true, Down: true, Record: rec(env.StatusReady, "bbb", prod), Running: true, RunningSHA: "bbb"}, want{action: Nothing, reason: ReasonUpToDate}},
+		"up after down":          {Observed{Desired: src, Listed: true, Record: rec(env.StatusDeleting, "bbb", deleted)}, want{action: Deploy, reason: ReasonNew}},
+		"held":                   {Observed{Desired: &held, Listed: true}, want{action: Hold, reason: ReasonHold}},
+		"held, already pending":  {Observed{Desired: &held, Listed: true, Record: rec(env.StatusPending, "", func(r *store.Record) { r.Message = held.Hold })}, want{action: Nothing, reason: ReasonHeldAlready}},
+		"held while running old": {Observed{Desired: &held, Listed: true, Record: rec(env.StatusReady, "aaa"), Running: true, RunningSHA: "aaa"}, want{action: Hold, reason: ReasonHold}},
 		// The forge has not answered since previewd started: what was
 		// deployed keeps serving, restarted when it is gone, and nothing
 		// else is decided.

@@ -441,6 +441,9 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 	if o.Items, err = r.o.Store.Items(ctx, key); err != nil {
 		return o, req, err
 	}
+	if o.Down, err = r.o.Store.IsDown(ctx, key); err != nil {
+		return o, req, err
+	}
 	if o.Running, o.RunningSHA, err = r.o.Runtime.Running(ctx, key); err != nil {
 		return o, req, fmt.Errorf("asking the runtime about %s: %w", key, err)
 	}

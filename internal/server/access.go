@@ -17,6 +17,9 @@ const (
 	ActionSync     = "sync"
 	ActionSignIn   = "sign-in"
 	ActionSignOut  = "sign-out"
+	ActionDown     = "down"
+	ActionUp       = "up"
+	ActionRevoke   = "revoke"
 )
 
 // maxFormBytes bounds a sign-in form.
@@ -124,11 +127,16 @@ func (s *Server) metrics(h http.Handler) http.Handler {
 // record writes r's action to the audit trail (and, with a key, the
 // environment's history). The action is done only once it is recorded.
 func (s *Server) record(w http.ResponseWriter, r *http.Request, p auth.Principal, action, key string) bool {
+	return s.recordDetail(w, r, p, action, key, "")
+}
+
+// recordDetail is record with a detail (e.g. whom an action is about).
+func (s *Server) recordDetail(w http.ResponseWriter, r *http.Request, p auth.Principal, action, key, detail string) bool {
 	via := auth.ViaDashboard
 	if strings.HasPrefix(r.URL.Path, "/api/") {
 		via = auth.ViaAPI
 	}
-	err := s.o.Store.AddAudit(r.Context(), store.AuditEntry{Actor: p.Name, Action: action, Via: string(via), Key: key, Remote: remote(r)})
+	err := s.o.Store.AddAudit(r.Context(), store.AuditEntry{Actor: p.Name, Action: action, Via: string(via), Key: key, Detail: detail, Remote: remote(r)})
 	if err != nil {
 		s.o.Logger.Error("recording an action", "action", action, "env", key, "err", err)
 		writeError(w, http.StatusInternalServerError, errors.New("the action could not be recorded, so it was not done"))
@@ -263,6 +271,8 @@ type viewer struct {
 	Name     string
 	SignedIn bool
 	CanAct   bool
+	// CanAdmin may put environments down.
+	CanAdmin bool
 	// SignIn offers a sign-in link to an anonymous visitor when tokens
 	// could do more.
 	SignIn bool
@@ -270,5 +280,5 @@ type viewer struct {
 
 func (s *Server) viewerOf(r *http.Request) viewer {
 	p := auth.FromContext(r.Context())
-	return viewer{Name: p.Name, SignedIn: p.Session, CanAct: p.Role.Allows(auth.Operator), SignIn: s.o.Auth != nil && !s.o.Auth.Open() && p.Anonymous()}
+	return viewer{Name: p.Name, SignedIn: p.Session, CanAct: p.Role.Allows(auth.Operator), CanAdmin: p.Role.Allows(auth.Admin), SignIn: s.o.Auth != nil && !s.o.Auth.Open() && p.Anonymous()}
 }

@@ -30,6 +30,9 @@ type Store interface {
 	Events(ctx context.Context, key string, limit int) ([]env.Event, error)
 	AddAudit(ctx context.Context, e store.AuditEntry) error
 	Audit(ctx context.Context, limit int, before int64) ([]store.AuditEntry, error)
+	IsDown(ctx context.Context, key string) (bool, error)
+	Downs(ctx context.Context) ([]store.DownMark, error)
+	Trusted(ctx context.Context) ([]store.Contributor, error)
 }
 
 // Options configure the server.
@@ -47,6 +50,15 @@ type Options struct {
 	// writes an environment's state itself.
 	Redeploy func(key string)
 	Resync   func()
+	// Down puts an environment down on actor's request (removed, and
+	// kept down across pushes and restarts); Up brings it back and
+	// reports whether it was down. Nil: the actions answer 503.
+	Down func(ctx context.Context, key, actor string) error
+	Up   func(ctx context.Context, key string) (bool, error)
+	// Revoke ends a fork contributor's trust, as /preview revoke does,
+	// and reports whether they were trusted. Nil when no forge keeps
+	// trusted contributors (the action answers 503).
+	Revoke func(ctx context.Context, login string) (bool, error)
 	// SourceStatus returns when the last listing worked and the error of
 	// the last one (nil when it worked).
 	SourceStatus func() (time.Time, error)
@@ -102,7 +114,12 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /api/v1/environments", s.api(auth.Viewer, s.listEnvironments))
 	s.mux.Handle("GET /api/v1/environments/{key}", s.api(auth.Viewer, s.getEnvironment))
 	s.mux.Handle("POST /api/v1/environments/{key}/redeploy", s.api(auth.Operator, s.redeploy))
+	s.mux.Handle("POST /api/v1/environments/{key}/down", s.api(auth.Admin, s.down))
+	s.mux.Handle("POST /api/v1/environments/{key}/up", s.api(auth.Operator, s.up))
 	s.mux.Handle("GET /api/v1/environments/{key}/logs", s.api(auth.Viewer, s.logs))
+	s.mux.Handle("GET /api/v1/trusted", s.api(auth.Viewer, s.trusted))
+	s.mux.Handle("DELETE /api/v1/trusted/{user}", s.api(auth.Operator, s.revoke))
+	s.mux.Handle("POST /api/v1/trusted/{user}/revoke", s.api(auth.Operator, s.revoke))
 	s.mux.Handle("POST /api/v1/sync", s.api(auth.Operator, s.sync))
 	s.mux.Handle("GET /api/v1/audit", s.api(auth.Viewer, s.audit))
 	s.mux.Handle("GET /api/v1/whoami", s.api(auth.None, s.whoami))
@@ -122,6 +139,9 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /{$}", s.page(auth.Viewer, s.dashboard))
 	s.mux.Handle("GET /environments/{key}", s.page(auth.Viewer, s.environmentPage))
 	s.mux.Handle("POST /environments/{key}/redeploy", s.page(auth.Operator, s.redeployPage))
+	s.mux.Handle("POST /environments/{key}/down", s.page(auth.Admin, s.downPage))
+	s.mux.Handle("POST /environments/{key}/up", s.page(auth.Operator, s.upPage))
+	s.mux.Handle("POST /trusted/{user}/revoke", s.page(auth.Operator, s.revokePage))
 	s.mux.HandleFunc("GET /auth/preview", s.forwardAuth)
 	if o.Previews != nil && o.Previews.Access() == auth.PreviewSignIn {
 		s.mux.Handle("GET /preview/signin", s.page(auth.Viewer, s.signinForPreview))
@@ -234,13 +254,25 @@ func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"environments": live, "source": s.sourceStatus()})
 }
 
+// environmentView is an environment as the API shows one: with whether
+// it is down on request.
+type environmentView struct {
+	env.Environment
+	Down bool `json:"down,omitempty"`
+}
+
 func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) {
 	e, err := s.environment(r.Context(), r.PathValue("key"))
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	down, err := s.o.Store.IsDown(r.Context(), e.Key)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, environmentView{Environment: e, Down: down})
 }
 
 func (s *Server) environment(ctx context.Context, key string) (env.Environment, error) {
@@ -349,9 +381,19 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	downs, err := s.o.Store.Downs(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	trusted, err := s.o.Store.Trusted(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	err = s.tmpl.ExecuteTemplate(w, "dashboard.html", map[string]any{
-		"Envs": live, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(), "Who": s.viewerOf(r),
+		"Envs": live, "Down": downs, "Trusted": trusted, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(), "Who": s.viewerOf(r),
 	})
 	if err != nil {
 		s.o.Logger.Error("rendering dashboard", "err", err)
@@ -372,7 +414,11 @@ func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
 			s.o.Logger.Warn("reading logs", "env", e.Key, "err", err)
 		}
 	}
-	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Now": time.Now(), "Version": s.o.Version, "Logs": logs, "Who": s.viewerOf(r)}); err != nil {
+	down, err := s.o.Store.IsDown(r.Context(), e.Key)
+	if err != nil {
+		s.o.Logger.Error("reading the down mark", "env", e.Key, "err", err)
+	}
+	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Down": down, "Now": time.Now(), "Version": s.o.Version, "Logs": logs, "Who": s.viewerOf(r)}); err != nil {
 		s.o.Logger.Error("rendering environment page", "err", err)
 	}
 }

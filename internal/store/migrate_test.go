@@ -95,7 +95,7 @@ func TestLegacySQLiteStore(t *testing.T) {
 				if err != nil {
 					t.Fatalf("open %d: %v", round, err)
 				}
-				if got := versions(t, s); !reflect.DeepEqual(got, []int{1, 2, 3, 4}) {
+				if got := versions(t, s); !reflect.DeepEqual(got, []int{1, 2, 3, 4, 5}) {
 					t.Errorf("open %d: schema_migrations = %v, want [1 2 3 4]", round, got)
 				}
 				r, err := s.GetRecord(ctx, "pr-3")
@@ -218,7 +218,11 @@ func TestConcurrentOpen(t *testing.T) {
 			}
 			t.Cleanup(func() { s.Close() })
 		}
-		if got := versions(t, stores[0]); len(got) != 4 {
+		migs, err := loadMigrations("sqlite")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := versions(t, stores[0]); len(got) != len(migs) {
 			t.Errorf("schema_migrations = %v after %d concurrent opens", got, n)
 		}
 		for i, s := range stores {

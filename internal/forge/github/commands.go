@@ -44,6 +44,10 @@ type CommandOptions struct {
 	// nothing else.
 	Redeploy func(key string)
 	Enqueue  func(key string)
+	// Down and Up put an environment down (kept removed until up) and
+	// bring it back; nil: the commands are refused as unavailable.
+	Down func(ctx context.Context, key, actor string) error
+	Up   func(ctx context.Context, key string) (bool, error)
 	// Self is previewd's own login (a token's user); comments by it are
 	// never commands. An App's comments are by a Bot user, also ignored.
 	Self string
@@ -167,20 +171,19 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 		return true, command.HelpText
 	case command.IsLater(cmd.Name):
 		return false, "`" + cmd.Name + "` is not available in this version"
-	case cmd.Name != command.Redeploy && cmd.Name != command.Approve && cmd.Name != command.Revoke:
+	case cmd.Name != command.Redeploy && cmd.Name != command.Approve && cmd.Name != command.Revoke && cmd.Name != command.Down && cmd.Name != command.Up:
 		return false, "unknown command `" + cmd.Name + "`; " + command.HelpText
 	case cmd.Name == command.Revoke:
 		if len(cmd.Args) != 1 || strings.TrimPrefix(cmd.Args[0], "@") == "" {
 			return false, "usage: `/preview revoke @user`"
 		}
 		who := strings.TrimPrefix(cmd.Args[0], "@")
-		was, err := c.o.Ledger.Untrust(ctx, who)
+		was, err := c.Revoke(ctx, who)
 		if err != nil {
 			c.log.Error("revoking trust failed", "key", key, "err", err)
 			return false, "revoke failed, try again"
 		}
 		if c.o.Source != nil {
-			c.o.Source.Trust(who, false)
 			c.o.Source.Invalidate(key)
 		}
 		c.o.Enqueue(key)
@@ -199,6 +202,8 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 		}
 		c.o.Redeploy(key)
 		return true, "redeploy accepted"
+	case cmd.Name == command.Down || cmd.Name == command.Up:
+		return c.downUp(ctx, key, actor, cmd.Name)
 	}
 	// approve
 	pr, _, err := c.o.Client.API().PullRequests.Get(ctx, c.o.Client.Owner(), c.o.Client.Repo(), n)
@@ -224,6 +229,56 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 	}
 	c.o.Enqueue(key)
 	return true, "approve accepted: @" + author + " is a trusted contributor (no configured secrets)"
+}
+
+// Revoke ends login's trust for this repository: /preview revoke, and
+// the API's and dashboard's revoke. Their open fork pull requests are
+// read again and reconciled, so they need the label again. It reports
+// whether login was trusted.
+func (c *Commands) Revoke(ctx context.Context, login string) (bool, error) {
+	was, err := c.o.Ledger.Untrust(ctx, login)
+	if err != nil {
+		return false, err
+	}
+	if c.o.Source == nil {
+		return was, nil
+	}
+	c.o.Source.Trust(login, false)
+	for _, n := range c.o.Source.PullsBy(login) {
+		key := env.PullRequestKey(n)
+		c.o.Source.Invalidate(key)
+		c.o.Enqueue(key)
+	}
+	return was, nil
+}
+
+// downUp puts the pull request's environment down, or brings it up.
+func (c *Commands) downUp(ctx context.Context, key, actor, name string) (bool, string) {
+	if c.o.Down == nil || c.o.Up == nil {
+		return false, "`" + name + "` is not available here"
+	}
+	if _, err := c.o.Ledger.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+		return false, name + " refused: this pull request has no environment"
+	} else if err != nil {
+		c.log.Error("reading environment failed", "key", key, "err", err)
+		return false, name + " failed, try again"
+	}
+	if name == command.Down {
+		if err := c.o.Down(ctx, key, actor); err != nil {
+			c.log.Error("putting an environment down failed", "key", key, "err", err)
+			return false, "down failed, try again"
+		}
+		return true, "down accepted: the environment is removed until `/preview up`"
+	}
+	was, err := c.o.Up(ctx, key)
+	if err != nil {
+		c.log.Error("bringing an environment up failed", "key", key, "err", err)
+		return false, "up failed, try again"
+	}
+	if !was {
+		return true, "up accepted: the environment was not down"
+	}
+	return true, "up accepted: deploying again"
 }
 
 // answer reacts, says the line and audits the command.

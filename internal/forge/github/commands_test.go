@@ -50,6 +50,7 @@ type cmdRig struct {
 	redeploys *recorder
 	enqueued  *recorder
 	srv       *httptest.Server
+	cmds      *Commands
 	now       time.Time
 }
 
@@ -67,8 +68,10 @@ func newCmdRig(t *testing.T) *cmdRig {
 	cmds := NewCommands(CommandOptions{
 		Client: c, Source: src, Ledger: st, Reply: g.reply, Self: "previewd-bot",
 		Redeploy: g.redeploys.enqueue, Enqueue: g.enqueued.enqueue,
+		Down: func(ctx context.Context, key, actor string) error { return st.SetDown(ctx, key, actor) }, Up: st.ClearDown,
 		Now: func() time.Time { return g.now },
 	})
+	g.cmds = cmds
 	g.srv = httptest.NewServer(NewWebhook(WebhookOptions{Secret: secret, Owner: "octocat", Repo: "Hello-World", ProductionBranch: "main", Enqueue: g.enqueued.enqueue, Source: src, Commands: cmds}))
 	t.Cleanup(g.srv.Close)
 	return g
@@ -342,5 +345,84 @@ func TestCommandsOffOrEdited(t *testing.T) {
 	code, resp, err = ghtest.Deliver(g.srv.Client(), g.srv.URL, secret, "issue_comment", []byte(edited))
 	if err != nil || code != 202 || !strings.Contains(resp, "action edited") || len(g.fake.Reactions(id)) != 0 {
 		t.Fatalf("edited: %d %s %v", code, resp, err)
+	}
+}
+
+func TestCommandDownUp(t *testing.T) {
+	g := newCmdRig(t)
+	g.fake.OpenPR(ghtest.PR{Number: 2, HeadSHA: sha(2)})
+	g.fake.OpenPR(ghtest.PR{Number: 3, HeadSHA: sha(3)})
+	g.fake.SetPermission("alice", "write")
+	if err := g.st.Upsert(t.Context(), env.Source{Key: "pr-2", Kind: env.KindPullRequest, Number: 2, SHA: sha(2)}); err != nil {
+		t.Fatal(err)
+	}
+	// A reader may not put it down.
+	g.comment(2, "bob", "/preview down")
+	if down, _ := g.st.IsDown(t.Context(), "pr-2"); down {
+		t.Fatal("a reader put the environment down")
+	}
+	id, _ := g.comment(2, "alice", "/preview down")
+	if got := g.fake.Reactions(id); !slices.Equal(got, []string{"eyes", "+1"}) {
+		t.Errorf("down: reactions %v", got)
+	}
+	if down, err := g.st.IsDown(t.Context(), "pr-2"); err != nil || !down {
+		t.Fatalf("after /preview down: %v %v", down, err)
+	}
+	g.comment(3, "alice", "/preview down") // no environment
+	g.comment(2, "alice", "/preview up")
+	if down, err := g.st.IsDown(t.Context(), "pr-2"); err != nil || down {
+		t.Fatalf("after /preview up: %v %v", down, err)
+	}
+	g.fake.ClosePR(2, false)
+	g.comment(2, "alice", "/preview down")
+	if down, _ := g.st.IsDown(t.Context(), "pr-2"); down {
+		t.Fatal("a closed pull request was put down")
+	}
+	want := []string{
+		"pr-2 @bob: refused, needs write access",
+		"pr-2 @alice: down accepted: the environment is removed until `/preview up`",
+		"pr-3 @alice: down refused: this pull request has no environment",
+		"pr-2 @alice: up accepted: deploying again",
+		"pr-2 @alice: down refused: the pull request is closed",
+	}
+	if got := g.reply.said(); !slices.Equal(got, want) {
+		t.Errorf("said %q\nwant %q", got, want)
+	}
+	var actions []string
+	for _, e := range g.audit() {
+		actions = append(actions, e.Actor+" "+e.Action+" "+e.Key)
+	}
+	if !slices.Equal(actions, []string{"github:alice down pr-2", "github:alice up pr-2", "github:alice down pr-3", "github:alice down pr-2", "github:bob down pr-2"}) {
+		t.Errorf("audit %v", actions)
+	}
+}
+
+// TestRevokeFromAPI: Commands.Revoke, which the API and dashboard call,
+// has the effect of /preview revoke: no longer trusted, their fork pull
+// requests re-read and reconciled, so no longer deployed.
+func TestRevokeFromAPI(t *testing.T) {
+	g := newCmdRig(t)
+	g.fake.OpenPR(ghtest.PR{Number: 5, HeadSHA: sha(5), HeadRepo: "mallory/Hello-World", Author: "mallory"})
+	g.fake.SetPermission("alice", "write")
+	g.comment(5, "alice", "/preview approve")
+	if got := g.deployed(t); !slices.Contains(got, "pr-5") {
+		t.Fatalf("approved fork not deployed: %v", got)
+	}
+	before := len(g.enqueued.got())
+	was, err := g.cmds.Revoke(t.Context(), "Mallory")
+	if err != nil || !was {
+		t.Fatalf("Revoke = %v, %v; want true", was, err)
+	}
+	if got := g.deployed(t); slices.Contains(got, "pr-5") {
+		t.Errorf("revoked contributor still deployed: %v", got)
+	}
+	if trusted, _ := g.st.Trusted(t.Context()); len(trusted) != 0 {
+		t.Errorf("trusted after revoke %+v", trusted)
+	}
+	if got := g.enqueued.got()[before:]; !slices.Equal(got, []string{"pr-5"}) {
+		t.Errorf("enqueued after revoke %v, want pr-5", got)
+	}
+	if was, err := g.cmds.Revoke(t.Context(), "mallory"); err != nil || was {
+		t.Errorf("second Revoke = %v, %v; want false", was, err)
 	}
 }

@@ -197,6 +197,21 @@ func (s *Source) Author(n int) (string, bool) {
 	return e.pr.User.Login, true
 }
 
+// PullsBy returns the numbers of the open pull requests by login, as
+// last read.
+func (s *Source) PullsBy(login string) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for n, e := range s.snap {
+		if e != nil && e.pr.User != nil && strings.EqualFold(e.pr.User.Login, login) {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
 // Invalidate marks key stale: the next Refresh reads it from GitHub
 // instead of answering from the last listing. Webhooks call it.
 func (s *Source) Invalidate(key string) {
