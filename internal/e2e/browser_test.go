@@ -10,22 +10,9 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
-)
 
-// chromium returns the path of a Chromium binary, skipping the test when
-// there is none outside CI and failing it in CI.
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; make test installs it")
-	}
-	t.Skip("chromium is not installed (make test installs it)")
-	return ""
-}
+	"github.com/previewd/previewd/internal/testsvc"
+)
 
 func headless(t *testing.T, args ...string) string {
 	t.Helper()
@@ -34,7 +21,7 @@ func headless(t *testing.T, args ...string) string {
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
 		"--user-data-dir=" + t.TempDir()}
-	cmd := exec.CommandContext(ctx, chromium(t), append(base, args...)...)
+	cmd := exec.CommandContext(ctx, testsvc.Chromium(t), append(base, args...)...)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("chromium %v: %v", args, err)
@@ -46,7 +33,7 @@ func headless(t *testing.T, args ...string) string {
 // checks what a person would see: one row per environment with its status,
 // branch, short SHA and link.
 func TestDashboardInBrowser(t *testing.T) {
-	chromium(t)
+	testsvc.Chromium(t)
 	app, _ := binaries(t)
 	r := newRepo(t)
 	mainSHA := r.commit("main", nil)

@@ -2,29 +2,14 @@ package server
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath returns a Chromium binary, skipping the test when there is
-// none outside CI and failing it in CI.
-func chromiumPath(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; make test installs it")
-	}
-	t.Skip("chromium is not installed (make test installs it)")
-	return ""
-}
+	"github.com/previewd/previewd/internal/testsvc"
+)
 
 // TestSignInAndRedeployInBrowser: in headless Chromium, an anonymous
 // visitor of an environment page gets the sign-in page, signs in with an
@@ -32,7 +17,7 @@ func chromiumPath(t *testing.T) string {
 // redeploy happens once and the audit trail names the token and the
 // dashboard.
 func TestSignInAndRedeployInBrowser(t *testing.T) {
-	bin := chromiumPath(t)
+	bin := testsvc.Chromium(t)
 	f := newFixture(t, 0, false)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
 		chromedp.Flag("disable-dev-shm-usage", true), chromedp.UserDataDir(t.TempDir()))
