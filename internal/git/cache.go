@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/previewd/previewd/internal/env"
 )
 
 // Cache is a bare repository that holds the commits fetched for every
@@ -67,22 +69,22 @@ func (c *Cache) Fetch(ctx context.Context, repo, ref, into, sha string, creds fu
 	if c.Has(ctx, sha) {
 		return nil
 	}
-	var env []string
+	var vars []string
 	if creds != nil {
 		var err error
-		if env, err = creds(ctx); err != nil {
+		if vars, err = creds(ctx); err != nil {
 			return err
 		}
 	}
 	// "--" ends the options, so neither the URL nor the refspec can be
 	// read as one.
-	_, ferr := RunEnv(ctx, c.dir, env, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repo, "+"+ref+":"+into)
+	_, ferr := RunEnv(ctx, c.dir, vars, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repo, "+"+ref+":"+into)
 	if c.Has(ctx, sha) {
 		return nil
 	}
 	// The ref moved on since it was listed; ask for the commit itself.
-	if _, err := RunEnv(ctx, c.dir, env, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repo, sha); err != nil {
-		return fmt.Errorf("fetching %s: %w", short(sha), errors.Join(ferr, err))
+	if _, err := RunEnv(ctx, c.dir, vars, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repo, sha); err != nil {
+		return fmt.Errorf("fetching %s: %w", env.ShortSHA(sha), errors.Join(ferr, err))
 	}
 	return nil
 }
@@ -130,13 +132,6 @@ func (c *Cache) Archive(ctx context.Context, sha, dir string) error {
 		return runError(ctx, "archive", stderr.String(), err)
 	}
 	return terr
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }
 
 // untar writes the archive's directories, files and symbolic links under

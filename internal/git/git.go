@@ -81,6 +81,10 @@ func LsRemote(ctx context.Context, repo string) ([]Head, error) {
 	return heads, sc.Err()
 }
 
+// CacheRef is the ref that keeps an environment's commit in the shared
+// object cache: every runtime fetches under it and deletes it on teardown.
+func CacheRef(key string) string { return "refs/previewd/" + key }
+
 // IsSHA reports whether s is a full commit id: 40 (SHA-1) or 64 (SHA-256)
 // lower-case hex digits.
 func IsSHA(s string) bool {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // repo makes a repository with one commit on main holding hello.txt and
@@ -19,7 +21,7 @@ import (
 func repo(t *testing.T) (dir, sha string) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
+		testsvc.SkipUnlessCI(t, "no git")
 	}
 	dir = t.TempDir()
 	run := func(args ...string) string {
@@ -211,7 +213,7 @@ func TestFetchHungRemote(t *testing.T) {
 // configuration, without being an argument.
 func TestCredentialsInEnvironment(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
+		testsvc.SkipUnlessCI(t, "no git")
 	}
 	extra := []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic czNjcmV0"}
 	out, err := RunEnv(context.Background(), t.TempDir(), extra, "config", "--get", "http.extraHeader")

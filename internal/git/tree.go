@@ -9,6 +9,8 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"github.com/previewd/previewd/internal/env"
 )
 
 // ErrNoTree is returned by Files when the commit has no directory at the
@@ -40,7 +42,7 @@ func (c *Cache) Files(ctx context.Context, sha, dir string) (map[string][]byte, 
 		return nil, err
 	}
 	if err != nil || strings.TrimSpace(string(typ)) != "tree" {
-		return nil, fmt.Errorf("%s at %s: %w", dir, short(sha), ErrNoTree)
+		return nil, fmt.Errorf("%s at %s: %w", dir, env.ShortSHA(sha), ErrNoTree)
 	}
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -84,7 +86,7 @@ func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
 		}
 		total += h.Size
 		if total > maxTreeBytes {
-			return nil, fmt.Errorf("%s at %s holds more than %d MiB", dir, short(sha), maxTreeBytes>>20)
+			return nil, fmt.Errorf("%s at %s holds more than %d MiB", dir, env.ShortSHA(sha), maxTreeBytes>>20)
 		}
 		b, err := io.ReadAll(tr)
 		if err != nil {

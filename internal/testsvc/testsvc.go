@@ -78,3 +78,13 @@ func InCI() bool {
 	v := strings.ToLower(os.Getenv("CI"))
 	return v != "" && v != "false" && v != "0"
 }
+
+// SkipUnlessCI skips the test outside CI and fails it in CI, saying why:
+// for what a test needs from the machine (git, /proc, IPv6) that CI has.
+func SkipUnlessCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format+" (set CI=true to make this a failure)", args...)
+}

@@ -419,7 +419,7 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 	}
 	if len(errs) == 0 && r.o.Cache != nil {
 		// The commits only this environment kept may now be pruned.
-		errs = append(errs, r.o.Cache.DeleteRef(ctx, cacheRef(key)))
+		errs = append(errs, r.o.Cache.DeleteRef(ctx, git.CacheRef(key)))
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/git"
 	"github.com/previewd/previewd/internal/reconcile"
+
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // gitRepo is a real repository the tests commit manifests to.
@@ -27,7 +29,7 @@ type gitRepo struct {
 func newGitRepo(t testing.TB) *gitRepo {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
+		testsvc.SkipUnlessCI(t, "no git")
 	}
 	g := &gitRepo{t: t, dir: t.TempDir()}
 	g.git("init", "-q", "--initial-branch=main", ".")

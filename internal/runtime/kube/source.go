@@ -63,10 +63,6 @@ func (c *parsedCache) put(k parsedKey, v any) {
 // inRepo reports whether p names a path inside the app's repository.
 func (r *Runtime) inRepo(p string) bool { return r.o.InRepo && p != "" && !filepath.IsAbs(p) }
 
-// cacheRef is the ref that keeps an environment's commit in the object
-// cache (the local runtime names it the same).
-func cacheRef(key string) string { return "refs/previewd/" + key }
-
 // templatesFor returns the templates of a release: those of a path inside
 // the repository come from the commit the release's manifests are read
 // at (its own, or production's for an untrusted change), parsed once per
@@ -175,7 +171,7 @@ func (r *Runtime) fromCommit(ctx context.Context, src env.Source, p, dir string,
 		return nil, renderError(fmt.Errorf("%s is a path in the repository, but %s names no repository to fetch", p, src.Key))
 	}
 	fctx, cancel := context.WithTimeout(ctx, r.o.FetchTimeout)
-	err := r.o.Cache.Fetch(fctx, src.Repo, src.Ref, cacheRef(src.Key), src.SHA, r.o.GitEnv)
+	err := r.o.Cache.Fetch(fctx, src.Repo, src.Ref, git.CacheRef(src.Key), src.SHA, r.o.GitEnv)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("fetching manifests: %w", err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/previewd/previewd/internal/env"
+
+	"github.com/previewd/previewd/internal/git"
 )
 
 // workDir is the checkout of one SHA. Keys are DNS labels and SHAs are hex,
@@ -16,10 +18,6 @@ func (r *Runtime) workDir(key, sha string) string {
 }
 
 func workDirItem(dir string) env.Item { return env.Item{Kind: env.ItemWorkDir, Name: dir} }
-
-// cacheRef is the ref that keeps an environment's commit in the object
-// cache.
-func cacheRef(key string) string { return "refs/previewd/" + key }
 
 // Prepare checks out exactly rel.SHA into its own work dir and runs the
 // build there. A checkout that was built before is reused.
@@ -58,7 +56,7 @@ func (r *Runtime) checkout(ctx context.Context, rel *env.Release, dir string) er
 	// A remote that hangs must not hold the cache, and with it every
 	// other environment's rollout, for ever.
 	fctx, cancel := context.WithTimeout(ctx, r.o.StepTimeout)
-	err := r.cache.Fetch(fctx, rel.Repo, rel.Ref, cacheRef(rel.Key), rel.SHA, r.o.GitEnv)
+	err := r.cache.Fetch(fctx, rel.Repo, rel.Ref, git.CacheRef(rel.Key), rel.SHA, r.o.GitEnv)
 	cancel()
 	if err != nil {
 		return err

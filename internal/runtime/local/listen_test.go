@@ -143,7 +143,7 @@ func TestListenCheck(t *testing.T) {
 			if tt.host == "::" {
 				ln, err := net.Listen("tcp6", "[::1]:0")
 				if err != nil {
-					t.Skip("no IPv6")
+					t.Skip("no IPv6 on this machine")
 				}
 				ln.Close()
 			}

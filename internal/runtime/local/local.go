@@ -160,7 +160,7 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 	// The environment's ref in the shared object cache goes too, so its
 	// commits become unreachable and git's automatic gc can prune them;
 	// otherwise every branch ever deployed stays in the cache for ever.
-	if err := r.cache.DeleteRef(ctx, cacheRef(key)); err != nil {
+	if err := r.cache.DeleteRef(ctx, git.CacheRef(key)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(r.envDir(key)); err != nil {

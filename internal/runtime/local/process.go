@@ -54,7 +54,7 @@ func (p *proc) init() {
 	}
 }
 
-func (p *proc) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }
+func (p *proc) addr() string { return net.JoinHostPort(appHost, strconv.Itoa(p.Port)) }
 
 func (p *proc) alive() bool {
 	select {

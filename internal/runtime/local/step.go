@@ -109,10 +109,6 @@ func (r *Runtime) Logs(ctx context.Context, key string, n int) (string, error) {
 	return tail(r.logPath(key), n), nil
 }
 
-// LogTail returns the last n lines of the environment's log, "" when there
-// is none: Logs for callers that only show text.
-func (r *Runtime) LogTail(key string, n int) string { return tail(r.logPath(key), n) }
-
 // tail returns the last n lines of the file.
 func tail(path string, n int) string { return tailFrom(path, 0, n) }
 
