@@ -78,8 +78,19 @@ func (g *GitHub) section(key string) string {
 // lockComment holds key's comment for one edit; call the result to let
 // it go.
 func (g *GitHub) lockComment(key string) func() {
-	var m *sync.Mutex
-	g.known(key, func(s *shown) { m = s.write })
-	m.Lock()
-	return m.Unlock
+	for {
+		var m *sync.Mutex
+		g.known(key, func(s *shown) { m = s.write })
+		m.Lock()
+		// The key may have been forgotten (its removal told) between
+		// reading the lock and taking it: then take the new one.
+		g.mu.Lock()
+		s := g.shown[key]
+		same := s != nil && s.write == m
+		g.mu.Unlock()
+		if same {
+			return m.Unlock
+		}
+		m.Unlock()
+	}
 }

@@ -188,8 +188,18 @@ func (g *GitHub) drain(ctx context.Context, key string) {
 		if PhaseOf(*n) == PhaseRemoved && ctx.Err() == nil {
 			// Told: nothing of the environment is needed any more. (If
 			// its pull request comes back, all is found again.)
+			// A Say may be editing the comment right now: it keeps the
+			// key's write lock (and nothing else), so its edit and the
+			// next one are still one at a time.
 			g.mu.Lock()
-			delete(g.shown, key)
+			if s := g.shown[key]; s != nil && !s.write.TryLock() {
+				g.shown[key] = &shown{states: map[int64]string{}, write: s.write}
+			} else {
+				if s != nil {
+					s.write.Unlock()
+				}
+				delete(g.shown, key)
+			}
 			g.mu.Unlock()
 		}
 	}
