@@ -30,7 +30,9 @@ if [ -x "$bin" ]; then # another run built it while we waited
   exit 0
 fi
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/previewd-helm.XXXXXX")"
+# Built beside the cache, so the mv below is a rename: a run that finds
+# "$bin" never finds half of it.
+tmp="$(mktemp -d "$cache_root/.build-helm.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 echo "helm.sh: building helm v$HELM_VERSION" >&2
 GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 GOBIN="$tmp" \

@@ -67,8 +67,11 @@ func TestDownUp(t *testing.T) {
 
 	// A push and a listing do not redeploy it.
 	newSHA := r.commit("feature-d", map[string]string{"banner.txt": "feature D, again"})
+	// A second branch pushed with it: once it is ready, the listing that
+	// saw both pushes has been reconciled.
+	probe := r.commit("probe-1", map[string]string{"banner.txt": "probe"})
 	in.sync()
-	time.Sleep(2 * time.Second)
+	a.waitStatus("probe-1", env.StatusReady, probe)
 	if pids := appPIDs(dataDir, "feature-d"); len(pids) != 0 {
 		t.Fatal("a push redeployed a down environment")
 	}
@@ -79,8 +82,9 @@ func TestDownUp(t *testing.T) {
 	in = start(t, yaml)
 	a = in.api()
 	a.waitStatus("production", env.StatusReady, mainSHA)
+	probe = r.commit("probe-2", map[string]string{"banner.txt": "probe"})
 	in.sync()
-	time.Sleep(2 * time.Second)
+	a.waitStatus("probe-2", env.StatusReady, probe)
 	if pids := appPIDs(dataDir, "feature-d"); len(pids) != 0 {
 		t.Fatal("a restart redeployed a down environment")
 	}
