@@ -24,7 +24,7 @@ const (
 )
 
 // Available are the commands this version carries out.
-var Available = []string{Redeploy, Approve, Revoke, Help}
+var Available = []string{Redeploy, Down, Up, Approve, Revoke, Help}
 
 // Later are the commands other versions carry out; this one answers them
 // honestly as not available.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -171,7 +172,7 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 		return true, command.HelpText
 	case command.IsLater(cmd.Name):
 		return false, "`" + cmd.Name + "` is not available in this version"
-	case cmd.Name != command.Redeploy && cmd.Name != command.Approve && cmd.Name != command.Revoke && cmd.Name != command.Down && cmd.Name != command.Up:
+	case !slices.Contains(command.Available, cmd.Name):
 		return false, "unknown command `" + cmd.Name + "`; " + command.HelpText
 	case cmd.Name == command.Revoke:
 		if len(cmd.Args) != 1 || strings.TrimPrefix(cmd.Args[0], "@") == "" {
