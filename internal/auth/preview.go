@@ -183,7 +183,7 @@ func (p *Previews) Issue(w http.ResponseWriter, r *http.Request, key, name strin
 		Expires:  p.now().Add(PreviewCookieTTL),
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
-		Secure:   overTLS(r),
+		Secure:   OverTLS(r),
 	})
 	return nil
 }

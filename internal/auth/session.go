@@ -110,13 +110,13 @@ func (s *Sessions) cookie(r *http.Request, v string, exp time.Time) *http.Cookie
 		Expires:  exp,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
-		Secure:   overTLS(r),
+		Secure:   OverTLS(r),
 	}
 }
 
-// overTLS reports whether the client reached previewd over TLS.
+// OverTLS reports whether the client reached previewd over TLS.
 // X-Forwarded-Proto is believed: a client that lies gets a Secure cookie
 // over plain HTTP, which only its own browser then withholds.
-func overTLS(r *http.Request) bool {
+func OverTLS(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }

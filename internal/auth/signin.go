@@ -89,7 +89,7 @@ func (f *flow) cookie(r *http.Request, v string, maxAge int) *http.Cookie {
 		HttpOnly: true,
 		// Lax: the provider's redirect back is a top-level GET.
 		SameSite: http.SameSiteLaxMode,
-		Secure:   overTLS(r),
+		Secure:   OverTLS(r),
 	}
 }
 

@@ -12,6 +12,16 @@ import (
 	"github.com/previewd/previewd/internal/store"
 )
 
+// sessionKey is the secret sessions, sign-in states and preview cookies
+// are signed with (each purpose with its own derived key): auth.sessionKey,
+// or the one kept in the store, shared by every replica.
+func sessionKey(ctx context.Context, cfg *config.Config, st *store.Store) (string, error) {
+	if cfg.Auth.SessionKey != "" {
+		return cfg.Auth.SessionKey, nil
+	}
+	return st.Secret(ctx, sessionKeyName)
+}
+
 // sessionKeyName is the store secret that signs sessions when the config
 // sets no auth.sessionKey.
 const sessionKeyName = "session-key"
@@ -20,7 +30,7 @@ const sessionKeyName = "session-key"
 // anonymous role (admin without an auth section, which serve allows on
 // loopback only) and sessions signed with auth.sessionKey or the store's
 // own key.
-func openAuth(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.Authenticator, error) {
+func openAuth(ctx context.Context, cfg *config.Config, st *store.Store, key string) (*auth.Authenticator, error) {
 	anon, err := auth.ParseRole(cfg.AnonymousRole())
 	if err != nil {
 		return nil, fmt.Errorf("auth.anonymous: %w", err)
@@ -32,12 +42,6 @@ func openAuth(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.A
 			return nil, fmt.Errorf("auth.tokens %s: %w", t.Name, err)
 		}
 		tokens = append(tokens, auth.Token{Name: t.Name, Secret: t.Token, Role: role})
-	}
-	key := cfg.Auth.SessionKey
-	if key == "" {
-		if key, err = st.Secret(ctx, sessionKeyName); err != nil {
-			return nil, err
-		}
 	}
 	providers, err := signInProviders(ctx, cfg.Auth, []byte(key))
 	if err != nil {
@@ -56,14 +60,7 @@ func openAuth(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.A
 // openPreviews builds the guard of preview hosts (previews.access), its
 // cookies and tickets signed with the "preview" key derived from the same
 // secret as sessions.
-func openPreviews(ctx context.Context, cfg *config.Config, st *store.Store) (*auth.Previews, error) {
-	key := cfg.Auth.SessionKey
-	if key == "" {
-		var err error
-		if key, err = st.Secret(ctx, sessionKeyName); err != nil {
-			return nil, err
-		}
-	}
+func openPreviews(cfg *config.Config, key string) *auth.Previews {
 	access := auth.PreviewAccess(cfg.Previews.Access)
 	if access == "" {
 		access = auth.PreviewPublic
@@ -74,7 +71,7 @@ func openPreviews(ctx context.Context, cfg *config.Config, st *store.Store) (*au
 		BypassToken:       cfg.Previews.BypassToken,
 		ProtectProduction: cfg.Previews.ProtectProduction,
 		Secret:            []byte(key),
-	}), nil
+	})
 }
 
 // signInTimeout bounds each call previewd makes to a sign-in provider.

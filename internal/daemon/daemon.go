@@ -125,14 +125,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		PollInterval: cfg.Forge.PollInterval(),
 		Logger:       o.Logger,
 	})
-	authn, err := openAuth(ctx, cfg, st)
+	key, err := sessionKey(ctx, cfg, st)
 	if err != nil {
 		return nil, err
 	}
-	previews, err := openPreviews(ctx, cfg, st)
+	authn, err := openAuth(ctx, cfg, st, key)
 	if err != nil {
 		return nil, err
 	}
+	previews := openPreviews(cfg, key)
 	so := server.Options{
 		Auth:         authn,
 		Previews:     previews,

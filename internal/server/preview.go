@@ -201,7 +201,7 @@ func (s *Server) signinForPreview(w http.ResponseWriter, r *http.Request) {
 		host = net.JoinHostPort(host, port)
 	}
 	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+	if auth.OverTLS(r) {
 		scheme = "https"
 	}
 	q := url.Values{"t": {t}, "next": {safeNext(r.URL.Query().Get("next"))}}
