@@ -82,8 +82,7 @@ type Params struct {
 // Store lists the live environments and keeps what each last deployed.
 // *store.Store satisfies it.
 type Store interface {
-	Live(ctx context.Context) ([]env.Environment, error)
-	GetRecord(ctx context.Context, key string) (store.Record, error)
+	LiveRecords(ctx context.Context) ([]store.Record, error)
 }
 
 // Options configure the handler.
@@ -177,23 +176,21 @@ func (h *Handler) authorized(header string) bool {
 // Application). An error fails the whole answer: a partial list would
 // make Argo CD delete the environments left out.
 func (h *Handler) Params(ctx context.Context, req Request) ([]Params, error) {
-	live, err := h.o.Store.Live(ctx)
+	live, err := h.o.Store.LiveRecords(ctx)
 	if err != nil {
 		return nil, err
 	}
 	withProd := truthy(req.Input.Parameters["includeProduction"])
 	out := []Params{}
-	for _, e := range live {
-		if e.Production() && !withProd {
+	for _, rec := range live {
+		if rec.Production() && !withProd {
 			continue
 		}
-		e, ok, err := h.deployable(ctx, e)
-		if err != nil {
-			return nil, err
-		}
+		e, ok := deployable(rec)
 		if !ok {
 			continue
 		}
+		var err error
 		p := Params{}
 		if h.o.Describe != nil {
 			if p, err = h.o.Describe(e); err != nil {
@@ -213,27 +210,24 @@ func (h *Handler) Params(ctx context.Context, req Request) ([]Params, error) {
 	return out, nil
 }
 
-// deployable returns e as Argo CD should deploy it, and whether it should
-// be listed at all.
-func (h *Handler) deployable(ctx context.Context, e env.Environment) (env.Environment, bool, error) {
+// deployable returns the environment as Argo CD should deploy it, and
+// whether it should be listed at all.
+func deployable(rec store.Record) (env.Environment, bool) {
+	e := rec.Environment
 	switch e.Status {
 	case env.StatusReady:
-		return e, e.SHA != "", nil
+		return e, e.SHA != ""
 	case env.StatusDeleting:
-		return e, false, nil
-	}
-	rec, err := h.o.Store.GetRecord(ctx, e.Key)
-	if err != nil {
-		return e, false, fmt.Errorf("reading %s: %w", e.Key, err)
+		return e, false
 	}
 	d := rec.Deployed
 	// A Deployed source older than the environment's current life (a pull
 	// request closed and reopened) is not live: its namespace is gone.
 	if d == nil || d.SHA == "" || rec.ReadyAt == nil || rec.ReadyAt.Before(rec.CreatedAt) {
-		return e, false, nil
+		return e, false
 	}
 	e.SHA, e.Branch = d.SHA, d.Branch
-	return e, true, nil
+	return e, true
 }
 
 func truthy(v any) bool {

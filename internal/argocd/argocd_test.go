@@ -374,18 +374,11 @@ func TestStoreErrorFailsTheAnswer(t *testing.T) {
 
 type emptyStore struct{}
 
-func (emptyStore) Live(context.Context) ([]env.Environment, error) { return nil, nil }
-func (emptyStore) GetRecord(context.Context, string) (store.Record, error) {
-	return store.Record{}, store.ErrNotFound
-}
+func (emptyStore) LiveRecords(context.Context) ([]store.Record, error) { return nil, nil }
 
-// brokenStore lists one environment that is building and cannot read its
-// record.
+// brokenStore cannot read its environments.
 type brokenStore struct{}
 
-func (brokenStore) Live(context.Context) ([]env.Environment, error) {
-	return []env.Environment{{Key: "pr-1", Kind: env.KindPullRequest, Status: env.StatusBuilding}}, nil
-}
-func (brokenStore) GetRecord(context.Context, string) (store.Record, error) {
-	return store.Record{}, errors.New("disk on fire")
+func (brokenStore) LiveRecords(context.Context) ([]store.Record, error) {
+	return nil, errors.New("disk on fire")
 }

@@ -106,22 +106,51 @@ type Record struct {
 // GetRecord returns the environment with its private fields, or
 // ErrNotFound.
 func (s *Store) GetRecord(ctx context.Context, key string) (Record, error) {
-	var (
-		r   Record
-		src string
-		err error
-	)
-	r.Environment, err = scanEnv(s.db.QueryRowContext(ctx, s.q(`SELECT `+envColumns+`, failed_sha, restarts, source FROM environments WHERE key = ?`), key),
-		&r.FailedSHA, &r.Restarts, &src)
+	r, err := scanRecord(s.db.QueryRowContext(ctx, s.q(`SELECT `+recordColumns+` FROM environments WHERE key = ?`), key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrNotFound
 	}
 	if err != nil {
 		return r, fmt.Errorf("reading environment %s: %w", key, err)
 	}
+	return r, nil
+}
+
+// LiveRecords returns the records of the live environments, in Live's
+// order, in one query.
+func (s *Store) LiveRecords(ctx context.Context) ([]Record, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM environments WHERE deleted_at IS NULL ORDER BY kind <> 'production', key`)
+	if err != nil {
+		return nil, fmt.Errorf("listing environments: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading environment: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+const recordColumns = envColumns + `, failed_sha, restarts, source`
+
+// scanRecord reads a row of recordColumns.
+func scanRecord(row scanner) (Record, error) {
+	var (
+		r   Record
+		src string
+		err error
+	)
+	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src)
+	if err != nil {
+		return r, err
+	}
 	if src != "" {
 		var d env.Source
-		if json.Unmarshal([]byte(src), &d) == nil && d.Key == key {
+		if json.Unmarshal([]byte(src), &d) == nil && d.Key == r.Key {
 			r.Deployed = &d
 		}
 	}
