@@ -30,25 +30,20 @@ func (g *GitHub) React(ctx context.Context, id int64, content string) error {
 // and later notices keep them too.
 func (g *GitHub) Say(ctx context.Context, key string, number int, line string) error {
 	defer g.lockComment(key)()
-	var body string
 	g.known(key, func(s *shown) {
 		s.lines = append(s.lines, line)
 		if len(s.lines) > maxLines {
 			s.lines = s.lines[len(s.lines)-maxLines:]
 		}
-		if s.comment != nil {
-			body = s.comment.body
-		}
 	})
-	if body == "" {
-		c, err := g.findComment(ctx, key, number)
-		if err != nil {
-			return fmt.Errorf("finding the comment: %w", err)
-		}
-		if c != nil {
-			body = c.body
-			g.known(key, func(s *shown) { s.comment = c })
-		}
+	// Looked up once: writeComment is handed what was found, none included.
+	c, err := g.currentComment(ctx, key, number)
+	if err != nil {
+		return err
+	}
+	var body string
+	if c != nil {
+		body = c.body
 	}
 	if body == "" {
 		body = Marker(key) + "\n### previewd\n\nNo environment for this pull request."
@@ -56,7 +51,7 @@ func (g *GitHub) Say(ctx context.Context, key string, number int, line string) e
 	if i := strings.Index(body, "\n\n"+commandsMarker); i >= 0 {
 		body = body[:i]
 	}
-	return g.syncComment(ctx, key, number, body+g.section(key))
+	return g.writeComment(ctx, key, number, c, body+g.section(key))
 }
 
 // section renders the answers to PR commands, or "".

@@ -292,15 +292,30 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 // edits the comment it made before (found by its marker after a restart)
 // or creates it.
 func (g *GitHub) syncComment(ctx context.Context, key string, number int, body string) error {
+	c, err := g.currentComment(ctx, key, number)
+	if err != nil {
+		return err
+	}
+	return g.writeComment(ctx, key, number, c, body)
+}
+
+// currentComment returns previewd's comment on the pull request: the one
+// remembered, else the one found by its marker; nil when there is none.
+func (g *GitHub) currentComment(ctx context.Context, key string, number int) (*comment, error) {
 	var c *comment
 	g.known(key, func(s *shown) { c = s.comment })
-	if c == nil {
-		found, err := g.findComment(ctx, key, number)
-		if err != nil {
-			return fmt.Errorf("finding the comment: %w", err)
-		}
-		c = found
+	if c != nil {
+		return c, nil
 	}
+	c, err := g.findComment(ctx, key, number)
+	if err != nil {
+		return nil, fmt.Errorf("finding the comment: %w", err)
+	}
+	return c, nil
+}
+
+// writeComment makes c (nil: none yet) read body.
+func (g *GitHub) writeComment(ctx context.Context, key string, number int, c *comment, body string) error {
 	remember := func(c *comment) { g.known(key, func(s *shown) { s.comment = c }) }
 	if c != nil {
 		if c.body == body {
