@@ -48,11 +48,20 @@ func (s *Server) page(need auth.Role, h http.HandlerFunc) http.Handler {
 	return s.protect(need, true, h)
 }
 
+// sameOrigin refuses (403) a browser request from another origin, a
+// preview's host included, and reports whether r may go on.
+func (s *Server) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.cop.Check(r); err != nil {
+		s.o.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "remote", remote(r))
+		writeError(w, http.StatusForbidden, errors.New("cross-origin request refused"))
+		return false
+	}
+	return true
+}
+
 func (s *Server) protect(need auth.Role, page bool, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.cop.Check(r); err != nil {
-			s.o.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "remote", remote(r))
-			writeError(w, http.StatusForbidden, errors.New("cross-origin request refused"))
+		if !s.sameOrigin(w, r) {
 			return
 		}
 		p, err := s.authenticate(r)
@@ -209,9 +218,7 @@ func (s *Server) getSignin(w http.ResponseWriter, r *http.Request) {
 // postSignin signs in with an API token: a session cookie for its
 // principal, then back to where the visitor was going.
 func (s *Server) postSignin(w http.ResponseWriter, r *http.Request) {
-	if err := s.cop.Check(r); err != nil {
-		s.o.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "remote", remote(r))
-		writeError(w, http.StatusForbidden, errors.New("cross-origin request refused"))
+	if !s.sameOrigin(w, r) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)

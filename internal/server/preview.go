@@ -119,9 +119,7 @@ func (s *Server) previewSignin(w http.ResponseWriter, r *http.Request, key strin
 		writeError(w, http.StatusMethodNotAllowed, errors.New("method not allowed"))
 		return
 	}
-	if err := s.cop.Check(r); err != nil {
-		s.o.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "remote", remote(r))
-		writeError(w, http.StatusForbidden, errors.New("cross-origin request refused"))
+	if !s.sameOrigin(w, r) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
