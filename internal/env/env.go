@@ -58,6 +58,9 @@ type Source struct {
 	// Hold, when not empty, says why the change must not be deployed yet
 	// (e.g. waiting for checks). The environment stays pending.
 	Hold string `json:"hold,omitempty"`
+	// Keep is true when the change carries lifecycle.keepLabel: its
+	// preview never sleeps or expires.
+	Keep bool `json:"keep,omitempty"`
 }
 
 // Production reports whether the source is the production branch.
@@ -82,6 +85,17 @@ type Environment struct {
 	ReadyAt *time.Time `json:"readyAt,omitempty"`
 	// DeletedAt is set once the environment has been removed.
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+	// LastActivityAt is the last push, proxied request or command.
+	LastActivityAt *time.Time `json:"lastActivityAt,omitempty"`
+	// ExpiresAt is when lifecycle.ttl removes the preview unless there is
+	// activity first; nil when it never expires (no ttl, kept,
+	// production).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Kept is true when /preview keep (or the API) pinned the preview:
+	// it never sleeps or expires.
+	Kept bool `json:"kept,omitempty"`
+	// Usage is what it used while it ran, priced when rates are set.
+	Usage *Usage `json:"usage,omitempty"`
 	// Events are the recent history, newest first; only filled for a single
 	// environment.
 	Events []Event `json:"events,omitempty"`

@@ -15,4 +15,13 @@ type Notice struct {
 	// Removed and Left list, on teardown, what was removed and what could
 	// not be (and will be retried).
 	Removed, Left []string
+	// Reason is the event's reason (reconcile's Reason constants), so a
+	// notifier can tell an expiry or a sleep from other changes.
+	Reason string
+	// Expired is true on the removal of a preview whose TTL ran out: it
+	// comes back with a push or /preview up.
+	Expired bool
+	// Warning, when set, is the TTL warning: when the preview will be
+	// removed unless there is activity before.
+	Warning *time.Time
 }

@@ -79,3 +79,33 @@ type Readiness interface {
 type Stopper interface {
 	Stop(ctx context.Context, key string) error
 }
+
+// Sleeper is implemented by runtimes that can put an environment to
+// sleep: stop what runs (processes, pods) and keep what it needs to start
+// again (work dir, build, manifests, data). Deploy of the same release
+// wakes it. Sleep is idempotent.
+type Sleeper interface {
+	Sleep(ctx context.Context, key string) error
+}
+
+// Sample is what one environment's running part uses at one moment.
+type Sample struct {
+	// Instance names what CPUSeconds counts for (a process group, a set
+	// of pods); when it changes, the count starts again from zero.
+	Instance string
+	// CPUSeconds is the CPU time Instance has used so far; zero when the
+	// runtime cannot count it (see CPUCores).
+	CPUSeconds float64
+	// CPUCores is the CPU reserved while it runs (the pods' requests),
+	// for runtimes that price reservations rather than use.
+	CPUCores float64
+	// MemoryBytes is resident memory now (or the pods' requests).
+	MemoryBytes int64
+}
+
+// Meter is implemented by runtimes that can say what each environment's
+// running part uses now, for the cost line. Environments that do not run
+// are absent from the map.
+type Meter interface {
+	Usage(ctx context.Context) (map[string]Sample, error)
+}
