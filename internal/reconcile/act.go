@@ -30,22 +30,34 @@ const (
 	ReasonRemoved       = "Removed"
 	ReasonRetrying      = "RemovalRetrying"
 	ReasonWaiting       = "Waiting"
+	ReasonQueued        = "Queued"
+	ReasonSlept         = "Slept"
+	ReasonSleepFailed   = "SleepFailed"
+	ReasonWaking        = "Waking"
 )
 
 // act executes plan. Every path that changes the environment ends in an
 // outcome that finish saves, with an event, in a deferred call.
 func (r *Reconciler) act(ctx context.Context, o Observed, plan Plan) (Result, error) {
 	switch plan.Action {
-	case Wait:
+	case Nothing, Wait:
 		return Result{RequeueAfter: plan.RequeueAfter}, nil
 	case Hold:
 		return r.hold(ctx, plan)
-	case Deploy, Restart:
+	case Deploy, Restart, Wake:
 		return r.deploy(ctx, o, plan)
 	case GiveUp:
 		return r.giveUp(ctx, plan)
 	case Teardown:
 		return r.teardown(ctx, o, plan)
+	case Queue:
+		return r.enqueue(ctx, o, plan)
+	case Sleep:
+		return r.sleep(ctx, o, plan)
+	case Expire:
+		return r.expire(ctx, o, plan)
+	case Warn:
+		return r.warn(ctx, o, plan)
 	}
 	return Result{}, nil
 }
@@ -70,6 +82,10 @@ type outcome struct {
 	removed, left []string
 	// silent saves without telling the notifiers.
 	silent bool
+	// expired marks the removal by the TTL; warning is the TTL warning's
+	// expiry (see env.Notice).
+	expired bool
+	warning *time.Time
 }
 
 func (r *Reconciler) progress(src env.Source, exists bool) *progress {
@@ -95,7 +111,7 @@ func (p *progress) save(ctx context.Context, out *outcome) error {
 		return err
 	}
 	if !out.silent {
-		p.notify(ctx, out.tail, out.removed, out.left)
+		p.notify(ctx, out)
 	}
 	return nil
 }
@@ -117,7 +133,7 @@ func (p *progress) finish(ctx context.Context, out *outcome, err error) error {
 	return err
 }
 
-func (p *progress) notify(ctx context.Context, tail string, removed, left []string) {
+func (p *progress) notify(ctx context.Context, out *outcome) {
 	if len(p.r.o.Notifiers) == 0 {
 		return
 	}
@@ -126,7 +142,12 @@ func (p *progress) notify(ctx context.Context, tail string, removed, left []stri
 		p.r.log.Error("reading environment to notify", "env", p.src.Key, "err", err)
 		return
 	}
-	n := env.Notice{Env: e, Source: p.src, Took: p.r.o.Now().Sub(p.start), Tail: tail, Removed: removed, Left: left}
+	if e.Usage != nil {
+		u := e.Usage.Priced(p.r.o.Lifecycle.Rates)
+		e.Usage = &u
+	}
+	n := env.Notice{Env: e, Source: p.src, Took: p.r.o.Now().Sub(p.start), Tail: out.tail, Removed: out.removed, Left: out.left,
+		Reason: out.reason, Expired: out.expired, Warning: out.warning}
 	for _, nt := range p.r.o.Notifiers {
 		if err := nt.Notify(ctx, n); err != nil {
 			// A notification failing must not stop the environment; the
@@ -158,6 +179,7 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	src := plan.Source
 	key := src.Key
 	restart := plan.Action == Restart
+	wake := plan.Action == Wake
 	p := r.progress(src, false)
 	var out *outcome
 	defer func() { err = p.finish(ctx, out, err) }()
@@ -165,6 +187,13 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 		return Result{}, err
 	}
 	p.exists = true
+	if o.Down {
+		// An expired preview revived by a new commit (Decide deploys
+		// nothing else that is down).
+		if _, err := r.o.Store.ClearDown(ctx, key); err != nil {
+			return Result{}, err
+		}
+	}
 	url := r.o.URL(key)
 	short := env.ShortSHA(src.SHA)
 	oldSHA := ""
@@ -180,10 +209,15 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 		if err := r.o.Store.AddEvent(ctx, key, env.Event{Reason: ReasonRestarted, Message: fmt.Sprintf("process exited; restart %d of %d", restarts, r.o.MaxRestarts), SHA: src.SHA}); err != nil {
 			return Result{}, err
 		}
+	} else if wake {
+		r.log.Info("waking", "env", key, "sha", short, "reason", plan.Reason)
+		if err := p.set(ctx, env.StatusStarting, ReasonWaking, plan.Message, store.Update{URL: &url, QueuedAt: &time.Time{}}); err != nil {
+			return Result{}, err
+		}
 	} else {
 		r.log.Info("deploying", "env", key, "sha", short, "reason", plan.Reason)
 		sha := src.SHA
-		if err := p.set(ctx, env.StatusBuilding, ReasonBuilding, "building "+short, store.Update{SHA: &sha, URL: &url}); err != nil {
+		if err := p.set(ctx, env.StatusBuilding, ReasonBuilding, "building "+short, store.Update{SHA: &sha, URL: &url, QueuedAt: &time.Time{}}); err != nil {
 			return Result{}, err
 		}
 	}
@@ -216,7 +250,7 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 		return Result{}, err
 	}
 
-	if !restart {
+	if !restart && !wake {
 		if err := p.set(ctx, env.StatusMigrating, ReasonMigrating, "migrating "+short, store.Update{}); err != nil {
 			return Result{}, err
 		}
@@ -246,13 +280,16 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	if restart {
 		msg = fmt.Sprintf("%s restarted after the process exited (%d of %d)", short, restarts, r.o.MaxRestarts)
 	}
+	if wake {
+		msg = fmt.Sprintf("%s woke in %s", short, took)
+	}
 	for _, w := range rel.Warnings {
 		msg += "\n" + w
 	}
 	ready := env.StatusReady
 	// The runtime may have found the real URL (e.g. an Ingress host).
 	out = &outcome{status: &ready, reason: ReasonReady, msg: msg,
-		u: store.Update{Ready: !restart, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL, Deployed: &src}}
+		u: store.Update{Ready: !restart && !wake, FailedSHA: &empty, Restarts: &restarts, URL: &rel.URL, Deployed: &src}}
 	r.log.Info("ready", "env", key, "sha", short, "took", took)
 	return Result{}, nil
 }
@@ -373,8 +410,12 @@ func (r *Reconciler) teardown(ctx context.Context, o Observed, plan Plan) (_ Res
 		msg = fmt.Sprintf("removed %s in %s", strings.Join(removed, ", "), took)
 	}
 	deleting := env.StatusDeleting
-	out = &outcome{status: &deleting, reason: ReasonRemoved, msg: msg, removed: removed,
+	if plan.Action == Expire {
+		msg = plan.Message + "; " + msg
+	}
+	out = &outcome{status: &deleting, reason: ReasonRemoved, msg: msg, removed: removed, expired: plan.Action == Expire,
 		u: store.Update{Deleted: o.Record != nil && o.Record.DeletedAt == nil}}
+	r.forgetActivity(key)
 	r.log.Info("removed", "env", key, "took", took)
 	return Result{}, nil
 }

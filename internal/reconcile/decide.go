@@ -29,10 +29,23 @@ const (
 	GiveUp
 	// Teardown: remove everything the environment owns.
 	Teardown
+	// Queue: the preview waits for a running slot (lifecycle.maxRunning).
+	Queue
+	// Sleep: stop what runs, keep data and build (lifecycle.sleepAfter,
+	// or on request).
+	Sleep
+	// Wake: start a sleeping preview's deployed SHA again, without
+	// building or migrating.
+	Wake
+	// Expire: remove a preview past lifecycle.ttl, as if its change had
+	// closed, and keep it down until a new commit or /preview up.
+	Expire
+	// Warn: say on the PR when the TTL will remove the preview.
+	Warn
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown"}[a]
+	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn"}[a]
 }
 
 // Reasons a plan gives for its action (logged, and compared by tests).
@@ -46,6 +59,9 @@ const (
 	ReasonGone            = "Gone"            // nothing exists and nothing is wanted
 	ReasonHeldAlready     = "HeldAlready"     // held, and already recorded so
 	ReasonDownAlready     = "DownAlready"     // put down on request, and removed
+	ReasonExpiredAlready  = "ExpiredAlready"  // removed by the TTL; waits for a commit or up
+	ReasonQueuedAlready   = "QueuedAlready"   // queued, and already recorded at this place
+	ReasonAsleep          = "Asleep"          // sleeping until a request or a wake
 	// Wait
 	ReasonBackoff = "RestartBackoff"
 	// Hold
@@ -56,6 +72,8 @@ const (
 	ReasonRedeploy    = "RedeployRequested"
 	ReasonRetry       = "RetryTransient"
 	ReasonInterrupted = "Interrupted"
+	ReasonRevived     = "Revived"  // a new commit after the TTL removed it
+	ReasonDequeued    = "Dequeued" // its turn in the queue came
 	// Restart
 	ReasonExited = "ProcessExited"
 	// GiveUp
@@ -64,6 +82,18 @@ const (
 	ReasonChangeGone = "ChangeGone"
 	ReasonLeftovers  = "Leftovers"
 	ReasonDown       = "DownRequested"
+	// Queue
+	ReasonCapReached = "CapReached"
+	// Sleep
+	ReasonIdle           = "Idle"
+	ReasonSleepRequested = "SleepRequested"
+	ReasonEvicted        = "Evicted"
+	// Wake
+	ReasonWakeRequested = "WakeRequested"
+	// Expire
+	ReasonExpired = "Expired"
+	// Warn
+	ReasonExpiryWarning = "ExpiryWarning"
 )
 
 // Observed is everything Decide looks at, gathered for one key in one
@@ -94,6 +124,24 @@ type Observed struct {
 	Down bool
 	// MaxRestarts is how many crashes in a row are restarted.
 	MaxRestarts int
+	// DownReason and DownSHA say why it is down (store.DownRequested or
+	// store.DownExpired) and, for an expiry, at which commit.
+	DownReason, DownSHA string
+	// Life is the lifecycle policy.
+	Life env.Lifecycle
+	// Activity is the last push, proxied request or command; zero when
+	// none is known.
+	Activity time.Time
+	// SleepAsked, when set, says who or what asked for the preview to
+	// sleep now (a person, or an eviction).
+	SleepAsked string
+	// Evicted says the sleep asked makes room for another preview.
+	Evicted bool
+	// Wake is true when someone asked for it to run again.
+	Wake bool
+	// Slot, when not nil, is the cap's refusal: the key may not take a
+	// running slot now. Nil when there is no cap, or it may.
+	Slot *Admission
 	// Now is when the state was gathered; restarts older than
 	// RestartWindow do not count towards MaxRestarts.
 	Now time.Time
@@ -146,13 +194,27 @@ func RestartBackoff(n int) time.Duration {
 
 // Decide returns the plan for one key. It is a pure function of o.
 func Decide(o Observed) Plan {
+	return lifecycle(o, decide(o))
+}
+
+// decide is Decide before the lifecycle's deadlines (sleep, expiry,
+// warning), which only apply to what it leaves as it is.
+func decide(o Observed) Plan {
 	rec := o.Record
 	if o.Desired == nil {
 		return decideGone(o)
 	}
 	d := *o.Desired
+	revived := false
 	if o.Down && o.Key != env.ProductionKey && !d.Production() {
-		return decideDown(o)
+		if o.DownReason != store.DownExpired {
+			return decideDown(o)
+		}
+		if d.SHA == o.DownSHA {
+			return decideExpired(o)
+		}
+		// A new commit brings an expired preview back.
+		revived = true
 	}
 	short := env.ShortSHA(d.SHA)
 	if d.Hold != "" {
@@ -162,12 +224,37 @@ func Decide(o Observed) Plan {
 		return Plan{Action: Hold, Source: d, Reason: ReasonHold, Message: d.Hold}
 	}
 	if !o.live() {
+		if o.Slot != nil {
+			return queue(o)
+		}
+		if revived {
+			return Plan{Action: Deploy, Source: d, Reason: ReasonRevived, Message: "new commit " + short + " after the preview expired"}
+		}
 		return Plan{Action: Deploy, Source: d, Reason: ReasonNew, Message: "new environment at " + short}
 	}
 	if rec.SHA != d.SHA {
+		if o.Slot != nil {
+			return queue(o)
+		}
 		return Plan{Action: Deploy, Source: d, Reason: ReasonNewCommit, Message: fmt.Sprintf("new commit %s (was %s)", short, env.ShortSHA(rec.SHA))}
 	}
 	switch rec.Status {
+	case env.StatusSleeping:
+		if !o.Wake && !o.Redeploy {
+			return Plan{Action: Nothing, Source: d, Reason: ReasonAsleep, Message: rec.Message, Terminal: true}
+		}
+		if o.Slot != nil {
+			return queue(o)
+		}
+		return wakePlan(o, ReasonWakeRequested)
+	case env.StatusQueued:
+		if o.Slot != nil {
+			return queue(o)
+		}
+		if rec.Deployed != nil && rec.Deployed.SHA == d.SHA {
+			return wakePlan(o, ReasonDequeued)
+		}
+		return Plan{Action: Deploy, Source: d, Reason: ReasonDequeued, Message: "its turn came: deploying " + short}
 	case env.StatusFailed:
 		if rec.FailedSHA != d.SHA {
 			return Plan{Action: Deploy, Source: d, Reason: ReasonRetry, Message: "trying " + short + " again after an error"}
@@ -192,6 +279,121 @@ func Decide(o Observed) Plan {
 	// Interrupted part-way (pending, building, migrating, starting,
 	// deleting): do it again; every step is idempotent.
 	return Plan{Action: Deploy, Source: d, Reason: ReasonInterrupted, Message: fmt.Sprintf("%s was %s; going on", short, rec.Status)}
+}
+
+// queue is the plan of a key the cap refuses a slot: wait in the queue,
+// at its place (recorded once per place).
+func queue(o Observed) Plan {
+	d := *o.Desired
+	msg := o.Slot.Message(o.Life.MaxRunning)
+	if o.live() && o.Record.Status == env.StatusQueued && o.Record.Message == msg && o.Record.SHA == d.SHA {
+		return Plan{Action: Nothing, Source: d, Reason: ReasonQueuedAlready, Message: msg, Terminal: true}
+	}
+	return Plan{Action: Queue, Source: d, Reason: ReasonCapReached, Message: msg}
+}
+
+// wakePlan starts the deployed SHA again.
+func wakePlan(o Observed, reason string) Plan {
+	return Plan{Action: Wake, Source: *o.Desired, Reason: reason, Message: "waking " + env.ShortSHA(o.Desired.SHA)}
+}
+
+// decideExpired decides for a key the TTL removed, while the forge still
+// lists the commit it was removed at.
+func decideExpired(o Observed) Plan {
+	p := decideDown(o)
+	if p.Action == Nothing {
+		p.Reason = ReasonExpiredAlready
+		p.Message = "removed after " + env.HumanDuration(o.Life.TTL) + " without activity; a new commit or /preview up brings it back"
+	}
+	return p
+}
+
+// Expiry returns when the TTL removes the preview unless there is activity
+// first, or zero when it never does (no ttl, kept, production).
+func Expiry(o Observed) time.Time {
+	if o.Life.TTL <= 0 || o.Record == nil || o.production() || o.kept() {
+		return time.Time{}
+	}
+	since := o.Activity
+	if since.IsZero() {
+		since = o.Record.CreatedAt
+	}
+	exp := since.Add(o.Life.TTL)
+	if o.Record.ExtendUntil.After(exp) {
+		exp = o.Record.ExtendUntil
+	}
+	return exp.Truncate(time.Millisecond)
+}
+
+func (o Observed) production() bool {
+	return o.Key == env.ProductionKey || (o.Desired != nil && o.Desired.Production()) || (o.Record != nil && o.Record.Kind == env.KindProduction)
+}
+
+// kept reports whether the label or /preview keep pins the preview.
+func (o Observed) kept() bool {
+	return (o.Desired != nil && o.Desired.Keep) || (o.Record != nil && o.Record.Kept)
+}
+
+// lifecycle adds the lifecycle's deadlines to a plan that leaves a live
+// preview as it is: expire it past the TTL, put it to sleep when idle (or
+// asked), warn before the TTL; otherwise look again at the next deadline.
+// Production is never touched.
+func lifecycle(o Observed, p Plan) Plan {
+	if p.Action != Nothing || o.Desired == nil || !o.live() || o.production() {
+		return p
+	}
+	l, rec := o.Life, o.Record
+	src := *o.Desired
+	exp := Expiry(o)
+	if !exp.IsZero() && !o.Now.Before(exp) {
+		return Plan{Action: Expire, Source: src, Reason: ReasonExpired, Message: "removed after " + env.HumanDuration(l.TTL) + " without activity"}
+	}
+	awake := rec.Status == env.StatusReady && o.Running
+	var sleepAt time.Time
+	if awake {
+		if o.SleepAsked != "" {
+			reason := ReasonSleepRequested
+			if o.Evicted {
+				reason = ReasonEvicted
+			}
+			return Plan{Action: Sleep, Source: src, Reason: reason, Message: o.SleepAsked}
+		}
+		if l.SleepAfter > 0 && !o.kept() && !o.Activity.IsZero() {
+			sleepAt = o.Activity.Add(l.SleepAfter)
+			if !o.Now.Before(sleepAt) {
+				return Plan{Action: Sleep, Source: src, Reason: ReasonIdle, Message: "asleep after " + env.HumanDuration(l.SleepAfter) + " without activity; the next request wakes it"}
+			}
+		}
+	}
+	var warnAt time.Time
+	if !exp.IsZero() && l.WarnBefore > 0 && !warned(rec.WarnedFor, exp) {
+		warnAt = exp.Add(-l.WarnBefore)
+		if !o.Now.Before(warnAt) {
+			return Plan{Action: Warn, Source: src, Reason: ReasonExpiryWarning, Message: "removed at " + exp.UTC().Format("2006-01-02 15:04 MST") + " unless there is activity"}
+		}
+	}
+	next := time.Time{}
+	for _, t := range []time.Time{exp, sleepAt, warnAt} {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if next.IsZero() {
+		return p
+	}
+	wait := max(next.Sub(o.Now), 10*time.Millisecond)
+	if p.RequeueAfter == 0 || wait < p.RequeueAfter {
+		p.RequeueAfter = wait
+	}
+	p.Terminal = false
+	return p
+}
+
+// warned reports whether the warning already sent was about expiry exp
+// (to the second: the times went through the store).
+func warned(warnedFor, exp time.Time) bool {
+	d := warnedFor.Sub(exp)
+	return !warnedFor.IsZero() && d < time.Second && d > -time.Second
 }
 
 // decideGone decides for a key the forge does not (or not yet) list.

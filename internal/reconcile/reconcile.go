@@ -61,6 +61,17 @@ type Options struct {
 	Logger          *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Lifecycle is the policy of sleep, expiry and the cap.
+	Lifecycle env.Lifecycle
+	// FlushInterval is how often activity seen in memory (Touch) is
+	// written to the store. Default 10s.
+	FlushInterval time.Duration
+	// MeterInterval is how often the runtime's Meter is sampled for the
+	// cost line. Default 15s; negative never.
+	MeterInterval time.Duration
+	// Audit, if set, records automatic actions (a sleep, an expiry) in
+	// the audit trail. The store implements it.
+	Audit func(ctx context.Context, e store.AuditEntry) error
 }
 
 // Reconciler owns the queue of keys and the workers that drain it.
@@ -85,6 +96,20 @@ type Reconciler struct {
 	// reconciled is closed once it is empty.
 	first      map[string]bool
 	reconciled chan struct{}
+
+	// The cap: keys admitted whose rollout is not saved yet, and keys
+	// asked to sleep to make room (see Admit).
+	capMu    sync.Mutex
+	claims   map[string]bool
+	evicting map[string]bool
+
+	// Activity seen in memory (Touch), and which of it is not written.
+	touchMu sync.Mutex
+	touched map[string]time.Time
+	dirty   map[string]bool
+
+	// The meter's last sample per key; only the meter's loop uses it.
+	samples map[string]sampleAt
 }
 
 // request is what was asked of one key from outside a reconcile: a
@@ -93,6 +118,9 @@ type Reconciler struct {
 type request struct {
 	redeploy uint64 // sequence number of the last redeploy asked; 0 none
 	exited   time.Time
+	wake     uint64 // sequence number of the last wake asked; 0 none
+	sleep    string // why a sleep was asked; "" none
+	evicted  bool   // the sleep makes room for another preview
 }
 
 // New returns a Reconciler. Call Run to start it.
@@ -115,6 +143,12 @@ func New(o Options) *Reconciler {
 	if o.CollectInterval == 0 {
 		o.CollectInterval = 10 * time.Minute
 	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 10 * time.Second
+	}
+	if o.MeterInterval == 0 {
+		o.MeterInterval = 15 * time.Second
+	}
 	limiter := workqueue.NewTypedMaxOfRateLimiter(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 2*time.Minute),
 	)
@@ -127,6 +161,11 @@ func New(o Options) *Reconciler {
 		fresh:    map[string]bool{},
 		requests: map[string]request{},
 		synced:   make(chan struct{}),
+		claims:   map[string]bool{},
+		evicting: map[string]bool{},
+		touched:  map[string]time.Time{},
+		dirty:    map[string]bool{},
+		samples:  map[string]sampleAt{},
 
 		reconciled: make(chan struct{}),
 	}
@@ -281,7 +320,10 @@ func changed(desired map[string]env.Source, live []env.Environment, items map[st
 	for _, e := range live {
 		seen[e.Key] = true
 		d, ok := desired[e.Key]
-		settled := e.Status == env.StatusReady || e.Status == env.StatusFailed || (e.Status == env.StatusPending && d.Hold != "" && e.Message == d.Hold)
+		// Sleeping and queued previews are settled too: a request, a
+		// command or a freed slot wakes them, not a listing.
+		settled := e.Status == env.StatusReady || e.Status == env.StatusFailed || e.Status == env.StatusSleeping || e.Status == env.StatusQueued ||
+			(e.Status == env.StatusPending && d.Hold != "" && e.Message == d.Hold)
 		if full || !ok || d.SHA != e.SHA || d.Hold != "" || !settled {
 			keys = append(keys, e.Key)
 		}
@@ -323,10 +365,14 @@ func (r *Reconciler) Run(ctx context.Context) {
 			}
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.poll(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.tick(ctx)
 	}()
 	<-ctx.Done()
 	r.queue.ShutDown()
@@ -430,6 +476,8 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 	req := r.requests[key]
 	r.mu.Unlock()
 	o.Redeploy, o.ExitedAt = req.redeploy != 0, req.exited
+	o.Wake, o.SleepAsked, o.Evicted = req.wake != 0, req.sleep, req.evicted
+	o.Life = r.o.Lifecycle
 	rec, err := r.o.Store.GetRecord(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -441,11 +489,17 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 	if o.Items, err = r.o.Store.Items(ctx, key); err != nil {
 		return o, req, err
 	}
-	if o.Down, err = r.o.Store.IsDown(ctx, key); err != nil {
+	mark, down, err := r.o.Store.DownMarkOf(ctx, key)
+	if err != nil {
 		return o, req, err
 	}
+	o.Down, o.DownReason, o.DownSHA = down, mark.Reason, mark.SHA
 	if o.Running, o.RunningSHA, err = r.o.Runtime.Running(ctx, key); err != nil {
 		return o, req, fmt.Errorf("asking the runtime about %s: %w", key, err)
+	}
+	o.Activity = r.activity(key, o)
+	if err := r.admit(ctx, &o); err != nil {
+		return o, req, err
 	}
 	return o, req, nil
 }
@@ -461,6 +515,12 @@ func (r *Reconciler) handled(key string, seen request, plan Plan) {
 	}
 	if q.redeploy == seen.redeploy {
 		q.redeploy = 0
+	}
+	if q.wake == seen.wake {
+		q.wake = 0
+	}
+	if q.sleep == seen.sleep {
+		q.sleep = ""
 	}
 	// A backoff still needs the time of the exit.
 	if plan.Action != Wait && q.exited.Equal(seen.exited) {
@@ -484,13 +544,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
+	defer r.unclaim(key)
 	plan := Decide(o)
 	if plan.Action != Nothing {
 		r.log.Debug("reconciling", "env", key, "action", plan.Action.String(), "reason", plan.Reason, "message", plan.Message)
 	}
+	if err := r.saveActivity(ctx, o); err != nil {
+		return Result{}, err
+	}
 	res, err := r.act(ctx, o, plan)
+	r.freed(ctx, plan)
 	if err == nil || IsTerminal(err) {
 		r.handled(key, req, plan)
+	}
+	if res.RequeueAfter > 0 && r.o.ResyncPeriod > 0 {
+		// A far deadline (a TTL days away) must not skip the resync.
+		res.RequeueAfter = min(res.RequeueAfter, r.resyncAfter())
 	}
 	if err != nil || res.RequeueAfter > 0 || plan.Terminal {
 		return res, err

@@ -50,11 +50,15 @@ type DownMark struct {
 	Key  string    `json:"key"`
 	By   string    `json:"by"`
 	Time time.Time `json:"time"`
+	// Reason is DownRequested or DownExpired; SHA is the commit an
+	// expired environment was at.
+	Reason string `json:"reason"`
+	SHA    string `json:"sha,omitempty"`
 }
 
 // Downs returns the environments marked down, by key.
 func (s *Store) Downs(ctx context.Context) ([]DownMark, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT key, by_actor, created_at FROM down_environments ORDER BY key`)
+	rows, err := s.db.QueryContext(ctx, `SELECT key, by_actor, created_at, reason, sha FROM down_environments ORDER BY key`)
 	if err != nil {
 		return nil, fmt.Errorf("listing down environments: %w", err)
 	}
@@ -63,7 +67,7 @@ func (s *Store) Downs(ctx context.Context) ([]DownMark, error) {
 	for rows.Next() {
 		var m DownMark
 		var at int64
-		if err := rows.Scan(&m.Key, &m.By, &at); err != nil {
+		if err := rows.Scan(&m.Key, &m.By, &at, &m.Reason, &m.SHA); err != nil {
 			return nil, fmt.Errorf("listing down environments: %w", err)
 		}
 		m.Time = fromMS(at)

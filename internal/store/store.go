@@ -28,33 +28,54 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
-const envColumns = `key, kind, number, branch, sha, status, message, url, database, created_at, updated_at, ready_at, deleted_at`
+const envColumns = `key, kind, number, branch, sha, status, message, url, database, created_at, updated_at, ready_at, deleted_at,
+	activity_at, expires_at, kept, run_s, cpu_s, gb_s, peak_mem, usage_since`
 
 type scanner interface{ Scan(...any) error }
 
 // scanEnv reads a row of envColumns, then extra.
 func scanEnv(r scanner, extra ...any) (env.Environment, error) {
 	var (
-		e                  env.Environment
-		kind, status       string
-		created, updated   int64
-		readyAt, deletedAt sql.NullInt64
+		e                                            env.Environment
+		kind, status                                 string
+		created, updated                             int64
+		readyAt, deletedAt, activity, expires, since sql.NullInt64
+		kept                                         int
+		u                                            env.Usage
 	)
-	dest := append([]any{&e.Key, &kind, &e.Number, &e.Branch, &e.SHA, &status, &e.Message, &e.URL, &e.Database, &created, &updated, &readyAt, &deletedAt}, extra...)
+	dest := append([]any{&e.Key, &kind, &e.Number, &e.Branch, &e.SHA, &status, &e.Message, &e.URL, &e.Database, &created, &updated, &readyAt, &deletedAt,
+		&activity, &expires, &kept, &u.RunSeconds, &u.CPUSeconds, &u.GBSeconds, &u.PeakMemoryBytes, &since}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return e, err
 	}
 	e.Kind, e.Status = env.Kind(kind), env.Status(status)
 	e.CreatedAt, e.UpdatedAt = fromMS(created), fromMS(updated)
-	if readyAt.Valid {
-		t := fromMS(readyAt.Int64)
-		e.ReadyAt = &t
+	e.ReadyAt, e.DeletedAt = timeOf(readyAt), timeOf(deletedAt)
+	e.LastActivityAt, e.ExpiresAt = timeOf(activity), timeOf(expires)
+	e.Kept = kept != 0
+	if t := timeOf(since); t != nil {
+		u.Since = *t
+	} else {
+		u.Since = e.CreatedAt
 	}
-	if deletedAt.Valid {
-		t := fromMS(deletedAt.Int64)
-		e.DeletedAt = &t
-	}
+	e.Usage = &u
 	return e, nil
+}
+
+func timeOf(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+// msOrNull is t in milliseconds, or NULL for the zero time.
+func msOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ms(t)
 }
 
 // Live returns the environments that have not been removed, ordered with
@@ -101,6 +122,13 @@ type Record struct {
 	// environment can be restarted before the forge answers (e.g. after a
 	// reboot while the repository is unreachable).
 	Deployed *env.Source
+	// QueuedAt is when it joined the queue for a running slot (first
+	// come, first served); zero when not queued.
+	QueuedAt time.Time
+	// ExtendUntil is the least expiry /preview extend asked for.
+	ExtendUntil time.Time
+	// WarnedFor is the expiry the last TTL warning was about.
+	WarnedFor time.Time
 }
 
 // GetRecord returns the environment with its private fields, or
@@ -135,18 +163,27 @@ func (s *Store) LiveRecords(ctx context.Context) ([]Record, error) {
 	return out, rows.Err()
 }
 
-const recordColumns = envColumns + `, failed_sha, restarts, source`
+const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for`
 
 // scanRecord reads a row of recordColumns.
 func scanRecord(row scanner) (Record, error) {
 	var (
-		r   Record
-		src string
-		err error
+		r                         Record
+		src                       string
+		err                       error
+		queued, extend, warnedFor sql.NullInt64
 	)
-	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src)
+	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor)
 	if err != nil {
 		return r, err
+	}
+	for _, f := range []struct {
+		v  sql.NullInt64
+		to *time.Time
+	}{{queued, &r.QueuedAt}, {extend, &r.ExtendUntil}, {warnedFor, &r.WarnedFor}} {
+		if t := timeOf(f.v); t != nil {
+			*f.to = *t
+		}
 	}
 	if src != "" {
 		var d env.Source
@@ -164,8 +201,8 @@ func (s *Store) Upsert(ctx context.Context, src env.Source) error {
 	// The old row's columns are qualified: PostgreSQL finds a bare name
 	// ambiguous beside excluded's.
 	_, err := s.db.ExecContext(ctx, s.q(`
-INSERT INTO environments (key, kind, number, branch, status, created_at, updated_at)
-VALUES (?, ?, ?, ?, 'pending', ?, ?)
+INSERT INTO environments (key, kind, number, branch, status, created_at, updated_at, activity_at, usage_since)
+VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
 	kind = excluded.kind, number = excluded.number, branch = excluded.branch,
 	created_at = CASE WHEN environments.deleted_at IS NULL THEN environments.created_at ELSE excluded.created_at END,
@@ -176,8 +213,19 @@ ON CONFLICT (key) DO UPDATE SET
 	restarts   = CASE WHEN environments.deleted_at IS NULL THEN environments.restarts ELSE 0 END,
 	ready_at   = CASE WHEN environments.deleted_at IS NULL THEN environments.ready_at ELSE NULL END,
 	updated_at = CASE WHEN environments.deleted_at IS NULL THEN environments.updated_at ELSE excluded.updated_at END,
+	activity_at  = CASE WHEN environments.deleted_at IS NULL THEN environments.activity_at ELSE excluded.activity_at END,
+	usage_since  = CASE WHEN environments.deleted_at IS NULL THEN environments.usage_since ELSE excluded.usage_since END,
+	expires_at   = CASE WHEN environments.deleted_at IS NULL THEN environments.expires_at ELSE NULL END,
+	queued_at    = CASE WHEN environments.deleted_at IS NULL THEN environments.queued_at ELSE NULL END,
+	extend_until = CASE WHEN environments.deleted_at IS NULL THEN environments.extend_until ELSE NULL END,
+	warned_for   = CASE WHEN environments.deleted_at IS NULL THEN environments.warned_for ELSE NULL END,
+	kept         = CASE WHEN environments.deleted_at IS NULL THEN environments.kept ELSE 0 END,
+	run_s        = CASE WHEN environments.deleted_at IS NULL THEN environments.run_s ELSE 0 END,
+	cpu_s        = CASE WHEN environments.deleted_at IS NULL THEN environments.cpu_s ELSE 0 END,
+	gb_s         = CASE WHEN environments.deleted_at IS NULL THEN environments.gb_s ELSE 0 END,
+	peak_mem     = CASE WHEN environments.deleted_at IS NULL THEN environments.peak_mem ELSE 0 END,
 	deleted_at = NULL`),
-		src.Key, string(src.Kind), src.Number, src.Branch, now, now)
+		src.Key, string(src.Kind), src.Number, src.Branch, now, now, now, now)
 	if err != nil {
 		return fmt.Errorf("saving environment %s: %w", src.Key, err)
 	}
@@ -196,6 +244,14 @@ type Update struct {
 	Deployed  *env.Source
 	Ready     bool // set ready_at to now
 	Deleted   bool // set deleted_at to now
+	// The lifecycle's fields. A pointer to the zero time clears the
+	// column.
+	Activity    *time.Time
+	Expires     *time.Time
+	QueuedAt    *time.Time
+	ExtendUntil *time.Time
+	WarnedFor   *time.Time
+	Kept        *bool
 }
 
 // Set applies u to the environment.
@@ -239,6 +295,21 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 	}
 	if u.Deleted {
 		add("deleted_at", ms(s.now()))
+	}
+	for _, f := range []struct {
+		col string
+		t   *time.Time
+	}{{"activity_at", u.Activity}, {"expires_at", u.Expires}, {"queued_at", u.QueuedAt}, {"extend_until", u.ExtendUntil}, {"warned_for", u.WarnedFor}} {
+		if f.t != nil {
+			add(f.col, msOrNull(*f.t))
+		}
+	}
+	if u.Kept != nil {
+		k := 0
+		if *u.Kept {
+			k = 1
+		}
+		add("kept", k)
 	}
 	q += ` WHERE key = ?`
 	args = append(args, key)
