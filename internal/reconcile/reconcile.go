@@ -554,6 +554,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) 
 	}
 	res, err := r.act(ctx, o, plan)
 	r.freed(ctx, plan)
+	switch plan.Action {
+	case Deploy, Wake, Queue, Hold:
+		// The record may be new: save its activity and expiry now.
+		if rec, gerr := r.o.Store.GetRecord(ctx, key); gerr == nil {
+			after := o
+			after.Record = &rec
+			if serr := r.saveActivity(ctx, after); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+	}
 	if err == nil || IsTerminal(err) {
 		r.handled(key, req, plan)
 	}
