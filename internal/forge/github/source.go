@@ -30,6 +30,10 @@ type SourceOptions struct {
 	// WaitForChecks names check runs or status contexts that must be
 	// green before a SHA is deployed.
 	WaitForChecks []string
+	// KeepLabel (lifecycle.keepLabel), on a pull request, sets
+	// env.Source.Keep: its preview never sleeps or expires. Compared
+	// case-insensitively, as GitHub does; empty: no label keeps.
+	KeepLabel string
 	// Fresh is how long a listing answers Refresh for keys that no
 	// webhook marked stale; set it to the poll interval. Default 1m.
 	Fresh time.Duration
@@ -515,7 +519,18 @@ func (s *Source) toSource(pr *pull) (env.Source, bool) {
 		Title:   pr.Title,
 		Fork:    s.isFork(pr),
 		Trusted: d.Trusted,
+		Keep:    s.o.KeepLabel != "" && hasLabel(pr, s.o.KeepLabel),
 	}, true
+}
+
+// hasLabel reports whether pr carries the label name (any case).
+func hasLabel(pr *pull, name string) bool {
+	for _, l := range pr.Labels {
+		if strings.EqualFold(l.Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Source) pullRequest(pr *pull) PullRequest {
