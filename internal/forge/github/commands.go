@@ -361,8 +361,10 @@ func (c *Commands) lifecycle(ctx context.Context, key string, n int, actor strin
 	case command.Unkeep:
 		err = c.o.Keep(ctx, key, false)
 		line = "unkeep accepted: the preview sleeps and expires again when idle"
-		if c.o.Source != nil && c.o.Source.KeptByLabel(n) {
-			line = "unkeep accepted, but the label " + codeSpan(c.o.Source.o.KeepLabel) + " still keeps it: remove the label too"
+		if c.o.Source != nil {
+			if label, ok := c.o.Source.KeptByLabel(n); ok {
+				line = "unkeep accepted, but the label " + codeSpan(label) + " still keeps it: remove the label too"
+			}
 		}
 	}
 	switch {

@@ -201,13 +201,13 @@ func (s *Source) Author(n int) (string, bool) {
 	return e.pr.User.Login, true
 }
 
-// KeptByLabel reports whether pull request n carried KeepLabel when last
-// read.
-func (s *Source) KeptByLabel(n int) bool {
+// KeptByLabel returns the keep label and whether pull request n carried
+// it when last read.
+func (s *Source) KeptByLabel(n int) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.snap[n]
-	return s.o.KeepLabel != "" && e != nil && hasLabel(e.pr, s.o.KeepLabel)
+	return s.o.KeepLabel, s.o.KeepLabel != "" && e != nil && hasLabel(e.pr, s.o.KeepLabel)
 }
 
 // PullsBy returns the numbers of the open pull requests by login, as
