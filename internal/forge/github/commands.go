@@ -346,11 +346,9 @@ func (c *Commands) lifecycle(ctx context.Context, key string, n int, actor strin
 	case command.Extend:
 		var until time.Time
 		until, err = c.o.Extend(ctx, key, d)
-		switch {
-		case until.IsZero():
+		line = "extend accepted: kept until " + until.UTC().Format("2006-01-02 15:04 UTC")
+		if until.IsZero() {
 			line = "extend accepted: this preview does not expire"
-		default:
-			line = "extend accepted: kept until " + until.UTC().Format("2006-01-02 15:04 UTC")
 		}
 		if capped {
 			line += " (extensions are capped at " + env.HumanDuration(MaxExtend) + ")"
