@@ -2,6 +2,7 @@ package command
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +40,25 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse(%q) = %+v, %v; want %+v, %v", tt.body, got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+// TestKnown: every command is either carried out or answered as coming
+// later, never both; help names every one carried out.
+func TestKnown(t *testing.T) {
+	for _, name := range []string{Redeploy, Approve, Revoke, Help, Down, Up, Sleep, Wake, Extend, Keep, Unkeep, ResetDB} {
+		avail := false
+		for _, a := range Available {
+			avail = avail || a == name
+		}
+		if avail == IsLater(name) {
+			t.Errorf("%s: available %v, later %v", name, avail, IsLater(name))
+		}
+		if avail && !strings.Contains(HelpText, "`"+Prefix+" "+name) {
+			t.Errorf("help does not name %s", name)
+		}
+	}
+	if !IsLater(ResetDB) {
+		t.Error("reset-db is carried out; this version has no reset")
 	}
 }

@@ -61,6 +61,9 @@ type Config struct {
 	Migrate string `yaml:"migrate"`
 	// Auth says who may use the API and dashboard.
 	Auth Auth `yaml:"auth"`
+	// Lifecycle says when previews sleep, expire and queue, and prices
+	// what they use.
+	Lifecycle Lifecycle `yaml:"lifecycle"`
 
 	// dir is the directory of the config file.
 	dir string
@@ -386,6 +389,7 @@ func (c *Config) SetDefaults() {
 	c.Database.Postgres.setDefaults()
 	c.Runtime.Kubernetes.setDefaults(c)
 	c.Auth.setDefaults()
+	c.Lifecycle.setDefaults()
 
 	c.DataDir = c.Path(c.DataDir)
 	if c.Forge.Git.URL != "" && isLocalPath(c.Forge.Git.URL) {
@@ -537,6 +541,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Auth.validate(bad)
+	c.Lifecycle.validate(bad)
 	if len(es) == 0 {
 		return nil
 	}

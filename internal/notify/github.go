@@ -32,6 +32,9 @@ type GitHubOptions struct {
 	// Default 500ms.
 	Backoff time.Duration
 	Logger  *slog.Logger
+	// Now is the clock (how soon a TTL warning comes due). Default
+	// time.Now.
+	Now func() time.Time
 }
 
 // GitHub tells a pull request about its environment: one sticky comment,
@@ -100,6 +103,9 @@ func NewGitHub(o GitHubOptions) *GitHub {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &GitHub{
 		o: o, api: o.Client.API(), owner: o.Client.Owner(), repo: o.Client.Repo(), log: o.Logger,
@@ -269,7 +275,7 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 	}
 	if n.Env.Kind == env.KindPullRequest && number > 0 {
 		unlock := g.lockComment(n.Env.Key)
-		err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL)+g.section(n.Env.Key))
+		err := g.syncComment(ctx, n.Env.Key, number, Render(n, g.o.DashboardURL, g.o.Now())+g.section(n.Env.Key))
 		unlock()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("comment: %w", err))
@@ -383,8 +389,9 @@ func (g *GitHub) logURL(key string) string {
 }
 
 // syncDeployment keeps one deployment per (SHA, environment) and moves its
-// status along: in_progress while rolling out, then success or failure;
-// on removal every deployment of the environment becomes inactive.
+// status along: queued while it waits for a slot, in_progress while
+// rolling out, then success or failure, inactive while it sleeps; on
+// removal every deployment of the environment becomes inactive.
 func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 	key := n.Env.Key
 	envName, production := environment(n)
@@ -396,6 +403,12 @@ func (g *GitHub) syncDeployment(ctx context.Context, n env.Notice) error {
 		state = "success"
 	case PhaseFailed:
 		state = "failure"
+	case PhaseQueued:
+		state = "queued"
+	case PhaseSleeping:
+		// GitHub's word for a deployment that no longer serves; a
+		// visit wakes it, and its success comes back on the same one.
+		state = "inactive"
 	case PhaseRemoved:
 		return g.deactivate(ctx, key, envName, 0)
 	default:
@@ -552,12 +565,16 @@ func (g *GitHub) deactivate(ctx context.Context, key, envName string, keep int64
 // syncCommitStatus sets the "previewd" commit status of the SHA.
 func (g *GitHub) syncCommitStatus(ctx context.Context, n env.Notice) error {
 	var state string
-	switch PhaseOf(n) {
-	case PhaseWaiting, PhaseBuilding, PhaseMigrating, PhaseStarting:
+	switch ph := PhaseOf(n); {
+	case ph == PhaseWaiting, ph == PhaseBuilding, ph == PhaseMigrating, ph == PhaseStarting:
 		state = "pending"
-	case PhaseReady:
+	case ph == PhaseQueued && n.Env.ReadyAt == nil:
+		// A SHA not deployed yet waits; a woken preview queued again
+		// keeps its SHA's success.
+		state = "pending"
+	case ph == PhaseReady:
 		state = "success"
-	case PhaseFailed:
+	case ph == PhaseFailed:
 		state = "failure"
 	default:
 		return nil

@@ -39,6 +39,13 @@ func notice(key string, status env.Status, mod func(*env.Notice)) env.Notice {
 // (go test ./internal/notify -run Render -update rewrites them).
 func TestRender(t *testing.T) {
 	deleted := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	// The lifecycle: last active at noon, 72 h of ttl, the warning
+	// rendered 12 h (and a few seconds) before.
+	now := time.Date(2026, 1, 4, 0, 0, 3, 0, time.UTC)
+	active := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	expires := active.Add(72 * time.Hour)
+	removedAt := expires.Add(40 * time.Second)
+	usage := env.Usage{RunSeconds: 12000, CPUSeconds: 1440, GBSeconds: 2160, PeakMemoryBytes: 180e6, Since: active}.Priced(env.Rates{CPUHour: 0.04, GBHour: 0.005})
 	tests := map[string]env.Notice{
 		"waiting":   notice("pr-7", env.StatusPending, func(n *env.Notice) { n.Env.Message = "waiting for checks: ci, lint" }),
 		"building":  notice("pr-7", env.StatusBuilding, func(n *env.Notice) { n.Env.Message = "building 3f2a9c1" }),
@@ -60,10 +67,32 @@ func TestRender(t *testing.T) {
 			n.Removed = []string{"process", "work dir"}
 			n.Left = []string{"role preview_pr_7", "schema preview_pr_7"}
 		}),
+		"queued": notice("pr-7", env.StatusQueued, func(n *env.Notice) { n.Env.Message = "queued: 2nd of 3" }),
+		"sleeping": notice("pr-7", env.StatusSleeping, func(n *env.Notice) {
+			n.Env.Message = "sleeping after 30 m without activity"
+			n.Env.Usage = &usage
+		}),
+		"ready with cost": notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Usage = &usage }),
+		"ready kept":      notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Kept = true }),
+		"ttl warning": notice("pr-7", env.StatusReady, func(n *env.Notice) {
+			n.Env.LastActivityAt, n.Env.ExpiresAt, n.Warning = &active, &expires, &expires
+		}),
+		"ttl warning while sleeping": notice("pr-7", env.StatusSleeping, func(n *env.Notice) {
+			n.Env.LastActivityAt, n.Env.ExpiresAt, n.Warning = &active, &expires, &expires
+		}),
+		"expiring": notice("pr-7", env.StatusDeleting, func(n *env.Notice) {
+			n.Env.LastActivityAt, n.Env.ExpiresAt, n.Expired = &active, &expires, true
+		}),
+		"expired": notice("pr-7", env.StatusDeleting, func(n *env.Notice) {
+			n.Env.LastActivityAt, n.Env.ExpiresAt, n.Env.DeletedAt, n.Expired = &active, &expires, &removedAt, true
+			n.Removed = []string{"process", "work dir", "database file"}
+			n.Env.Usage = &usage
+			n.Took = 180 * time.Millisecond
+		}),
 	}
 	for name, n := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := Render(n, "https://previewd.example.com/")
+			got := Render(n, "https://previewd.example.com/", now)
 			path := filepath.Join("testdata", strings.ReplaceAll(name, " ", "-")+".golden")
 			if *update {
 				os.MkdirAll("testdata", 0o755)
@@ -425,5 +454,104 @@ func TestRunLifecycle(t *testing.T) {
 		if name != "shown" && size != 0 {
 			t.Errorf("%s holds %d entries after Run ended", name, size)
 		}
+	}
+}
+
+// TestLifecycleDeployments: a queued preview's deployment is queued and
+// its commit pending; a sleeping one's deployment is inactive while its
+// commit keeps its success; woken, the same deployment succeeds again.
+func TestLifecycleDeployments(t *testing.T) {
+	fake := ghtest.New(t, "octocat", "Hello-World")
+	fake.OpenPR(ghtest.PR{Number: 7, HeadSHA: sha(1)})
+	ctx := context.Background()
+	g := newNotifier(t, fake, true)
+	send := func(st env.Status, mod func(*env.Notice)) {
+		t.Helper()
+		g.Notify(ctx, notice("pr-7", st, func(n *env.Notice) {
+			n.Env.SHA, n.Source.SHA = sha(1), sha(1)
+			if mod != nil {
+				mod(n)
+			}
+		}))
+		g.Wait()
+	}
+	state := func() (deployment, commit string, body string) {
+		t.Helper()
+		ds := fake.Deployments()
+		if len(ds) != 1 {
+			t.Fatalf("%d deployments, want 1: %+v", len(ds), ds)
+		}
+		cs := fake.CommitStatuses(sha(1))
+		if len(cs) > 0 {
+			commit = cs[len(cs)-1].State
+		}
+		for _, c := range fake.Comments(7) {
+			if strings.HasPrefix(c.Body, Marker("pr-7")) {
+				body = c.Body
+			}
+		}
+		return ds[0].State(), commit, body
+	}
+	send(env.StatusQueued, func(n *env.Notice) { n.Env.Message = "queued: 1st of 2" })
+	if d, c, body := state(); d != "queued" || c != "pending" || !strings.Contains(body, "`queued: 1st of 2`") {
+		t.Errorf("queued: deployment %s, commit %s, comment:\n%s", d, c, body)
+	}
+	ready := time.Now()
+	send(env.StatusStarting, nil)
+	send(env.StatusReady, func(n *env.Notice) { n.Env.ReadyAt = &ready })
+	if d, c, _ := state(); d != "success" || c != "success" {
+		t.Errorf("ready: deployment %s, commit %s", d, c)
+	}
+	send(env.StatusSleeping, func(n *env.Notice) { n.Env.ReadyAt = &ready })
+	if d, c, body := state(); d != "inactive" || c != "success" || !strings.Contains(body, "Preview sleeping") {
+		t.Errorf("sleeping: deployment %s, commit %s, comment:\n%s", d, c, body)
+	}
+	// Woken, but queued behind the cap: its SHA was deployed, so the
+	// commit keeps its success.
+	send(env.StatusQueued, func(n *env.Notice) { n.Env.ReadyAt, n.Env.Message = &ready, "queued: 1st of 1" })
+	if d, c, _ := state(); d != "queued" || c != "success" {
+		t.Errorf("woken and queued: deployment %s, commit %s", d, c)
+	}
+	send(env.StatusReady, func(n *env.Notice) { n.Env.ReadyAt = &ready })
+	var states []string
+	for _, s := range fake.Deployments()[0].Statuses {
+		states = append(states, s.State)
+	}
+	if got := strings.Join(states, ","); got != "queued,in_progress,success,inactive,queued,success" {
+		t.Errorf("deployment statuses %s", got)
+	}
+}
+
+// TestWarningAndIdle: the TTL warning and the expiry say only what the
+// notice knows.
+func TestWarningAndIdle(t *testing.T) {
+	at := time.Date(2026, 1, 4, 12, 0, 0, 0, time.UTC)
+	active := at.Add(-72 * time.Hour)
+	tail := ". Keep it with a push, `/preview extend 3d` or `/preview keep`.\n\n"
+	tests := map[string]struct {
+		active *time.Time
+		now    time.Time
+		want   string
+	}{
+		"everything":        {&active, at.Add(-12 * time.Hour), "⏳ This preview will be removed at 2026-01-04 12:00 UTC (in 12 h) after 3 d without activity" + tail},
+		"soon":              {&active, at.Add(-90*time.Second - 20*time.Second), "⏳ This preview will be removed at 2026-01-04 12:00 UTC (in 2 m) after 3 d without activity" + tail},
+		"no clock":          {&active, time.Time{}, "⏳ This preview will be removed at 2026-01-04 12:00 UTC after 3 d without activity" + tail},
+		"past due":          {&active, at.Add(time.Minute), "⏳ This preview will be removed at 2026-01-04 12:00 UTC after 3 d without activity" + tail},
+		"no activity known": {nil, at.Add(-5 * time.Hour), "⏳ This preview will be removed at 2026-01-04 12:00 UTC (in 5 h)" + tail},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			n := env.Notice{Env: env.Environment{LastActivityAt: tt.active}, Warning: &at}
+			if got := warning(n, tt.now); got != tt.want {
+				t.Errorf("warning = %q\nwant      %q", got, tt.want)
+			}
+		})
+	}
+	if got := idleFor(env.Notice{Expired: true}); got != "its time" {
+		t.Errorf("idleFor without times = %q", got)
+	}
+	removed := at.Add(time.Minute)
+	if got := idleFor(env.Notice{Env: env.Environment{LastActivityAt: &active, DeletedAt: &removed}}); got != "3 d" {
+		t.Errorf("idleFor by removal time = %q", got)
 	}
 }

@@ -23,6 +23,11 @@ const (
 	PhaseRemoved   Phase = "removed"
 	// PhaseRetrying: removal failed in part and is being retried.
 	PhaseRetrying Phase = "retrying"
+	// PhaseQueued: waiting for a running slot (lifecycle.maxRunning).
+	PhaseQueued Phase = "queued"
+	// PhaseSleeping: stopped after lifecycle.sleepAfter without
+	// activity; the next visit wakes it.
+	PhaseSleeping Phase = "sleeping"
 )
 
 // PhaseOf returns the phase a notice reports.
@@ -46,6 +51,10 @@ func PhaseOf(n env.Notice) Phase {
 		return PhaseReady
 	case env.StatusFailed:
 		return PhaseFailed
+	case env.StatusQueued:
+		return PhaseQueued
+	case env.StatusSleeping:
+		return PhaseSleeping
 	case env.StatusDeleting:
 		if n.Removed != nil {
 			return PhaseRemoved
@@ -69,15 +78,18 @@ var headings = map[Phase]string{
 	PhaseRemoving:  "🧹 Removing the preview",
 	PhaseRemoved:   "🗑️ Preview removed",
 	PhaseRetrying:  "⚠️ Preview removal incomplete: retrying",
+	PhaseQueued:    "🚦 Preview queued",
+	PhaseSleeping:  "💤 Preview sleeping",
 }
 
 // maxTail bounds the log tail shown (GitHub comments hold 65,536
 // characters).
 const maxTail = 12000
 
-// Render returns the pull request comment for a notice. dashboard, if
-// set, is previewd's dashboard URL.
-func Render(n env.Notice, dashboard string) string {
+// Render returns the pull request comment for a notice at now (which
+// only says how soon a TTL warning comes due; zero leaves that out).
+// dashboard, if set, is previewd's dashboard URL.
+func Render(n env.Notice, dashboard string, now time.Time) string {
 	e := n.Env
 	key := e.Key
 	sha := e.SHA
@@ -104,10 +116,22 @@ func Render(n env.Notice, dashboard string) string {
 			fence := fenceFor(t)
 			fmt.Fprintf(&b, "<details><summary>Log tail</summary>\n\n%s\n%s\n%s\n\n</details>\n\n", fence, t, fence)
 		}
+	case PhaseQueued:
+		fmt.Fprintf(&b, "Waiting for a running slot: %s. It starts when a running preview sleeps, expires or closes.\n\n", code(first))
+	case PhaseSleeping:
+		b.WriteString("Sleeping — wakes on the next visit, or `/preview wake`. Its data is kept.\n\n")
 	case PhaseRemoving:
-		b.WriteString("The pull request is closed or no longer selected; its environment is being removed.\n\n")
+		if n.Expired {
+			fmt.Fprintf(&b, "No activity for %s: the preview is being removed.\n\n", idleFor(n))
+		} else {
+			b.WriteString("The pull request is closed or no longer selected; its environment is being removed.\n\n")
+		}
 	case PhaseRemoved:
-		b.WriteString("The pull request is closed or no longer selected; its environment is gone.\n\n")
+		if n.Expired {
+			fmt.Fprintf(&b, "Removed after %s without activity; push a commit or comment `/preview up` to bring it back.\n\n", idleFor(n))
+		} else {
+			b.WriteString("The pull request is closed or no longer selected; its environment is gone.\n\n")
+		}
 		if len(n.Removed) > 0 {
 			fmt.Fprintf(&b, "Removed: %s.\n\n", list(n.Removed))
 		}
@@ -119,6 +143,13 @@ func Render(n env.Notice, dashboard string) string {
 		if first != "" {
 			fmt.Fprintf(&b, "%s\n\n", code(first))
 		}
+	}
+	if n.Warning != nil && ph != PhaseRemoved && ph != PhaseRetrying && ph != PhaseRemoving {
+		b.WriteString(warning(n, now))
+	}
+	used := ""
+	if e.Usage != nil {
+		used = e.Usage.Line()
 	}
 	if ph != PhaseRemoved && ph != PhaseRetrying && ph != PhaseRemoving {
 		b.WriteString("| | |\n|---|---|\n")
@@ -134,9 +165,20 @@ func Render(n env.Notice, dashboard string) string {
 		if (ph == PhaseReady || ph == PhaseFailed) && n.Took > 0 {
 			fmt.Fprintf(&b, "| Took | %s |\n", duration(n.Took))
 		}
+		if e.Kept || n.Source.Keep {
+			b.WriteString("| Kept | never sleeps or expires |\n")
+		}
+		if used != "" {
+			fmt.Fprintf(&b, "| Used | %s |\n", used)
+		}
 		b.WriteString("\n")
-	} else if n.Took > 0 && ph == PhaseRemoved {
-		fmt.Fprintf(&b, "Took %s.\n\n", duration(n.Took))
+	} else if ph == PhaseRemoved {
+		if used != "" {
+			fmt.Fprintf(&b, "Used: %s.\n\n", used)
+		}
+		if n.Took > 0 {
+			fmt.Fprintf(&b, "Took %s.\n\n", duration(n.Took))
+		}
 	}
 	b.WriteString("<sub>previewd")
 	if dashboard != "" {
@@ -144,6 +186,37 @@ func Render(n env.Notice, dashboard string) string {
 	}
 	b.WriteString("</sub>\n")
 	return b.String()
+}
+
+// warning says when the TTL removes the preview and how to keep it.
+func warning(n env.Notice, now time.Time) string {
+	at := *n.Warning
+	s := "⏳ This preview will be removed at " + at.UTC().Format("2006-01-02 15:04 UTC")
+	if !now.IsZero() && at.After(now) {
+		in := at.Sub(now)
+		if in >= 2*time.Hour {
+			in = in.Round(time.Hour)
+		} else {
+			in = in.Round(time.Minute)
+		}
+		s += " (in " + env.HumanDuration(in) + ")"
+	}
+	if a := n.Env.LastActivityAt; a != nil && at.After(*a) {
+		s += " after " + env.HumanDuration(at.Sub(*a)) + " without activity"
+	}
+	return s + ". Keep it with a push, `/preview extend 3d` or `/preview keep`.\n\n"
+}
+
+// idleFor says how long an expired preview went without activity: from
+// its last activity to when it expired (or was removed).
+func idleFor(n env.Notice) string {
+	a := n.Env.LastActivityAt
+	for _, end := range []*time.Time{n.Env.ExpiresAt, n.Warning, n.Env.DeletedAt} {
+		if a != nil && end != nil && end.After(*a) {
+			return env.HumanDuration(end.Sub(*a))
+		}
+	}
+	return "its time"
 }
 
 // code writes s as an inline code span, whatever backticks it holds.

@@ -49,6 +49,14 @@ type CommandOptions struct {
 	// bring it back; nil: the commands are refused as unavailable.
 	Down func(ctx context.Context, key, actor string) error
 	Up   func(ctx context.Context, key string) (bool, error)
+	// Sleep, Wake, Extend and Keep are the reconciler's lifecycle entry
+	// points (they count as activity themselves); nil: the command is
+	// refused as unavailable here. Extend returns when the preview now
+	// expires, zero when it never does.
+	Sleep  func(ctx context.Context, key, actor string) error
+	Wake   func(key string)
+	Extend func(ctx context.Context, key string, d time.Duration) (time.Time, error)
+	Keep   func(ctx context.Context, key string, on bool) error
 	// Self is previewd's own login (a token's user); comments by it are
 	// never commands. An App's comments are by a Bot user, also ignored.
 	Self string
@@ -205,6 +213,9 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 		return true, "redeploy accepted"
 	case cmd.Name == command.Down || cmd.Name == command.Up:
 		return c.downUp(ctx, key, actor, cmd.Name)
+	case cmd.Name == command.Sleep || cmd.Name == command.Wake || cmd.Name == command.Extend ||
+		cmd.Name == command.Keep || cmd.Name == command.Unkeep:
+		return c.lifecycle(ctx, key, n, actor, cmd)
 	}
 	// approve
 	pr, _, err := c.o.Client.API().PullRequests.Get(ctx, c.o.Client.Owner(), c.o.Client.Repo(), n)
@@ -281,6 +292,96 @@ func (c *Commands) downUp(ctx context.Context, key, actor, name string) (bool, s
 	}
 	return true, "up accepted: deploying again"
 }
+
+// MaxExtend is the longest /preview extend: a longer one is cut to it,
+// and the answer says so.
+const MaxExtend = 30 * 24 * time.Hour
+
+// errProduction is the message of the reconciler's ErrProduction, which
+// this package may not import (README Layout: no imports sideways). A
+// pull request's key is never production's, so this is a guard; a test
+// keeps the two messages the same.
+const errProduction = "production never sleeps or expires"
+
+// lifecycle carries out sleep, wake, extend, keep and unkeep on the pull
+// request's environment.
+func (c *Commands) lifecycle(ctx context.Context, key string, n int, actor string, cmd command.Command) (bool, string) {
+	name := cmd.Name
+	available := map[string]bool{
+		command.Sleep: c.o.Sleep != nil, command.Wake: c.o.Wake != nil, command.Extend: c.o.Extend != nil,
+		command.Keep: c.o.Keep != nil, command.Unkeep: c.o.Keep != nil,
+	}
+	if !available[name] {
+		return false, "`" + name + "` is not available here"
+	}
+	var d time.Duration
+	capped := false
+	if name == command.Extend {
+		var err error
+		if len(cmd.Args) == 1 {
+			d, err = env.ParseDuration(cmd.Args[0])
+		}
+		if len(cmd.Args) != 1 || err != nil || d <= 0 {
+			return false, "usage: `/preview extend <duration>`, e.g. `/preview extend 3d` or `12h` (at most " + env.HumanDuration(MaxExtend) + ")"
+		}
+		if d > MaxExtend {
+			d, capped = MaxExtend, true
+		}
+	}
+	if _, err := c.o.Ledger.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+		return false, name + " refused: this pull request has no environment"
+	} else if err != nil {
+		c.log.Error("reading environment failed", "key", key, "err", err)
+		return false, name + " failed, try again"
+	}
+	var err error
+	line := ""
+	switch name {
+	case command.Sleep:
+		err = c.o.Sleep(ctx, key, actor)
+		line = "sleep accepted: the preview sleeps until the next visit or `/preview wake`"
+	case command.Wake:
+		c.o.Wake(key)
+		line = "wake accepted"
+	case command.Extend:
+		var until time.Time
+		until, err = c.o.Extend(ctx, key, d)
+		line = "extend accepted: kept until " + until.UTC().Format("2006-01-02 15:04 UTC")
+		if until.IsZero() {
+			line = "extend accepted: this preview does not expire"
+		}
+		if capped {
+			line += " (extensions are capped at " + env.HumanDuration(MaxExtend) + ")"
+		}
+	case command.Keep:
+		err = c.o.Keep(ctx, key, true)
+		line = "keep accepted: this preview never sleeps or expires until `/preview unkeep`"
+	case command.Unkeep:
+		err = c.o.Keep(ctx, key, false)
+		line = "unkeep accepted: the preview sleeps and expires again when idle"
+		if c.o.Source != nil {
+			if label, ok := c.o.Source.KeptByLabel(n); ok {
+				line = "unkeep accepted, but the label " + codeSpan(label) + " still keeps it: remove the label too"
+			}
+		}
+	}
+	switch {
+	case err != nil && isProduction(err):
+		return false, name + " refused: " + errProduction
+	case err != nil:
+		c.log.Error("a lifecycle command failed", "key", key, "command", name, "err", err)
+		return false, name + " failed, try again"
+	}
+	return true, line
+}
+
+// isProduction reports whether err is, or wraps, the reconciler's
+// refusal of production (a wrapped error's message holds its cause's).
+func isProduction(err error) bool { return strings.Contains(err.Error(), errProduction) }
+
+// code writes s as an inline code span (s holds no backtick: a label
+// name from the config).
+func codeSpan(s string) string { return "`" + strings.ReplaceAll(s, "`", "") + "`" }
 
 // answer reacts, says the line and audits the command.
 func (c *Commands) answer(ctx context.Context, key string, n int, id int64, login string, cmd command.Command, ok bool, line string) {

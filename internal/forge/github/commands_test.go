@@ -51,7 +51,65 @@ type cmdRig struct {
 	enqueued  *recorder
 	srv       *httptest.Server
 	cmds      *Commands
+	life      *lifecycle
 	now       time.Time
+}
+
+// lifecycle stands in for the reconciler's lifecycle entry points: it
+// records what each asked for, as the reconciler does, or fails with
+// fail.
+type lifecycle struct {
+	mu     sync.Mutex
+	now    time.Time
+	asleep map[string]string // key -> who put it to sleep
+	woken  []string
+	until  map[string]time.Time
+	kept   map[string]bool
+	fail   error
+}
+
+func newLifecycle(now time.Time) *lifecycle {
+	return &lifecycle{now: now, asleep: map[string]string{}, until: map[string]time.Time{}, kept: map[string]bool{}}
+}
+
+func (l *lifecycle) Sleep(_ context.Context, key, actor string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return l.fail
+	}
+	l.asleep[key] = actor
+	return nil
+}
+
+func (l *lifecycle) Wake(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.asleep, key)
+	l.woken = append(l.woken, key)
+}
+
+func (l *lifecycle) Extend(_ context.Context, key string, d time.Duration) (time.Time, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return time.Time{}, l.fail
+	}
+	if l.kept[key] {
+		return time.Time{}, nil
+	}
+	l.until[key] = l.now.Add(d)
+	return l.until[key], nil
+}
+
+func (l *lifecycle) Keep(_ context.Context, key string, on bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return l.fail
+	}
+	l.kept[key] = on
+	return nil
 }
 
 func newCmdRig(t *testing.T) *cmdRig {
@@ -63,12 +121,14 @@ func newCmdRig(t *testing.T) *cmdRig {
 	}
 	t.Cleanup(func() { st.Close() })
 	c := newClient(t, fake)
-	src := NewSource(c, SourceOptions{CloneURL: "https://example.invalid/x.git", ProductionBranch: "main", Filter: Filter{ForkLabel: "preview"}})
-	g := &cmdRig{t: t, fake: fake, src: src, st: st, reply: &replier{c: c}, redeploys: &recorder{}, enqueued: &recorder{}, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	src := NewSource(c, SourceOptions{CloneURL: "https://example.invalid/x.git", ProductionBranch: "main", Filter: Filter{ForkLabel: "preview"}, KeepLabel: "preview:keep"})
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := &cmdRig{t: t, fake: fake, src: src, st: st, reply: &replier{c: c}, redeploys: &recorder{}, enqueued: &recorder{}, life: newLifecycle(now), now: now}
 	cmds := NewCommands(CommandOptions{
 		Client: c, Source: src, Ledger: st, Reply: g.reply, Self: "previewd-bot",
 		Redeploy: g.redeploys.enqueue, Enqueue: g.enqueued.enqueue,
 		Down: func(ctx context.Context, key, actor string) error { return st.SetDown(ctx, key, actor) }, Up: st.ClearDown,
+		Sleep: g.life.Sleep, Wake: g.life.Wake, Extend: g.life.Extend, Keep: g.life.Keep,
 		Now: func() time.Time { return g.now },
 	})
 	g.cmds = cmds
@@ -218,10 +278,10 @@ func TestCommandHelpAndUnavailable(t *testing.T) {
 		t.Errorf("unknown: reactions %v", got)
 	}
 	g.comment(2, "alice", "/preview help")
-	g.comment(2, "alice", "/preview sleep")
+	g.comment(2, "alice", "/preview reset-db")
 	said := g.reply.said()
 	if len(said) != 3 || !strings.Contains(said[0], "unknown command `dance`") || !strings.Contains(said[0], "/preview redeploy") ||
-		!strings.Contains(said[1], "/preview approve") || !strings.Contains(said[2], "`sleep` is not available in this version") {
+		!strings.Contains(said[1], "/preview approve") || !strings.Contains(said[2], "`reset-db` is not available in this version") {
 		t.Errorf("said %q", said)
 	}
 }

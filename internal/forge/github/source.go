@@ -30,6 +30,10 @@ type SourceOptions struct {
 	// WaitForChecks names check runs or status contexts that must be
 	// green before a SHA is deployed.
 	WaitForChecks []string
+	// KeepLabel (lifecycle.keepLabel), on a pull request, sets
+	// env.Source.Keep: its preview never sleeps or expires. Compared
+	// case-insensitively, as GitHub does; empty: no label keeps.
+	KeepLabel string
 	// Fresh is how long a listing answers Refresh for keys that no
 	// webhook marked stale; set it to the poll interval. Default 1m.
 	Fresh time.Duration
@@ -195,6 +199,15 @@ func (s *Source) Author(n int) (string, bool) {
 		return "", false
 	}
 	return e.pr.User.Login, true
+}
+
+// KeptByLabel returns the keep label and whether pull request n carried
+// it when last read.
+func (s *Source) KeptByLabel(n int) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.snap[n]
+	return s.o.KeepLabel, s.o.KeepLabel != "" && e != nil && hasLabel(e.pr, s.o.KeepLabel)
 }
 
 // PullsBy returns the numbers of the open pull requests by login, as
@@ -515,7 +528,18 @@ func (s *Source) toSource(pr *pull) (env.Source, bool) {
 		Title:   pr.Title,
 		Fork:    s.isFork(pr),
 		Trusted: d.Trusted,
+		Keep:    s.o.KeepLabel != "" && hasLabel(pr, s.o.KeepLabel),
 	}, true
+}
+
+// hasLabel reports whether pr carries the label name (any case).
+func hasLabel(pr *pull, name string) bool {
+	for _, l := range pr.Labels {
+		if strings.EqualFold(l.Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Source) pullRequest(pr *pull) PullRequest {

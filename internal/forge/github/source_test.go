@@ -401,3 +401,92 @@ func TestGitEnv(t *testing.T) {
 		t.Errorf("GitEnv for a path = %q", e)
 	}
 }
+
+// TestKeepLabel: a pull request carrying lifecycle.keepLabel (any case)
+// is kept. A labeled or unlabeled delivery (the recorded ones, through
+// the webhook) makes Refresh read the pull request again, and the next
+// listing sees the change too.
+func TestKeepLabel(t *testing.T) {
+	fake := ghtest.New(t, "Codertocat", "Hello-World")
+	fake.SetBranch("main", sha(1))
+	fake.OpenPR(ghtest.PR{Number: 2, HeadSHA: sha(2)})
+	fake.OpenPR(ghtest.PR{Number: 3, HeadSHA: sha(3), Labels: []string{"Preview:Keep"}})
+	s := newSource(t, fake, SourceOptions{Fresh: time.Hour, KeepLabel: "preview:keep"})
+	var q recorder
+	hook := NewWebhook(WebhookOptions{Secret: secret, Owner: fake.Owner, Repo: fake.Repo, ProductionBranch: "main", Enqueue: q.enqueue, Source: s})
+	ctx := context.Background()
+	kept := func(srcs []env.Source) map[string]bool {
+		out := map[string]bool{}
+		for _, src := range srcs {
+			out[src.Key] = src.Keep
+		}
+		return out
+	}
+	listed := func() map[string]bool {
+		t.Helper()
+		srcs, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kept(srcs)
+	}
+	refreshed := func(key string) bool {
+		t.Helper()
+		src, ok, err := s.Refresh(ctx, key)
+		if err != nil || !ok {
+			t.Fatalf("Refresh(%s) = %v, %v", key, ok, err)
+		}
+		return src.Keep
+	}
+	deliver := func(fixture string) {
+		t.Helper()
+		body := ghtest.Fixture("webhooks/" + fixture)
+		req := httptest.NewRequest(http.MethodPost, "/webhooks/github", strings.NewReader(string(body)))
+		req.Header.Set("X-GitHub-Event", "pull_request")
+		req.Header.Set("X-Hub-Signature-256", Sign(secret, body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		hook.ServeHTTP(w, req)
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("%s: %d %s", fixture, w.Code, w.Body)
+		}
+	}
+	if got := listed(); got["pr-2"] || !got["pr-3"] || got["production"] {
+		t.Fatalf("first listing: keep = %v; want only pr-3", got)
+	}
+
+	// The recorded delivery labels pull request 2 of Codertocat/Hello-World.
+	fake.UpdatePR(2, func(pr *ghtest.PR) { pr.Labels = []string{"bug", "preview:keep"} })
+	deliver("pull_request.labeled.json")
+	if !slices.Contains(q.got(), "pr-2") {
+		t.Fatalf("labeled delivery enqueued %v", q.got())
+	}
+	if !refreshed("pr-2") {
+		t.Error("after labeled: Refresh does not keep pr-2")
+	}
+	if got := listed(); !got["pr-2"] || !got["pr-3"] {
+		t.Errorf("listing after labeled: keep = %v", got)
+	}
+
+	fake.UpdatePR(2, func(pr *ghtest.PR) { pr.Labels = []string{"bug"} })
+	deliver("pull_request.unlabeled.json")
+	if refreshed("pr-2") {
+		t.Error("after unlabeled: Refresh still keeps pr-2")
+	}
+	// Without a webhook, the listing sees a label taken off too.
+	fake.UpdatePR(3, func(pr *ghtest.PR) { pr.Labels = nil })
+	if got := listed(); got["pr-2"] || got["pr-3"] {
+		t.Errorf("listing after unlabeling both: keep = %v", got)
+	}
+
+	// With no keepLabel configured, no label keeps.
+	off := newSource(t, fake, SourceOptions{})
+	fake.UpdatePR(3, func(pr *ghtest.PR) { pr.Labels = []string{"preview:keep"} })
+	srcs, err := off.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kept(srcs); got["pr-3"] {
+		t.Errorf("no keepLabel: keep = %v", got)
+	}
+}
