@@ -26,6 +26,7 @@ import (
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/database/postgres"
 	"github.com/previewd/previewd/internal/database/sqlite"
+	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/runtime"
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if d.rt, err = d.openRuntime(src); err != nil {
 		return nil, err
 	}
-	d.metrics = newMetrics(ctx, d.reg, st, o.Logger)
+	d.metrics = newMetrics(ctx, d.reg, st, env.Rates{}, o.Logger)
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.rec = reconcile.New(reconcile.Options{
 		Store:        st,

@@ -23,7 +23,36 @@ var funcs = template.FuncMap{
 		_, rest, _ := strings.Cut(s, "\n")
 		return rest
 	},
-	"ts": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"ts":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"ago":    ago,
+	"expiry": expiry,
+	// buttons is the lifecycle template's argument: e's buttons, coming
+	// back to next ("/" or e's page).
+	"buttons": func(e env.Environment, next string) map[string]any { return map[string]any{"Env": e, "Next": next} },
+}
+
+// ago says when t was for people: "3 m ago"; "" when never.
+func ago(now time.Time, t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return env.HumanDuration(max(now.Sub(*t), 0)) + " ago"
+}
+
+// expiry says when e expires: "kept", "expires in 2 d", "expires now";
+// "" when it never does (no ttl, production).
+func expiry(now time.Time, e env.Environment) string {
+	switch {
+	case e.Production():
+		return ""
+	case e.Kept:
+		return "kept"
+	case e.ExpiresAt == nil:
+		return ""
+	case !e.ExpiresAt.After(now):
+		return "expires now"
+	}
+	return "expires in " + env.HumanDuration(e.ExpiresAt.Sub(now))
 }
 
 // age says how long ago t was, coarsely.

@@ -90,6 +90,17 @@ type Options struct {
 	MetricsToken bool
 	Version      string
 	Logger       *slog.Logger
+	// Sleep, Wake, Extend and Keep are the reconciler's lifecycle entry
+	// points (sleep on actor's request; wake, which counts as activity;
+	// keep from expiring for d, answering when it now expires, zero for
+	// never; pin or unpin). Nil: the actions answer 503.
+	Sleep  func(ctx context.Context, key, actor string) error
+	Wake   func(key string)
+	Extend func(ctx context.Context, key string, d time.Duration) (time.Time, error)
+	Keep   func(ctx context.Context, key string, on bool) error
+	// Rates price each environment's usage (lifecycle.cost) wherever the
+	// API and the dashboard show it.
+	Rates env.Rates
 }
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
@@ -109,6 +120,9 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Rates.Set() && o.Store != nil {
+		o.Store = pricedStore{Store: o.Store, rates: o.Rates}
+	}
 	s := &Server{o: o, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection()}
 	s.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html"))
 	s.mux.Handle("GET /api/v1/environments", s.api(auth.Viewer, s.listEnvironments))
@@ -116,6 +130,10 @@ func New(o Options) *Server {
 	s.mux.Handle("POST /api/v1/environments/{key}/redeploy", s.api(auth.Operator, s.redeploy))
 	s.mux.Handle("POST /api/v1/environments/{key}/down", s.api(auth.Admin, s.down))
 	s.mux.Handle("POST /api/v1/environments/{key}/up", s.api(auth.Operator, s.up))
+	for _, a := range []string{ActionSleep, ActionWake, ActionExtend, ActionKeep, ActionUnkeep} {
+		s.mux.Handle("POST /api/v1/environments/{key}/"+a, s.api(auth.Operator, s.lifecycleAPI(a)))
+		s.mux.Handle("POST /environments/{key}/"+a, s.page(auth.Operator, s.lifecyclePage(a)))
+	}
 	s.mux.Handle("GET /api/v1/environments/{key}/logs", s.api(auth.Viewer, s.logs))
 	s.mux.Handle("GET /api/v1/trusted", s.api(auth.Viewer, s.trusted))
 	s.mux.Handle("DELETE /api/v1/trusted/{user}", s.api(auth.Operator, s.revoke))
