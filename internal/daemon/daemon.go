@@ -26,7 +26,6 @@ import (
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/database/postgres"
 	"github.com/previewd/previewd/internal/database/sqlite"
-	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/runtime"
@@ -112,7 +111,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if d.rt, err = d.openRuntime(src); err != nil {
 		return nil, err
 	}
-	d.metrics = newMetrics(ctx, d.reg, st, env.Rates{}, o.Logger)
+	life := cfg.Lifecycle.Policy()
+	d.metrics = newMetrics(ctx, d.reg, st, life.Rates, o.Logger)
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.rec = reconcile.New(reconcile.Options{
 		Store:        st,
@@ -124,6 +124,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Workers:      cfg.Concurrency,
 		MaxRestarts:  cfg.Runtime.Local.MaxRestarts,
 		PollInterval: cfg.Forge.PollInterval(),
+		Lifecycle:    life,
+		Audit:        st.AddAudit,
 		Logger:       o.Logger,
 	})
 	key, err := sessionKey(ctx, cfg, st)
@@ -147,6 +149,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Resync:       d.rec.Resync,
 		Down:         d.rec.Down,
 		Up:           d.rec.Up,
+		Sleep:        d.rec.Sleep,
+		Wake:         d.rec.Wake,
+		Extend:       d.rec.Extend,
+		Keep:         d.rec.Keep,
+		Rates:        life.Rates,
 		Revoke:       d.gh.revoke,
 		SourceStatus: d.rec.SourceStatus,
 		Webhooks:     d.gh.webhooks(),

@@ -36,6 +36,7 @@ func openGitHub(cfg *config.Config, log *slog.Logger) (*ghforge.Source, error) {
 			Drafts: g.Drafts, ForkLabel: g.Forks.Label, TrustForks: g.Forks.Trusted,
 		},
 		WaitForChecks: g.WaitForChecks,
+		KeepLabel:     cfg.Lifecycle.KeepLabel,
 		Fresh:         g.PollInterval.Duration,
 		FullEvery:     max(10*g.PollInterval.Duration, time.Minute),
 		Logger:        log,
@@ -77,6 +78,13 @@ func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts,
 		Redeploy: func(key string) { d.rec.Redeploy(key) }, Enqueue: enqueue, Logger: d.log,
 		Down: func(ctx context.Context, key, actor string) error { return d.rec.Down(ctx, key, actor) },
 		Up:   func(ctx context.Context, key string) (bool, error) { return d.rec.Up(ctx, key) },
+		// The reconciler is made after the forge: these call it late.
+		Sleep: func(ctx context.Context, key, actor string) error { return d.rec.Sleep(ctx, key, actor) },
+		Wake:  func(key string) { d.rec.Wake(key) },
+		Extend: func(ctx context.Context, key string, by time.Duration) (time.Time, error) {
+			return d.rec.Extend(ctx, key, by)
+		},
+		Keep: func(ctx context.Context, key string, on bool) error { return d.rec.Keep(ctx, key, on) },
 	})
 	return gitHubParts{
 		notifier: n,
