@@ -170,6 +170,11 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 	ctx, cancel := context.WithTimeout(ctx, r.o.StartTimeout)
 	defer cancel()
 	url := "http://" + p.addr() + r.o.HealthPath
+	// Every 5 ms for the first second, when a prebuilt app (and a
+	// woken one) gets healthy: a refused connection costs next to
+	// nothing, and each wasted delay is added to a held request's wait.
+	// Then less often, up to every 100 ms.
+	begin := time.Now()
 	delay := 5 * time.Millisecond
 	var last error
 	for {
@@ -194,14 +199,15 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 			return fmt.Errorf("not healthy after %s: %w", r.o.StartTimeout, last)
 		case <-time.After(delay):
 		}
-		if delay < 100*time.Millisecond {
+		if delay < 100*time.Millisecond && time.Since(begin) > time.Second {
 			delay *= 2
 		}
 	}
 }
 
 // stop ends p's process group (SIGTERM, then SIGKILL after StopTimeout),
-// stops routing to it and forgets it.
+// stops routing to it and forgets it. A process still there StopTimeout
+// after SIGKILL is an error naming its pid, and stays recorded.
 func (r *Runtime) stop(ctx context.Context, p *proc) error {
 	r.mu.Lock()
 	p.stopping = true
@@ -212,12 +218,18 @@ func (r *Runtime) stop(ctx context.Context, p *proc) error {
 	// A process that has exited is not signalled: its pid may be
 	// another's by now.
 	if p.alive() {
-		killGroup(p.PID, syscall.SIGTERM)
+		r.signal(p.PID, syscall.SIGTERM)
 		select {
 		case <-p.done:
 		case <-time.After(r.o.StopTimeout):
-			killGroup(p.PID, syscall.SIGKILL)
-			<-p.done
+			r.signal(p.PID, syscall.SIGKILL)
+			select {
+			case <-p.done:
+			case <-time.After(r.o.StopTimeout):
+				// Its item stays recorded: the next sleep, stop or
+				// teardown tries again.
+				return fmt.Errorf("process %d did not stop: it still runs %s after SIGKILL", p.PID, r.o.StopTimeout)
+			}
 		}
 	}
 	p.transport.CloseIdleConnections()
