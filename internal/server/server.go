@@ -59,6 +59,17 @@ type Options struct {
 	// and reports whether they were trusted. Nil when no forge keeps
 	// trusted contributors (the action answers 503).
 	Revoke func(ctx context.Context, login string) (bool, error)
+	// Touch records a request through the proxy as the environment's
+	// activity (lifecycle.sleepAfter, ttl). It is called on every
+	// proxied request of a key that serves or is being woken, so it
+	// must be cheap (O(1), no I/O on the request's path). Nil: none.
+	Touch func(key string)
+	// Wake asks for a sleeping or queued environment to be started; a
+	// request through the proxy for one is held until it serves (at
+	// most WakeTimeout, default DefaultWakeTimeout). Nil: no wake on
+	// request, such a request gets 503.
+	Wake        func(key string)
+	WakeTimeout time.Duration
 	// SourceStatus returns when the last listing worked and the error of
 	// the last one (nil when it worked).
 	SourceStatus func() (time.Time, error)
@@ -110,6 +121,8 @@ type Server struct {
 	tmpl *template.Template
 	// cop refuses cross-origin browser requests that change state.
 	cop *http.CrossOriginProtection
+	// wakes are the keys this server woke on request (wake.go).
+	wakes wakes
 }
 
 //go:embed templates
@@ -204,16 +217,24 @@ func (s *Server) previewKey(host string) (string, bool) {
 }
 
 // servePreview checks a protected preview's credentials (see
-// guardPreview), then hands the request to the Router; a key it
-// does not serve gets 404 (unknown, with the live environments listed) or
-// 503 (known but not serving yet).
+// guardPreview), then hands the request to the Router (after Touch); a
+// key it does not serve is woken if it sleeps or is queued, and the
+// request held until it serves (see wake); otherwise it gets 404
+// (unknown, with the live environments listed) or 503 (known but not
+// serving yet).
 func (s *Server) servePreview(w http.ResponseWriter, r *http.Request, key string) {
 	if !s.guardPreview(w, r, key) {
 		return
 	}
 	if s.o.Router != nil && env.ValidKey(key) {
 		if h, ok := s.o.Router.Proxy(key); ok {
+			if s.o.Touch != nil {
+				s.o.Touch(key)
+			}
 			h.ServeHTTP(w, r)
+			return
+		}
+		if s.o.Wake != nil && s.wake(w, r, key) {
 			return
 		}
 	}

@@ -8,6 +8,10 @@
 // is stopped once the requests it serves are done, and a request that
 // cannot reach its process is retried on the current one when that is
 // safe. A process that dies is reported so the reconciler restarts it.
+// Sleep stops an environment's process group and keeps its work dir,
+// build and data, so Deploy of the same release wakes it without a fetch
+// or a build (sleep.go); Usage meters every process group's CPU time and
+// memory from one scan of /proc (usage.go).
 // git runs through internal/git. Everything it makes is recorded in the
 // environment's inventory, and after a restart of previewd it adopts the
 // processes that still run and stops the ones it cannot account for.

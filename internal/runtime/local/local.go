@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
@@ -25,6 +26,8 @@ var (
 	_ runtime.Router    = (*Runtime)(nil)
 	_ runtime.Recoverer = (*Runtime)(nil)
 	_ runtime.Stopper   = (*Runtime)(nil)
+	_ runtime.Sleeper   = (*Runtime)(nil)
+	_ runtime.Meter     = (*Runtime)(nil)
 )
 
 // Options configure the runtime.
@@ -75,6 +78,9 @@ type Runtime struct {
 	client   *http.Client
 	cache    *git.Cache // the object cache shared by every environment
 	proxy    *httputil.ReverseProxy
+	// signal signals a process group (killGroup); the test seam for a
+	// process that will not stop.
+	signal func(pid int, sig syscall.Signal)
 
 	mu    sync.Mutex
 	procs map[string]*proc // key -> current (routed) process
@@ -111,6 +117,7 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 		client:   &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 		cache:    git.NewCache(filepath.Join(dir, "cache.git")),
 		procs:    map[string]*proc{},
+		signal:   killGroup,
 	}
 	r.proxy = r.newProxy()
 	return r, nil

@@ -20,7 +20,7 @@ import (
 
 // gitRepo makes a repository with one commit on main and returns its path
 // and the commit.
-func gitRepo(t *testing.T) (dir, sha string) {
+func gitRepo(t testing.TB) (dir, sha string) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("no git")
@@ -46,7 +46,7 @@ func gitRepo(t *testing.T) (dir, sha string) {
 	return dir, run("rev-parse", "HEAD")
 }
 
-func newRuntime(t *testing.T, o Options) (*Runtime, *store.Store) {
+func newRuntime(t testing.TB, o Options) (*Runtime, *store.Store) {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "previewd.db"))
 	if err != nil {

@@ -23,9 +23,9 @@ func TestMain(m *testing.M) {
 
 // serveTestApp listens on $HOST:$PORT (127.0.0.1 without HOST) and
 // answers /healthz with its SHA and pid, /slow?file=F once F exists (it
-// writes F.started when the request arrives), and POST /echo with the
-// request's body. On SIGTERM it exits at once, as a plain Go
-// server does.
+// writes F.started when the request arrives), GET /db with the content of
+// $DATABASE_PATH, and POST /echo with the request's body. On SIGTERM it
+// exits at once, as a plain Go server does.
 func serveTestApp() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +48,14 @@ func serveTestApp() {
 			}
 		}
 		fmt.Fprintf(w, "%d", os.Getpid())
+	})
+	mux.HandleFunc("GET /db", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(os.Getenv("DATABASE_PATH"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write(b)
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.Copy(w, r.Body); err != nil {
