@@ -151,6 +151,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Up:           d.rec.Up,
 		Sleep:        d.rec.Sleep,
 		Wake:         d.rec.Wake,
+		Touch:        d.rec.Touch,
+		WakeTimeout:  life.WakeTimeout,
 		Extend:       d.rec.Extend,
 		Keep:         d.rec.Keep,
 		Rates:        life.Rates,

@@ -555,13 +555,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) 
 	res, err := r.act(ctx, o, plan)
 	r.freed(ctx, plan)
 	switch plan.Action {
-	case Deploy, Wake, Queue, Hold:
-		// The record may be new: save its activity and expiry now.
+	case Deploy, Wake, Restart, Queue, Hold:
+		// The record may be new: save its activity and expiry now, and
+		// look again at the first deadline they give (a sleep, a
+		// warning, the expiry), not only at the next resync.
 		if rec, gerr := r.o.Store.GetRecord(ctx, key); gerr == nil {
 			after := o
 			after.Record = &rec
+			after.Running, after.RunningSHA = rec.Status == env.StatusReady, rec.SHA
+			after.Redeploy, after.Wake, after.SleepAsked = false, false, ""
 			if serr := r.saveActivity(ctx, after); serr != nil {
 				err = errors.Join(err, serr)
+			}
+			if next := lifecycle(after, Plan{Action: Nothing}); err == nil && res.RequeueAfter == 0 && next.RequeueAfter > 0 {
+				res.RequeueAfter = next.RequeueAfter
 			}
 		}
 	}

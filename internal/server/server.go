@@ -101,12 +101,11 @@ type Options struct {
 	MetricsToken bool
 	Version      string
 	Logger       *slog.Logger
-	// Sleep, Wake, Extend and Keep are the reconciler's lifecycle entry
-	// points (sleep on actor's request; wake, which counts as activity;
-	// keep from expiring for d, answering when it now expires, zero for
-	// never; pin or unpin). Nil: the actions answer 503.
+	// Sleep, Extend and Keep are the reconciler's lifecycle entry points
+	// (sleep on actor's request; keep from expiring for d, answering when
+	// it now expires, zero for never; pin or unpin), beside Wake above,
+	// which the API's wake also calls. Nil: the actions answer 503.
 	Sleep  func(ctx context.Context, key, actor string) error
-	Wake   func(key string)
 	Extend func(ctx context.Context, key string, d time.Duration) (time.Time, error)
 	Keep   func(ctx context.Context, key string, on bool) error
 	// Rates price each environment's usage (lifecycle.cost) wherever the
