@@ -34,6 +34,8 @@ var (
 	_ runtime.Collector = (*Runtime)(nil)
 	_ runtime.Readiness = (*Runtime)(nil)
 	_ runtime.Logs      = (*Runtime)(nil)
+	_ runtime.Sleeper   = (*Runtime)(nil)
+	_ runtime.Meter     = (*Runtime)(nil)
 )
 
 // Options configure the runtime.
@@ -275,7 +277,10 @@ func (r *Runtime) render(ctx context.Context, rel *env.Release) (Data, []*unstru
 }
 
 // Deploy applies the namespace, the Secret and the manifests, prunes what
-// left them, and waits until every Deployment is Available.
+// left them, and waits until every Deployment is Available. It also wakes
+// an environment put to sleep (see Sleep): the workloads get their
+// replicas back before the wait, and the namespace loses its asleep mark
+// after it.
 func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	applied, err := r.Apply(ctx, rel)
 	if err != nil {
@@ -284,18 +289,30 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	if !r.o.ApplyManifests {
 		return nil
 	}
-	return r.waitRollout(ctx, applied)
+	asleep, err := r.asleep(ctx, applied)
+	if err != nil {
+		return err
+	}
+	if len(asleep) > 0 {
+		if err := r.restore(ctx, rel.Key, applied); err != nil {
+			return err
+		}
+	}
+	if err := r.waitRollout(ctx, applied); err != nil {
+		return err
+	}
+	return r.awake(ctx, rel.Key, asleep)
 }
 
-// Running reports whether the environment's namespace exists, and the SHA
-// last applied to it.
+// Running reports whether the environment's namespace exists and is not
+// asleep, and the SHA last applied to it.
 func (r *Runtime) Running(ctx context.Context, key string) (bool, string, error) {
 	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return false, "", fmt.Errorf("listing namespaces of %s: %w", key, err)
 	}
 	for _, ns := range nss.Items {
-		if ns.DeletionTimestamp == nil && ns.Annotations[AnnotationSHA] != "" {
+		if ns.DeletionTimestamp == nil && ns.Annotations[AnnotationSHA] != "" && ns.Annotations[AnnotationAsleep] == "" {
 			return true, ns.Annotations[AnnotationSHA], nil
 		}
 	}
