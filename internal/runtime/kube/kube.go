@@ -94,6 +94,11 @@ type Options struct {
 	// RemoteOptions are added to every registry request (tests pass a
 	// transport).
 	RemoteOptions []remote.Option
+	// ProxyService and ProxyPort, when ProxyService is set, make Router
+	// forward to that Service of each environment, on that port (a name,
+	// or the endpoints' port number; empty: the only one). See
+	// config.KubeProxy.
+	ProxyService, ProxyPort string
 	// OnApplied, if set, is called after each object is applied (a test
 	// seam).
 	OnApplied func(id string)
