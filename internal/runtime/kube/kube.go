@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"text/template"
 	"time"
@@ -99,6 +100,9 @@ type Options struct {
 	// or the endpoints' port number; empty: the only one). See
 	// config.KubeProxy.
 	ProxyService, ProxyPort string
+	// ProxyDial, if set, replaces the proxy's dialer (a test seam: the
+	// API server refuses loopback addresses in an EndpointSlice).
+	ProxyDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// OnApplied, if set, is called after each object is applied (a test
 	// seam).
 	OnApplied func(id string)

@@ -91,6 +91,9 @@ func (r *Runtime) Router() (*Router, bool) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if r.o.ProxyDial != nil {
+		tr.DialContext = r.o.ProxyDial
+	}
 	tr.MaxIdleConnsPerHost = 16
 	rt.transport = tr
 	rt.proxy = &httputil.ReverseProxy{
