@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,28 @@ type Kubernetes struct {
 	Burst int     `yaml:"burst"`
 	// ArgoCD configures the ApplicationSet plugin generator endpoint.
 	ArgoCD ArgoCD `yaml:"argocd"`
+	// Proxy makes previewd's own proxy serve the preview hosts (kind
+	// kubernetes): route them to previewd (a wildcard Ingress for
+	// *.<domain> to previewd's Service) and previewd forwards each request
+	// to a ready endpoint of the environment's Service, so that a request
+	// to a sleeping preview wakes it. Off by default: the manifests' own
+	// Ingress serves the preview hosts.
+	Proxy KubeProxy `yaml:"proxy"`
+}
+
+// KubeProxy names the Service of each environment that previewd's proxy
+// forwards to, e.g. {service: web, port: http}. previewd watches the
+// EndpointSlices of its environments' Services (their labels are copied
+// from the Service), so a request asks nothing of the API server.
+type KubeProxy struct {
+	// Service is the name of the environment's Service, as the manifests
+	// name it in the environment's namespace (e.g. web). Empty: previewd
+	// does not proxy.
+	Service string `yaml:"service"`
+	// Port is the Service port to forward to: its name, or the number of
+	// the port the endpoints listen on (the Service's targetPort). Empty:
+	// the Service's only port.
+	Port string `yaml:"port"`
 }
 
 // KubeMigrate configures the migration Job.
@@ -150,6 +173,22 @@ func (k *Kubernetes) setDefaults(c *Config) {
 	if k.Kubeconfig != "" {
 		k.Kubeconfig = c.Path(expandHome(k.Kubeconfig))
 	}
+}
+
+// serviceName is a Service's name (an RFC 1035 label).
+var serviceName = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// portName is the shape of a Service port's name (see validPortName).
+var portName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// validPort reports whether s is a port number, or can name a Service
+// port (an IANA service name: up to 15 lower-case letters, digits and
+// single '-', with a letter, not starting or ending with '-').
+func validPort(s string) bool {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n >= 1 && n <= 65535
+	}
+	return len(s) <= 15 && portName.MatchString(s) && strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyz")
 }
 
 // checkRepoPath checks that p names a path inside the repository.
@@ -229,6 +268,19 @@ func (k *Kubernetes) validate(kind string, bad func(field, format string, a ...a
 	le := k.LeaderElection
 	if le.Enabled && !(le.RetryPeriod.Duration < le.RenewDeadline.Duration && le.RenewDeadline.Duration < le.LeaseDuration.Duration) {
 		bad(p+"leaderElection", "want retryPeriod < renewDeadline < leaseDuration")
+	}
+	if px := k.Proxy; px.Service != "" || px.Port != "" {
+		switch {
+		case kind != "kubernetes":
+			bad(p+"proxy", "only for runtime.kind kubernetes (under argocd, Argo CD owns the app)")
+		case px.Service == "":
+			bad(p+"proxy.service", "required with proxy.port: the name of the environment's Service")
+		case len(px.Service) > 63 || !serviceName.MatchString(px.Service):
+			bad(p+"proxy.service", "%q is not a Service name (lower-case letters, digits and '-', starting with a letter)", px.Service)
+		}
+		if px.Port != "" && !validPort(px.Port) {
+			bad(p+"proxy.port", "%q is neither a port's name nor a number from 1 to 65535", px.Port)
+		}
 	}
 	if k.QPS < 0 || k.Burst < 0 {
 		bad(p+"qps", "qps and burst must not be negative")

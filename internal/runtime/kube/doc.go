@@ -18,6 +18,14 @@
 // An untrusted change (a fork) is rendered with production's manifests.
 // An absolute path is a directory of this machine, read at every render.
 //
+// Sleep scales an environment's Deployments and StatefulSets to 0 and
+// marks its namespace asleep (Running is then false), keeping everything
+// else; Deploy of a release wakes it, its forced apply taking back the
+// replicas the manifests declare. Usage prices what the running pods
+// request. With a proxy Service configured, Router forwards preview hosts
+// routed to previewd to a ready endpoint of the environment's Service,
+// from watched EndpointSlices.
+//
 // In argocd mode it only provisions the namespace and the Secret; Argo CD
 // applies the app through previewd's plugin generator.
 package kube

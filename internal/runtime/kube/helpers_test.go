@@ -18,7 +18,11 @@ import (
 	"github.com/previewd/previewd/internal/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := kubetest.Main(m)
+	withControllers.Close()
+	os.Exit(code)
+}
 
 type fixture struct {
 	t     testing.TB

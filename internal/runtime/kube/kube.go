@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"text/template"
 	"time"
@@ -34,6 +35,8 @@ var (
 	_ runtime.Collector = (*Runtime)(nil)
 	_ runtime.Readiness = (*Runtime)(nil)
 	_ runtime.Logs      = (*Runtime)(nil)
+	_ runtime.Sleeper   = (*Runtime)(nil)
+	_ runtime.Meter     = (*Runtime)(nil)
 )
 
 // Options configure the runtime.
@@ -92,6 +95,14 @@ type Options struct {
 	// RemoteOptions are added to every registry request (tests pass a
 	// transport).
 	RemoteOptions []remote.Option
+	// ProxyService and ProxyPort, when ProxyService is set, make Router
+	// forward to that Service of each environment, on that port (a name,
+	// or the endpoints' port number; empty: the only one). See
+	// config.KubeProxy.
+	ProxyService, ProxyPort string
+	// ProxyDial, if set, replaces the proxy's dialer (a test seam: the
+	// API server refuses loopback addresses in an EndpointSlice).
+	ProxyDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// OnApplied, if set, is called after each object is applied (a test
 	// seam).
 	OnApplied func(id string)
@@ -275,7 +286,10 @@ func (r *Runtime) render(ctx context.Context, rel *env.Release) (Data, []*unstru
 }
 
 // Deploy applies the namespace, the Secret and the manifests, prunes what
-// left them, and waits until every Deployment is Available.
+// left them, and waits until every Deployment is Available. It also wakes
+// an environment put to sleep (see Sleep): the workloads get their
+// replicas back before the wait, and the namespace loses its asleep mark
+// after it.
 func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	applied, err := r.Apply(ctx, rel)
 	if err != nil {
@@ -284,18 +298,30 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	if !r.o.ApplyManifests {
 		return nil
 	}
-	return r.waitRollout(ctx, applied)
+	asleep, err := r.asleep(ctx, applied)
+	if err != nil {
+		return err
+	}
+	if len(asleep) > 0 {
+		if err := r.restore(ctx, rel.Key, applied); err != nil {
+			return err
+		}
+	}
+	if err := r.waitRollout(ctx, applied); err != nil {
+		return err
+	}
+	return r.awake(ctx, rel.Key, asleep)
 }
 
-// Running reports whether the environment's namespace exists, and the SHA
-// last applied to it.
+// Running reports whether the environment's namespace exists and is not
+// asleep, and the SHA last applied to it.
 func (r *Runtime) Running(ctx context.Context, key string) (bool, string, error) {
 	nss, err := r.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return false, "", fmt.Errorf("listing namespaces of %s: %w", key, err)
 	}
 	for _, ns := range nss.Items {
-		if ns.DeletionTimestamp == nil && ns.Annotations[AnnotationSHA] != "" {
+		if ns.DeletionTimestamp == nil && ns.Annotations[AnnotationSHA] != "" && ns.Annotations[AnnotationAsleep] == "" {
 			return true, ns.Annotations[AnnotationSHA], nil
 		}
 	}
