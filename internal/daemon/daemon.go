@@ -174,6 +174,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if r, ok := d.rt.(runtime.Router); ok {
 		so.Router = r
 	}
+	if d.kube.rt != nil {
+		// Preview hosts routed through previewd (runtime.kubernetes.proxy).
+		if r, ok := d.kube.rt.Router(); ok {
+			so.Router = r
+			d.onClose(r.Close)
+		}
+	}
 	d.srv = server.New(so)
 	return d, nil
 }

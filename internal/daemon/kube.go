@@ -53,6 +53,8 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 		Config:              rc,
 		Manifests:           k.Manifests,
 		InRepo:              true,
+		ProxyService:        k.Proxy.Service,
+		ProxyPort:           k.Proxy.Port,
 		Cache:               git.NewCache(filepath.Join(cfg.DataDir, "cache.git")),
 		GitEnv:              gitEnv,
 		Production:          prod,
