@@ -161,7 +161,7 @@ func TestCapAndQueueAcrossRestart(t *testing.T) {
 	r := newRepo(t)
 	mainSHA := r.commit("main", nil)
 	dataDir := t.TempDir()
-	yaml := lifecycleYAML(dataDir, r.bare, app, "", "  maxRunning: 1\n")
+	yaml := lifecycleYAML(dataDir, r.bare, app, "", "  maxRunning: 1\n  wakeTimeout: 1s\n")
 	in := start(t, yaml)
 	a := in.api()
 	a.waitStatus("production", env.StatusReady, mainSHA)
@@ -178,8 +178,10 @@ func TestCapAndQueueAcrossRestart(t *testing.T) {
 	if e, _ := a.environment("c"); e.Message != "queued: 2nd of 2 (maxRunning 1)" {
 		t.Errorf("c: %q", e.Message)
 	}
-	if code, _ := a.preview("c", "GET", "/healthz", ""); code == http.StatusOK {
-		t.Error("a queued preview answered")
+	// A request for a queued preview waits for its turn, at most
+	// wakeTimeout.
+	if code, _ := a.preview("c", "GET", "/healthz", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("a queued preview answered %d, want 503 after wakeTimeout", code)
 	}
 	in.stop()
 

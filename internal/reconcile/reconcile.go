@@ -555,7 +555,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) 
 	res, err := r.act(ctx, o, plan)
 	r.freed(ctx, plan)
 	switch plan.Action {
-	case Deploy, Wake, Restart, Queue, Hold:
+	case Deploy, Wake, Restart, Queue, Hold, Sleep:
 		// The record may be new: save its activity and expiry now, and
 		// look again at the first deadline they give (a sleep, a
 		// warning, the expiry), not only at the next resync.
