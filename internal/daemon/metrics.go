@@ -102,7 +102,7 @@ func (c *envCollector) Collect(ch chan<- prometheus.Metric) {
 		if running(e.Status) {
 			n++
 		}
-		if e.Usage == nil {
+		if e.Usage == nil || (e.Usage.RunSeconds == 0 && e.Usage.PeakMemoryBytes == 0) { // never ran: no series
 			continue
 		}
 		u := e.Usage.Priced(c.rates)

@@ -246,10 +246,14 @@ func TestTTLWarnRemoveRevive(t *testing.T) {
 	a := in.api()
 	sha := r.commit("old", nil)
 	in.sync()
-	e := a.waitStatus("old", env.StatusReady, sha)
-	if e.ExpiresAt == nil || time.Until(*e.ExpiresAt) > 7*time.Second {
-		t.Errorf("expiresAt %v", e.ExpiresAt)
-	}
+	a.waitStatus("old", env.StatusReady, sha)
+	eventually(t, 10*time.Second, func() string {
+		// Saved just after the rollout's status.
+		if e, _ := a.environment("old"); e.ExpiresAt == nil || time.Until(*e.ExpiresAt) > 7*time.Second {
+			return fmt.Sprintf("expiresAt %v", e.ExpiresAt)
+		}
+		return ""
+	})
 	eventually(t, 20*time.Second, func() string {
 		if !a.hasEvent("old", "ExpiryWarning") {
 			return "no warning yet"

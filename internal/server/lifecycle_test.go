@@ -213,7 +213,7 @@ func TestLifecycleActions(t *testing.T) {
 	}
 	body(t, f.do("GET", "/", viewerToken, nil, nil))
 	body(t, f.do("GET", "/environments/pr-3", viewerToken, nil, nil))
-	if after := get(); len(l.wakes()) != 0 || after.LastActivityAt != nil || !after.UpdatedAt.Equal(before.UpdatedAt) {
+	if after := get(); len(l.wakes()) != 0 || !after.LastActivityAt.Equal(*before.LastActivityAt) || !after.UpdatedAt.Equal(before.UpdatedAt) {
 		t.Fatalf("reading touched pr-3: wakes %v, %+v", l.wakes(), after)
 	}
 
