@@ -542,6 +542,16 @@ func (c *Config) Validate() error {
 	}
 	c.Auth.validate(bad)
 	c.Lifecycle.validate(bad)
+	if c.Runtime.Kind == "argocd" {
+		// Argo CD owns the workloads and would scale a sleeping
+		// preview's back up.
+		if c.Lifecycle.SleepAfter.Duration > 0 {
+			bad("lifecycle.sleepAfter", "not with runtime.kind argocd: Argo CD owns the workloads and would scale them back up")
+		}
+		if c.Lifecycle.Evict == "idle" {
+			bad("lifecycle.evict", "idle is not possible with runtime.kind argocd: previewd cannot put previews to sleep there")
+		}
+	}
 	if len(es) == 0 {
 		return nil
 	}

@@ -142,3 +142,18 @@ func TestPeriodRoundTrip(t *testing.T) {
 		t.Errorf("round trip of 2w: %q -> %v, %v", out, back.P.Duration, err)
 	}
 }
+
+// TestLifecycleArgoCD: Argo CD owns the workloads, so previews cannot
+// sleep under runtime.kind argocd; the ttl and the cap still work there.
+func TestLifecycleArgoCD(t *testing.T) {
+	base := "forge: {git: {url: x}}\nruntime: {kind: argocd, kubernetes: {argocd: {token: t}}}\nlifecycle: "
+	if _, err := Parse([]byte(base+"{ttl: 3d, maxRunning: 2}\n"), "/x", lookup(nil)); err != nil {
+		t.Fatalf("ttl and cap under argocd: %v", err)
+	}
+	_, err := Parse([]byte(base+"{sleepAfter: 30m, maxRunning: 2, evict: idle}\n"), "/x", lookup(nil))
+	for _, w := range []string{"lifecycle.sleepAfter: not with runtime.kind argocd", "lifecycle.evict: idle is not possible with runtime.kind argocd"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("errors %v lack %q", err, w)
+		}
+	}
+}

@@ -63,11 +63,13 @@ func BenchmarkWakeOnRequest(b *testing.B) {
 // branch previews of the example app (and production): 10 kept awake,
 // 190 asleep after sleepAfter. Once all have settled it reports previewd's
 // resident memory and the CPU it used (its own and its children's that
-// ended) over 30 idle seconds, as a share of one core.
+// ended) over six idle minutes, as a share of one core: the window holds
+// every environment's periodic resync (5 minutes after its last
+// reconcile), the meter's samples and the forge's polls.
 //
 //	go test -run '^$' -bench Idle200 -benchtime 1x ./internal/e2e/
 func BenchmarkIdle200(b *testing.B) {
-	const n, awake, window = 200, 10, 30 * time.Second
+	const n, awake, window = 200, 10, 6 * time.Minute
 	app, _ := binaries(b)
 	r := newRepo(b)
 	r.commit("main", nil)
@@ -79,7 +81,7 @@ func BenchmarkIdle200(b *testing.B) {
 	r.git(r.work, "push", "-q", "origin", "--all")
 	p := newProcess(b, r.bare)
 	port := strings.TrimPrefix(p.api.base, "http://127.0.0.1:")
-	yaml := lifecycleYAML(p.dataDir, r.bare, app, "", "  sleepAfter: 3s\n") + "listen: 127.0.0.1:" + port + "\nconcurrency: 4\n"
+	yaml := strings.Replace(lifecycleYAML(p.dataDir, r.bare, app, "", "  sleepAfter: 3s\n"), "pollInterval: 1h", "pollInterval: 30s", 1) + "listen: 127.0.0.1:" + port + "\nconcurrency: 4\n"
 	if err := os.WriteFile(p.cfg, []byte(yaml), 0o644); err != nil {
 		b.Fatal(err)
 	}
