@@ -36,7 +36,8 @@ benchtime() {
   BenchmarkPushToReady | BenchmarkDBCreateProcess | BenchmarkGitHubWebhookToReady) echo 30x ;;
   BenchmarkWebhookAck | BenchmarkResync1000) echo 2000x ;;
   BenchmarkApplyEnvironment) echo 30x ;;
-  BenchmarkApply100Parallel) echo 1x ;;
+  BenchmarkApply100Parallel | BenchmarkIdle200) echo 1x ;;
+  BenchmarkWakeOnRequest | BenchmarkWake) echo 50x ;;
   *) echo 1s ;;
   esac
 }
@@ -57,7 +58,13 @@ BenchmarkWebhookAck|webhook acknowledgement (28 KB pull_request.opened, signed, 
 BenchmarkResync1000|one resync with 1,000 open PRs and no changes|one conditional request (304), ≤ 100 ms CPU|{requests/op} requests, {non-304/op} not 304, {cpu-ms/op} ms CPU
 BenchmarkGitHubWebhookToReady|webhook to ready (local runtime, SQLite)|p50 ≤ 300 ms|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
 BenchmarkApplyEnvironment|one environment applied, manifests read from its commit (kubernetes runtime, no rollout wait)|p50 ≤ 50 ms|p50 {p50-ms} ms, p99 {p99-ms} ms, first {first-ms} ms
-BenchmarkApply100Parallel|100 environments applied at once, manifests from one commit (kubernetes runtime)|≤ 10 s|{s/100envs} s'
+BenchmarkApply100Parallel|100 environments applied at once, manifests from one commit (kubernetes runtime)|≤ 10 s|{s/100envs} s
+BenchmarkWakeOnRequest|a request to a sleeping preview through the proxy, arrival to answer (local runtime, SQLite, prebuilt app)|p50 ≤ 150 ms, p99 ≤ 400 ms|p50 {wake-p50-ms} ms, p99 {wake-p99-ms} ms, max {wake-max-ms} ms
+BenchmarkWake|the local runtime alone: Prepare + Deploy of a built SHA and one held request||p50 {wake-p50-ms} ms, p99 {wake-p99-ms} ms
+BenchmarkIdle200|200 previews, 190 asleep: previewd serve resident memory|≤ 150 MB|{rss-MB} MB
+BenchmarkIdle200|the same: its CPU over six idle minutes, share of one core|≤ 1 %|{idle-cpu-%} %
+BenchmarkAdmit|the cap decision with 1,000 previews queued and 10 running|≤ 5 ms|{ms/decision} ms
+BenchmarkUsage|the local meter: one /proc scan for 10 process groups||{ms/scan} ms'
 
 # The packages with benchmarks, and their benchmarks.
 if [ $# -gt 0 ]; then

@@ -179,10 +179,12 @@ func BenchmarkAdmit(b *testing.B) {
 	}
 	claimed, evicting := map[string]bool{}, map[string]bool{}
 	b.ReportAllocs()
+	start := time.Now()
 	for b.Loop() {
 		a := Admit(10, env.EvictIdle, entries, claimed, evicting, "pr-new", t0.Add(time.Hour))
 		if a.Admitted || a.Place != 1001 {
 			b.Fatalf("Admit = %+v", a)
 		}
 	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/decision")
 }

@@ -42,6 +42,7 @@ func BenchmarkUsage(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
+	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		got, err := r.Usage(ctx)
 		if err != nil {
@@ -51,6 +52,7 @@ func BenchmarkUsage(b *testing.B) {
 			b.Fatalf("metered %d environments, want 10", len(got))
 		}
 	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/scan")
 }
 
 // BenchmarkWake measures waking the prebuilt example app
