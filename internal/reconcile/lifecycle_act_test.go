@@ -401,3 +401,30 @@ func TestMeter(t *testing.T) {
 		t.Errorf("priced %+v", p)
 	}
 }
+
+// TestActWakeFailure: a wake whose start fails marks only that preview
+// failed, with the log tail; the others are untouched.
+func TestActWakeFailure(t *testing.T) {
+	f, rt, _ := newLifecycleFixture(t, env.Lifecycle{SleepAfter: time.Minute})
+	f.want(branch("a", shaA), branch("b", shaA))
+	f.mustReconcile("a")
+	f.mustReconcile("b")
+	f.clock.add(2 * time.Minute)
+	f.mustReconcile("a")
+	if f.status("a") != env.StatusSleeping {
+		t.Fatalf("a: %s", f.status("a"))
+	}
+	f.rec.Touch("b")
+	rt.deployErr = &env.StepError{Step: "start", Err: errTest("exit status 1"), Tail: "panic: no config"}
+	f.rec.Wake("a")
+	if _, err := f.reconcile("a"); err == nil || !IsTerminal(err) {
+		t.Fatalf("a failed wake returned %v, want a terminal error", err)
+	}
+	r := f.record("a")
+	if r.Status != env.StatusFailed || !strings.Contains(r.Message, "panic: no config") {
+		t.Errorf("after a failed wake: %s %q", r.Status, r.Message)
+	}
+	if f.status("b") != env.StatusReady {
+		t.Errorf("b: %s", f.status("b"))
+	}
+}

@@ -9,9 +9,12 @@ import (
 )
 
 // SetDown marks key as put down by actor: the reconciler removes it and
-// does not deploy it again until ClearDown. Marking again keeps the first.
+// does not deploy it again until ClearDown. Marking again keeps the first;
+// an expiry mark becomes a down mark (a push no longer brings it back).
 func (s *Store) SetDown(ctx context.Context, key, actor string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO down_environments (key, by_actor, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`),
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO down_environments (key, by_actor, created_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET reason = 'down', sha = '', by_actor = excluded.by_actor, created_at = excluded.created_at
+WHERE down_environments.reason = 'expired'`),
 		key, actor, ms(s.now()))
 	if err != nil {
 		return fmt.Errorf("putting %s down: %w", key, err)

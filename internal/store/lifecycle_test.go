@@ -78,6 +78,21 @@ func TestLifecycleColumns(t *testing.T) {
 		if m, _, _ := s.DownMarkOf(ctx, "pr-2"); m.Reason != DownRequested {
 			t.Errorf("a down mark's reason is %q", m.Reason)
 		}
+		if err := s.SetExpired(ctx, "pr-2", "def"); err != nil {
+			t.Fatal(err)
+		}
+		if m, _, _ := s.DownMarkOf(ctx, "pr-2"); m.Reason != DownRequested || m.By != "github:a" {
+			t.Errorf("an expiry replaced a down mark: %+v", m)
+		}
+		if err := s.SetExpired(ctx, "pr-3", "def"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetDown(ctx, "pr-3", "github:b"); err != nil {
+			t.Fatal(err)
+		}
+		if m, _, _ := s.DownMarkOf(ctx, "pr-3"); m.Reason != DownRequested || m.SHA != "" || m.By != "github:b" {
+			t.Errorf("down after an expiry: %+v", m)
+		}
 		// Revived: the lifecycle starts again.
 		if err := s.Upsert(ctx, src); err != nil {
 			t.Fatal(err)
