@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -336,11 +337,11 @@ func TestActKeepAndExtend(t *testing.T) {
 		func() error { _, err := f.rec.Extend(f.ctx, env.ProductionKey, time.Hour); return err },
 		func() error { return f.rec.Sleep(f.ctx, env.ProductionKey, "token:ci") },
 	} {
-		if err := fn(); err != ErrProduction {
+		if err := fn(); !errors.Is(err, ErrProduction) {
 			t.Errorf("a lifecycle action on production: %v, want ErrProduction", err)
 		}
 	}
-	if err := f.rec.Sleep(f.ctx, "nope", "token:ci"); err != store.ErrNotFound {
+	if err := f.rec.Sleep(f.ctx, "nope", "token:ci"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("sleep of an unknown key: %v", err)
 	}
 	f.clock.add(30 * time.Hour)

@@ -241,7 +241,7 @@ func appliesReplicas(mf []metav1.ManagedFieldsEntry) bool {
 		var f struct {
 			Spec map[string]json.RawMessage `json:"f:spec"`
 		}
-		if json.Unmarshal(e.FieldsV1.Raw, &f) == nil {
+		if json.Unmarshal(e.FieldsV1.GetRawBytes(), &f) == nil {
 			if _, ok := f.Spec["f:replicas"]; ok {
 				return true
 			}
