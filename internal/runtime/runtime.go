@@ -109,3 +109,13 @@ type Sample struct {
 type Meter interface {
 	Usage(ctx context.Context) (map[string]Sample, error)
 }
+
+// Follower is implemented by runtimes that can stream an environment's
+// output as it is written (logs -f, the dashboard's live logs).
+type Follower interface {
+	// Follow sends the last n lines of key's output, then every new line
+	// as it is written, to lines, until ctx is done (it then returns
+	// nil). It wraps ErrNoLogs when there is nothing to follow. It never
+	// closes lines.
+	Follow(ctx context.Context, key string, n int, lines chan<- env.LogLine) error
+}
