@@ -32,7 +32,7 @@ type Change struct {
 	// Time is when the change was saved; StepStartedAt is when the
 	// current step began (for "building 12 s").
 	Time          time.Time `json:"time"`
-	StepStartedAt time.Time `json:"stepStartedAt,omitempty"`
+	StepStartedAt time.Time `json:"stepStartedAt,omitzero"`
 	// Took is how long the rollout or teardown has run so far, in ms.
 	TookMS int64 `json:"tookMs,omitempty"`
 	// Removed is true once the environment is gone.
