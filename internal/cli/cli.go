@@ -1,6 +1,9 @@
-// Package cli holds previewd's commands (serve, demo, validate, db, ls,
-// version), built with cobra. Each command parses its flags and calls into
-// the packages that do the work.
+// Package cli holds previewd's commands, built with cobra: serve, demo,
+// validate, db, version, and the commands against a running previewd (ls,
+// get, logs, redeploy, sleep, wake, extend, down, up, open) through
+// internal/client, with shell completion of their keys. Each command
+// parses its flags and calls into the packages that do the work. Exit
+// codes: 0 ok, 1 error, 2 usage.
 package cli
 
 import (
@@ -10,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,20 +39,33 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
 
-// Run runs the command line args and returns the exit code.
+// Run runs the command line args and returns the exit code: 0 ok, 1
+// error, 2 usage (wrong arguments, an unknown command or flag, a bad
+// flag value).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
 	var ee *exitError
+	if !errors.As(err, &ee) && strings.HasPrefix(err.Error(), "unknown command ") {
+		err = usage(err)
+	}
 	if errors.As(err, &ee) {
 		if ee.err != nil {
 			fmt.Fprintln(stderr, "previewd:", ee.err)
+		}
+		if ee.code == 2 && cmd != nil {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 		return ee.code
 	}
@@ -66,7 +83,25 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newDemo(), newValidate(), newLs(), newDB(), newVersion())
+	root.AddCommand(newServe(), newDemo(), newValidate(), newLs(), newGet(), newLogs(), newOpen(), newDB(), newVersion())
+	root.AddCommand(newActions()...)
+	// Wrong arguments and bad flags are usage errors (exit 2).
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+	var wrap func(*cobra.Command)
+	wrap = func(c *cobra.Command) {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return usage(err)
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			wrap(sub)
+		}
+	}
+	wrap(root)
 	return root
 }
 

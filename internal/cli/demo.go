@@ -18,7 +18,9 @@ func newDemo() *cobra.Command {
 			if _, err := exec.LookPath("git"); err != nil {
 				return demo.ErrNoGit
 			}
+			tty, _ := isTerminal(cmd.OutOrStdout())
 			return demo.Run(cmd.Context(), demo.Options{
+				TTY:     tty,
 				Listen:  listen,
 				Dir:     dir,
 				Version: version(),

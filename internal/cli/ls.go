@@ -1,79 +1,181 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/client"
 	"github.com/previewd/previewd/internal/env"
 )
 
+// The commands against a running previewd: ls, get, logs, the actions
+// (actions.go) and open. Each takes --server, --token (or
+// PREVIEWD_SERVER, PREVIEWD_TOKEN) and, where it prints, -o json.
+
 func newLs() *cobra.Command {
-	var path, server string
 	var asJSON bool
+	var r *remote
 	cmd := &cobra.Command{
-		Use:   "ls [--server URL | --config FILE]",
+		Use:   "ls",
 		Short: "List the live environments of a running previewd",
-		Long:  "List the live environments of a running previewd. With auth on, set PREVIEWD_TOKEN to a viewer token.",
+		Long:  "List the live environments of a running previewd. With auth on, set " + EnvToken + " to a viewer token.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if server == "" {
-				server = "http://127.0.0.1:8080"
-				if cmd.Flags().Changed("config") {
-					cfg, err := config.Load(path)
-					if err != nil {
-						return configError(cmd, err)
-					}
-					server = "http://" + cfg.Listen
-				}
+			if asJSON {
+				r.output = "json"
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, strings.TrimRight(server, "/")+"/api/v1/environments", nil)
+			c, err := r.client(cmd)
 			if err != nil {
 				return err
 			}
-			// The token comes from the environment, never argv.
-			if tok := os.Getenv("PREVIEWD_TOKEN"); tok != "" {
-				req.Header.Set("Authorization", "Bearer "+tok)
-			}
-			client := &http.Client{Timeout: 10 * time.Second}
-			resp, err := client.Do(req)
+			l, err := c.List(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("asking previewd at %s: %w", server, err)
+				return err
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("previewd at %s answered %s", server, resp.Status)
+			if j, _ := r.json(); j {
+				return printJSON(cmd.OutOrStdout(), l)
 			}
-			var body struct {
-				Environments []env.Environment `json:"environments"`
+			if l.Source != nil && !l.Source.OK {
+				fmt.Fprintf(cmd.ErrOrStderr(), "previewd: warning: the last listing of the repository failed: %s\n", l.Source.Error)
 			}
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-				return fmt.Errorf("reading answer: %w", err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(body.Environments)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tSTATUS\tBRANCH\tSHA\tURL\tMESSAGE")
-			for _, e := range body.Environments {
-				msg, _, _ := strings.Cut(e.Message, "\n")
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Key, e.Status, e.Branch, env.ShortSHA(e.SHA), e.URL, msg)
-			}
-			return tw.Flush()
+			return printList(cmd.OutOrStdout(), l.Environments, time.Now())
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "previewd's address (default http://127.0.0.1:8080, or the config's listen)")
-	cmd.Flags().StringVarP(&path, "config", "c", "previewd.yaml", "config file to take the address from")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	r = addRemote(cmd, true)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (as -o json)")
+	cmd.Flags().MarkHidden("json")
 	return cmd
+}
+
+// printList prints the environments as a table.
+func printList(w io.Writer, envs []env.Environment, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tSTATUS\tSHA\tAGE\tLAST-ACTIVITY\tURL")
+	for _, e := range envs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Key, e.Status, dash(env.ShortSHA(e.SHA)), ago(&e.CreatedAt, now), ago(e.LastActivityAt, now), dash(e.URL))
+	}
+	return tw.Flush()
+}
+
+// ago says how long ago t was, shortly ("45s", "12m", "5h", "3d"); "-"
+// for none.
+func ago(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	d := max(now.Sub(*t), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newGet() *cobra.Command {
+	var r *remote
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Show one environment: its fields, usage and recent events",
+		Args:  keyArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(cmd)
+			if err != nil {
+				return err
+			}
+			e, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if j, _ := r.json(); j {
+				return printJSON(cmd.OutOrStdout(), e)
+			}
+			printEnvironment(cmd.OutOrStdout(), e, time.Now())
+			return nil
+		},
+	}
+	r = addRemote(cmd, true)
+	cmd.ValidArgsFunction = completeKeys(r)
+	return cmd
+}
+
+// printEnvironment prints one environment's fields, then its recent
+// events (at most 10, newest first).
+func printEnvironment(w io.Writer, e client.Environment, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	field := func(name, value string) {
+		if value != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", name, value)
+		}
+	}
+	when := func(t *time.Time) string {
+		if t == nil || t.IsZero() {
+			return ""
+		}
+		return t.Local().Format("2006-01-02 15:04:05 MST") + " (" + ago(t, now) + " ago)"
+	}
+	kind := string(e.Kind)
+	if e.Number > 0 {
+		kind += fmt.Sprintf(" #%d", e.Number)
+	}
+	msg, rest, _ := strings.Cut(strings.TrimSpace(e.Message), "\n")
+	field("key", e.Key)
+	field("kind", kind)
+	field("branch", e.Branch)
+	field("sha", e.SHA)
+	field("status", string(e.Status))
+	field("message", msg)
+	field("url", e.URL)
+	field("database", e.Database)
+	field("created", when(&e.CreatedAt))
+	field("updated", when(&e.UpdatedAt))
+	field("ready", when(e.ReadyAt))
+	field("last activity", when(e.LastActivityAt))
+	switch {
+	case e.Kept:
+		field("expires", "never (kept)")
+	case e.ExpiresAt != nil:
+		field("expires", e.ExpiresAt.Local().Format("2006-01-02 15:04:05 MST")+" (in "+ago(&now, *e.ExpiresAt)+")")
+	}
+	if e.Down {
+		field("down", "yes: removed on request, until previewd up "+e.Key)
+	}
+	if e.Usage != nil {
+		field("usage", e.Usage.Line())
+	}
+	tw.Flush()
+	if rest = strings.TrimSpace(rest); rest != "" {
+		fmt.Fprintln(w)
+		for _, l := range strings.Split(rest, "\n") {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
+	if len(e.Events) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nrecent events:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, ev := range e.Events {
+		if i == 10 {
+			break
+		}
+		line, _, _ := strings.Cut(ev.Message, "\n")
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ev.Time.Local().Format("01-02 15:04:05"), ev.Reason, dash(env.ShortSHA(ev.SHA)), line)
+	}
+	tw.Flush()
 }

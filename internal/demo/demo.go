@@ -26,6 +26,7 @@ import (
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/daemon"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/progress"
 )
 
 // Options configure the demo.
@@ -36,7 +37,9 @@ type Options struct {
 	Dir     string
 	Version string
 	Out     io.Writer
-	Logger  *slog.Logger
+	// TTY says whether Out is a terminal (progress shows a spinner).
+	TTY    bool
+	Logger *slog.Logger
 }
 
 // Branches are the demo's feature branches and the banner each shows.
@@ -82,7 +85,7 @@ func Run(ctx context.Context, o Options) error {
 	dash := "http://" + ln.Addr().String() + "/"
 	fmt.Fprintf(o.Out, "dashboard: %s\n", dash)
 	fmt.Fprintf(o.Out, "building production and %d branches (the first build compiles the app; later ones are quicker)...\n", len(Branches))
-	go watch(ctx, d, o.Out, dash, repo, work)
+	go watch(ctx, d, o.Out, o.TTY, dash, repo, work)
 	return d.Run(ctx)
 }
 
@@ -235,10 +238,15 @@ func git(ctx context.Context, dir string, args ...string) error {
 	return nil
 }
 
-// watch prints each environment's URL once it is ready (again after each
-// new commit), and failures.
-func watch(ctx context.Context, d *daemon.Daemon, out io.Writer, dash, repo, work string) {
-	told := map[string]string{}
+// watch prints each environment's steps as the CLI's redeploy does
+// (progress.Printer: building, migrating, starting, then ready with its
+// URL or failed with why, again after each new commit, and removed), read
+// from the store every 200 ms, with a spinner line on a terminal; then,
+// once everything is ready, what to try.
+func watch(ctx context.Context, d *daemon.Daemon, out io.Writer, tty bool, dash, repo, work string) {
+	p := progress.NewPrinter(out, tty)
+	defer p.Stop()
+	seen := map[string]bool{}
 	hinted := false
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
@@ -248,36 +256,28 @@ func watch(ctx context.Context, d *daemon.Daemon, out io.Writer, dash, repo, wor
 			return
 		case <-t.C:
 		}
+		p.Tick()
 		live, err := d.Store().Live(ctx)
 		if err != nil {
 			continue
 		}
 		ready := 0
 		for _, e := range live {
-			state := string(e.Status) + e.SHA
 			if e.Status == env.StatusReady {
 				ready++
 			}
-			if told[e.Key] == state || (e.Status != env.StatusReady && e.Status != env.StatusFailed) {
-				continue
-			}
-			told[e.Key] = state
-			if e.Status == env.StatusReady {
-				fmt.Fprintf(out, "  ready   %-14s %s  (%s @ %s)\n", e.Key, e.URL, e.Branch, env.ShortSHA(e.SHA))
-			} else {
-				msg, _, _ := strings.Cut(e.Message, "\n")
-				fmt.Fprintf(out, "  FAILED  %-14s %s\n", e.Key, msg)
-			}
+			seen[e.Key] = true
+			p.Change(progress.FromEnvironment(e))
 		}
-		for k := range told {
+		for k := range seen {
 			if !isLive(live, k) {
-				fmt.Fprintf(out, "  removed %s\n", k)
-				delete(told, k)
+				p.Change(env.Change{Key: k, Status: env.StatusDeleting, Removed: true})
+				delete(seen, k)
 			}
 		}
 		if !hinted && ready >= 1+len(Branches) {
 			hinted = true
-			fmt.Fprintf(out, `
+			p.Printf(`
 All %d environments are ready. Dashboard: %s
 The repository is %s. Try a new branch (it appears within seconds):
   cd %s
