@@ -41,7 +41,10 @@ func Line(c env.Change) string {
 		if detail == "" {
 			detail = firstLine(c.Message)
 		}
-		if at != "" {
+		switch {
+		case detail == "":
+			detail = at
+		case at != "":
 			detail += "  (" + at + ")"
 		}
 	}

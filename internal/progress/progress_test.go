@@ -25,6 +25,8 @@ func TestLine(t *testing.T) {
 			"  ready     w              a1b2c3d is ready  (a1b2c3d)"},
 		"failed with tail": {env.Change{Key: "pr-3", SHA: sha, Status: env.StatusFailed, Message: "migrate: exit status 1\n--- log tail ---\nno such table"},
 			"  FAILED    pr-3           migrate: exit status 1"},
+		"ready, nothing else": {env.Change{Key: "w", SHA: sha, Status: env.StatusReady},
+			"  ready     w              a1b2c3d"},
 		"removed": {env.Change{Key: "pr-3", Status: env.StatusDeleting, Removed: true},
 			"  removed   pr-3"},
 		"queued": {env.Change{Key: "pr-3", Status: env.StatusQueued, Message: "queued: 2nd of 3 (maxRunning 10)"},
