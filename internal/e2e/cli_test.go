@@ -27,15 +27,22 @@ func TestLs(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "KEY") {
 		t.Fatalf("ls printed %q", out)
 	}
-	if f := strings.Fields(lines[1]); f[0] != "production" || f[1] != "ready" || f[2] != "main" || f[3] != env.ShortSHA(sha) {
+	// KEY STATUS SHA AGE LAST-ACTIVITY URL
+	if f := strings.Fields(lines[1]); f[0] != "production" || f[1] != "ready" || f[2] != env.ShortSHA(sha) || !strings.HasPrefix(f[5], "http://production.") {
 		t.Errorf("production row: %q", lines[1])
 	}
-	if f := strings.Fields(lines[2]); f[0] != key || f[2] != "feature/ls" {
+	if f := strings.Fields(lines[2]); f[0] != key || f[1] != "ready" {
 		t.Errorf("branch row: %q", lines[2])
 	}
-	out, err = exec.Command(previewd, "ls", "--server", in.base, "--json").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"key": "production"`) {
-		t.Errorf("ls --json: %v %s", err, out)
+	for _, flag := range []string{"-o", "--json"} {
+		args := []string{"ls", "--server", in.base, flag}
+		if flag == "-o" {
+			args = append(args, "json")
+		}
+		out, err = exec.Command(previewd, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"key": "production"`) || !strings.Contains(string(out), `"branch": "feature/ls"`) {
+			t.Errorf("ls %s: %v %s", flag, err, out)
+		}
 	}
 	if out, err := exec.Command(previewd, "ls", "--server", "http://127.0.0.1:1").CombinedOutput(); err == nil || !strings.Contains(string(out), "asking previewd") {
 		t.Errorf("ls with nothing listening: %v %s", err, out)
