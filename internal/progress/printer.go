@@ -28,6 +28,8 @@ type Printer struct {
 	active map[string]env.Change
 	frame  int
 	shown  bool // the spinner line is on screen
+	// stopped: Stop was called; no spinner line is drawn again.
+	stopped bool
 }
 
 // NewPrinter returns a printer writing to w; tty says whether w is a
@@ -78,10 +80,11 @@ func (p *Printer) Tick() {
 	p.redraw()
 }
 
-// Stop clears the spinner line.
+// Stop clears the spinner line for good (lines are still printed).
 func (p *Printer) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.stopped = true
 	p.clear()
 }
 
@@ -93,7 +96,7 @@ func (p *Printer) clear() {
 }
 
 func (p *Printer) redraw() {
-	if !p.tty {
+	if !p.tty || p.stopped {
 		return
 	}
 	p.clear()

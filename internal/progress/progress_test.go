@@ -170,9 +170,12 @@ func TestPrinter(t *testing.T) {
 	p.Tick()
 	p.Change(changes[2])
 	p.Stop()
+	p.Change(env.Change{Key: "pr-2", Status: env.StatusBuilding})
+	p.Tick()
 	want = "  building  pr-1           building a1b2c3d\n" + "⠋ pr-1 building 2.0 s" +
 		"\r\033[K" + "⠙ pr-1 building 2.0 s" +
-		"\r\033[K" + "  ready     pr-1           http://pr-1.test  (a1b2c3d)\n"
+		"\r\033[K" + "  ready     pr-1           http://pr-1.test  (a1b2c3d)\n" +
+		"  building  pr-2\n" // after Stop: lines, no spinner
 	if tty.String() != want {
 		t.Errorf("tty:\n%q\nwant\n%q", tty.String(), want)
 	}
