@@ -119,6 +119,8 @@ func waitFor(ctx context.Context, c *client.Client, key, action string, timeout 
 		}
 		return nil
 	}
+	start := progress.FromEnvironment(before.Environment)
+	started := false
 	connected := 0
 	err = c.Events(wctx, 0, func(ev client.Event) error {
 		switch ev.Type {
@@ -131,9 +133,11 @@ func waitFor(ctx context.Context, c *client.Client, key, action string, timeout 
 		case client.Reset:
 			return reread()
 		case client.Changed:
-			if ev.Change.Key == key {
-				return feed(ev.Change)
+			if ev.Change.Key != key || progress.Stale(ev.Change, start, started) {
+				return nil
 			}
+			started = started || progress.Active(ev.Change)
+			return feed(ev.Change)
 		}
 		return nil
 	})

@@ -69,9 +69,12 @@ func (f *fakeStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func steps(last env.Change) []env.Change {
+// steps are the changes after the action: first the action's own
+// audit line (the state before, again), then the steps to last.
+func steps(before env.Status, last env.Change) []env.Change {
 	start := time.Now().Add(-time.Second)
 	return []env.Change{
+		{Key: "pr-5", SHA: watchSHA, Status: before, Reason: "Action"},
 		{Key: "pr-9", SHA: watchSHA, Status: env.StatusBuilding, Message: "another one"},
 		{Key: "pr-5", SHA: watchSHA, Status: env.StatusBuilding, Message: "redeploying a1b2c3d on request", StepStartedAt: start},
 		{Key: "pr-5", SHA: watchSHA, Status: env.StatusMigrating, StepStartedAt: start},
@@ -122,7 +125,7 @@ func TestWaitLive(t *testing.T) {
 			out: "{\n  \"key\": \"pr-5\",\n  \"action\": \"redeploy\",\n  \"status\": \"accepted\"\n}\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := &fakeStream{status: tc.before, steps: steps(tc.last), logs: tc.logs, asked: make(chan struct{})}
+			f := &fakeStream{status: tc.before, steps: steps(tc.before, tc.last), logs: tc.logs, asked: make(chan struct{})}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
 			code, out, errs := run(t, append(tc.args, "--server", srv.URL)...)

@@ -88,6 +88,16 @@ func Expect(action string, s env.Status) bool {
 	return true
 }
 
+// Stale reports whether c, read from the event stream while waiting on
+// an action, only repeats the state the environment had before the
+// action (the action's own audit line, say): until a step of the action
+// has been seen (started), such a change neither prints nor ends the
+// wait, so a redeploy of a failed environment is not over at its first
+// "failed".
+func Stale(c, before env.Change, started bool) bool {
+	return !started && !c.Removed && c.Key == before.Key && c.Status == before.Status && c.SHA == before.SHA && firstLine(c.Message) == firstLine(before.Message)
+}
+
 // Active reports whether c is a step in progress (what the spinner
 // shows).
 func Active(c env.Change) bool {

@@ -93,6 +93,29 @@ func TestExpect(t *testing.T) {
 	}
 }
 
+func TestStale(t *testing.T) {
+	before := env.Change{Key: "pr-1", SHA: sha, Status: env.StatusFailed, Message: "migrate of a1b2c3d failed: exit status 3\ntail"}
+	for name, tc := range map[string]struct {
+		c       env.Change
+		started bool
+		want    bool
+	}{
+		"the same state":          {env.Change{Key: "pr-1", SHA: sha, Status: env.StatusFailed, Message: "migrate of a1b2c3d failed: exit status 3", Reason: "Action"}, false, true},
+		"the same, once started":  {env.Change{Key: "pr-1", SHA: sha, Status: env.StatusFailed, Message: "migrate of a1b2c3d failed: exit status 3"}, true, false},
+		"a step":                  {env.Change{Key: "pr-1", SHA: sha, Status: env.StatusBuilding}, false, false},
+		"another failure":         {env.Change{Key: "pr-1", SHA: sha, Status: env.StatusFailed, Message: "start failed"}, false, false},
+		"another SHA":             {env.Change{Key: "pr-1", SHA: "b" + sha[1:], Status: env.StatusFailed, Message: "migrate of a1b2c3d failed: exit status 3"}, false, false},
+		"removed":                 {env.Change{Key: "pr-1", SHA: sha, Status: env.StatusFailed, Message: "migrate of a1b2c3d failed: exit status 3", Removed: true}, false, false},
+		"another key, same state": {env.Change{Key: "pr-2", SHA: sha, Status: env.StatusFailed, Message: "migrate of a1b2c3d failed: exit status 3"}, false, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := Stale(tc.c, before, tc.started); got != tc.want {
+				t.Errorf("Stale = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestSpin(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	steps := []env.Change{
