@@ -159,6 +159,9 @@ func newAction(a action) *cobra.Command {
 					return usage(err)
 				}
 			}
+			if a.wait && timeout <= 0 {
+				return usage(fmt.Errorf("--timeout: %s: want a duration above 0", timeout))
+			}
 			c, err := r.client(cmd)
 			if err != nil {
 				return err

@@ -77,7 +77,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "previewd",
 		Short:         "A preview environment for every pull request",
-		Long:          "previewd gives every pull request or branch its own running copy of an app, with its own database and URL, and removes it when the change goes away.",
+		Long:          "previewd gives every pull request or branch its own running copy of an app, with its own database and URL, and removes it when the change goes away.\n\nThe commands against a running previewd (ls, get, logs, redeploy, ...) take --server and --token, or " + EnvServer + " and " + EnvToken + ". Exit codes: 0 ok, 1 error, 2 usage.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

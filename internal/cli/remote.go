@@ -39,7 +39,7 @@ type remote struct {
 func addRemote(cmd *cobra.Command, output bool) *remote {
 	r := &remote{}
 	f := cmd.Flags()
-	f.StringVar(&r.server, "server", "", "previewd's address (default $"+EnvServer+", else --config's listen, else "+defaultServer+")")
+	f.StringVar(&r.server, "server", "", "previewd's address (default: --config's listen, else $"+EnvServer+", else "+defaultServer+")")
 	f.StringVar(&r.token, "token", "", "bearer token (default $"+EnvToken+"; prefer the variable: a flag shows in the process list)")
 	f.StringVarP(&r.config, "config", "c", "", "config file to take previewd's address from (its listen)")
 	if output {

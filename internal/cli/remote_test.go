@@ -369,7 +369,7 @@ func TestUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"get"}, {"get", "a", "b"}, {"logs"}, {"redeploy"}, {"extend", "pr-1"}, {"extend", "pr-1", "soon"}, {"extend", "pr-1", "0s"},
 		{"ls", "-o", "yaml"}, {"get", "pr-1", "-o", "xml"}, {"ls", "--bogus"}, {"logs", "pr-1", "-n", "0"}, {"logs", "pr-1", "-n", "x"},
-		{"ls", "extra"}, {"get", "pr-1", "--server", "ftp://example.invalid"}, {"frobnicate"}, {"wake", "pr-1", "--timeout", "soon"},
+		{"ls", "extra"}, {"get", "pr-1", "--server", "ftp://example.invalid"}, {"frobnicate"}, {"wake", "pr-1", "--timeout", "soon"}, {"redeploy", "pr-1", "--timeout", "0s"},
 	} {
 		code, _, errs := run(t, args...)
 		if code != 2 || !strings.Contains(errs, "--help' for usage") || strings.Contains(errs, "asking previewd") {
