@@ -31,6 +31,10 @@ type fakeStream struct {
 	// streamFirst is whether the stream was connected when the action
 	// was asked.
 	streamFirst atomic.Bool
+	// dropAfter, if set, cuts the first connection after that many
+	// steps; the next one resumes after the last id it saw.
+	dropAfter int
+	resumed   atomic.Value // the Last-Event-ID of the second connection
 }
 
 func (f *fakeStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +51,7 @@ func (f *fakeStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/v1/environments/pr-5/logs":
 		io.WriteString(w, f.logs)
 	case r.URL.Path == "/api/v1/events":
-		f.streams.Add(1)
+		n := f.streams.Add(1)
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, ": heartbeat\n\n")
 		w.(http.Flusher).Flush()
@@ -56,7 +60,16 @@ func (f *fakeStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
-		for i, c := range f.steps {
+		from := 0
+		if n > 1 {
+			f.resumed.Store(r.Header.Get("Last-Event-ID"))
+			fmt.Sscan(r.Header.Get("Last-Event-ID"), &from)
+		}
+		for i, c := range f.steps[from:] {
+			i += from
+			if n == 1 && f.dropAfter > 0 && i == f.dropAfter {
+				panic(http.ErrAbortHandler)
+			}
 			c.ID = uint64(i + 1)
 			b, _ := json.Marshal(c)
 			fmt.Fprintf(w, "id: %d\nevent: environment\ndata: %s\n\n", c.ID, b)
@@ -89,15 +102,21 @@ func steps(before env.Status, last env.Change) []env.Change {
 func TestWaitLive(t *testing.T) {
 	ready := env.Change{Key: "pr-5", SHA: watchSHA, Branch: "feature", Status: env.StatusReady, URL: "http://pr-5.test", TookMS: 1200}
 	for name, tc := range map[string]struct {
-		args          []string
-		before        env.Status
-		last          env.Change
-		logs          string
-		code          int
-		out, err      string
-		noStream      bool
-		noMoreThan1Ev bool
+		args      []string
+		before    env.Status
+		last      env.Change
+		logs      string
+		code      int
+		out, err  string
+		noStream  bool
+		dropAfter int
 	}{
+		"a dropped stream resumes": {args: []string{"redeploy", "pr-5"}, before: env.StatusFailed, last: ready, code: 0, dropAfter: 3,
+			out: "redeploy of pr-5 accepted\n" +
+				"  building  pr-5           redeploying a1b2c3d on request\n" +
+				"  migrating pr-5           a1b2c3d\n" +
+				"  starting  pr-5           starting a1b2c3d\n" +
+				"  ready     pr-5           http://pr-5.test  (feature @ a1b2c3d, took 1.2 s)\n"},
 		"redeploy ready": {args: []string{"redeploy", "pr-5"}, before: env.StatusFailed, last: ready, code: 0,
 			out: "redeploy of pr-5 accepted\n" +
 				"  building  pr-5           redeploying a1b2c3d on request\n" +
@@ -125,7 +144,7 @@ func TestWaitLive(t *testing.T) {
 			out: "{\n  \"key\": \"pr-5\",\n  \"action\": \"redeploy\",\n  \"status\": \"accepted\"\n}\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := &fakeStream{status: tc.before, steps: steps(tc.before, tc.last), logs: tc.logs, asked: make(chan struct{})}
+			f := &fakeStream{status: tc.before, steps: steps(tc.before, tc.last), logs: tc.logs, asked: make(chan struct{}), dropAfter: tc.dropAfter}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
 			code, out, errs := run(t, append(tc.args, "--server", srv.URL)...)
@@ -140,6 +159,11 @@ func TestWaitLive(t *testing.T) {
 			}
 			if strings.Contains(out, "pr-9") || strings.Contains(out, "\r") || strings.Contains(out, "\033") {
 				t.Errorf("another key's change or a terminal's escapes in %q", out)
+			}
+			if tc.dropAfter > 0 {
+				if n, id := f.streams.Load(), f.resumed.Load(); n != 2 || id != fmt.Sprint(tc.dropAfter) {
+					t.Errorf("%d connections, resumed after %v; want 2, after %d", n, id, tc.dropAfter)
+				}
 			}
 			if tc.noStream {
 				if n := f.streams.Load(); n != 0 {
