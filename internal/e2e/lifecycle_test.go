@@ -91,17 +91,18 @@ func TestSleepAndWakeOnRequest(t *testing.T) {
 	if _, err := os.Stat(dataDir + "/databases/feature-a.sqlite"); err != nil {
 		t.Fatalf("sleep lost the database: %v", err)
 	}
-	var audit struct {
-		Entries []struct{ Actor, Action, Key string } `json:"entries"`
-	}
-	a.getJSON("/api/v1/audit", &audit)
-	found := false
-	for _, en := range audit.Entries {
-		found = found || (en.Actor == "previewd" && en.Action == "sleep" && en.Key == "feature-a")
-	}
-	if !found {
-		t.Errorf("the automatic sleep is not in the audit trail: %+v", audit.Entries)
-	}
+	eventually(t, 10*time.Second, func() string {
+		var audit struct {
+			Entries []struct{ Actor, Action, Key string } `json:"entries"`
+		}
+		a.getJSON("/api/v1/audit", &audit)
+		for _, en := range audit.Entries {
+			if en.Actor == "previewd" && en.Action == "sleep" && en.Key == "feature-a" {
+				return ""
+			}
+		}
+		return fmt.Sprintf("the automatic sleep is not in the audit trail: %+v", audit.Entries)
+	})
 
 	code, body := a.preview("feature-a", "GET", "/api/documents", "")
 	if code != http.StatusOK || !strings.Contains(body, "kept while asleep") {
@@ -286,7 +287,7 @@ func TestKeepAndExtend(t *testing.T) {
 	app, _ := binaries(t)
 	r := newRepo(t)
 	r.commit("main", nil)
-	in := start(t, lifecycleYAML(t.TempDir(), r.bare, app, "", "  sleepAfter: 1s\n  ttl: 4s\n  warnBefore: 1s\n"))
+	in := start(t, lifecycleYAML(t.TempDir(), r.bare, app, "", "  sleepAfter: 1s\n  ttl: 15s\n  warnBefore: 1s\n"))
 	a := in.api()
 	shaK, shaE, shaO := r.commit("kept", nil), r.commit("extended", nil), r.commit("other", nil)
 	in.sync()

@@ -52,6 +52,11 @@ func (r *Reconciler) sleep(ctx context.Context, o Observed, plan Plan) (_ Result
 	p := r.progress(src, true)
 	var out *outcome
 	defer func() { err = p.finish(ctx, out, err) }()
+	if plan.Reason != ReasonSleepRequested {
+		// An automatic action is audited before it is done, as a
+		// person's is where they ask for it.
+		r.audit(ctx, key, "sleep", plan.Message)
+	}
 	// Sleeping is said first, so that a request arriving while the
 	// process stops wakes it again rather than finding it gone.
 	if err := p.set(ctx, env.StatusSleeping, ReasonSlept, plan.Message, store.Update{}); err != nil {
@@ -71,10 +76,6 @@ func (r *Reconciler) sleep(ctx context.Context, o Observed, plan Plan) (_ Result
 		ready := env.StatusReady
 		out = &outcome{status: &ready, reason: ReasonSleepFailed, msg: "sleep failed and is being retried: " + serr.Error()}
 		return Result{}, fmt.Errorf("putting %s to sleep: %w", key, serr)
-	}
-	if plan.Reason != ReasonSleepRequested {
-		// A person's sleep is audited where they asked for it.
-		r.audit(ctx, key, "sleep", plan.Message)
 	}
 	r.log.Info("asleep", "env", key, "reason", plan.Reason)
 	return Result{}, nil
