@@ -177,6 +177,7 @@ func (h *Hub) drop(s *Subscription, err error) {
 	delete(h.subs, s)
 	s.err = err
 	close(s.c)
+	close(s.done)
 }
 
 // Subscription is one subscriber's view of the hub.
@@ -195,9 +196,10 @@ type Subscription struct {
 	// dropped (Err says why) or cancels.
 	C <-chan env.Change
 
-	hub *Hub
-	c   chan env.Change
-	err error // under hub.mu
+	hub  *Hub
+	c    chan env.Change
+	done chan struct{}
+	err  error // under hub.mu
 }
 
 // Subscribe starts a subscription after lastID, the id of the last
@@ -205,7 +207,7 @@ type Subscription struct {
 // done.
 func (h *Hub) Subscribe(lastID uint64) *Subscription {
 	c := make(chan env.Change, h.o.Buffer)
-	s := &Subscription{C: c, c: c, hub: h}
+	s := &Subscription{C: c, c: c, done: make(chan struct{}), hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.Last = h.last
@@ -221,6 +223,7 @@ func (h *Hub) Subscribe(lastID uint64) *Subscription {
 	if h.closed {
 		s.err = ErrClosed
 		close(c)
+		close(s.done)
 		return s
 	}
 	h.subs[s] = struct{}{}
@@ -259,8 +262,14 @@ func (s *Subscription) Cancel() {
 	if _, ok := h.subs[s]; ok {
 		delete(h.subs, s)
 		close(s.c)
+		close(s.done)
 	}
 }
+
+// Done is closed as soon as the subscription ends (dropped, cancelled,
+// the hub closed), even while changes are still buffered in C: a writer
+// blocked on a slow client can stop at once.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Subscribers returns how many subscriptions are open.
 func (h *Hub) Subscribers() int {

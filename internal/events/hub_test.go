@@ -167,6 +167,11 @@ func TestDropWhenFull(t *testing.T) {
 	for range stalled.C {
 		n++
 	}
+	select {
+	case <-stalled.Done():
+	default:
+		t.Error("stalled subscriber's Done not closed")
+	}
 	if n != 3 || !errors.Is(stalled.Err(), ErrSlow) {
 		t.Errorf("stalled subscriber: %d changes then %v; want 3 then ErrSlow", n, stalled.Err())
 	}
