@@ -272,3 +272,26 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("last id %d after %d changes", s.Last, notifiers*each)
 	}
 }
+
+// TestPublishAllocations: telling the hub a change allocates as much
+// with 200 subscribers as with none: nothing per subscriber.
+func TestPublishAllocations(t *testing.T) {
+	ctx := context.Background()
+	allocs := func(subscribers int) float64 {
+		h := newHub(Options{Buffer: 1024})
+		for range subscribers {
+			s := h.Subscribe(0)
+			go func() {
+				for range s.C {
+				}
+			}()
+		}
+		defer h.Close()
+		n := notice("pr-7", env.StatusBuilding, start)
+		return testing.AllocsPerRun(200, func() { h.Notify(ctx, n) })
+	}
+	none, many := allocs(0), allocs(200)
+	if many > none {
+		t.Errorf("Notify allocates %v times with 200 subscribers, %v with none", many, none)
+	}
+}
