@@ -26,6 +26,7 @@ import (
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/database/postgres"
 	"github.com/previewd/previewd/internal/database/sqlite"
+	"github.com/previewd/previewd/internal/events"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/runtime"
@@ -58,6 +59,8 @@ type Daemon struct {
 	db    database.Provider
 	rt    runtime.Runtime // the one runtime: local, or kubernetes/argocd
 	rec   *reconcile.Reconciler
+	// events is the hub of changes that GET /api/v1/events streams.
+	events *events.Hub
 	// leading is set once this replica leads (at once without election).
 	leading atomic.Bool
 	srv     *server.Server
@@ -114,12 +117,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	life := cfg.Lifecycle.Policy()
 	d.metrics = newMetrics(ctx, d.reg, st, life.Rates, o.Logger)
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.events = events.New(events.Options{})
+	d.onClose(d.events.Close)
 	d.rec = reconcile.New(reconcile.Options{
 		Store:        st,
 		Source:       src,
 		Database:     d.db,
 		Runtime:      d.rt,
-		Notifiers:    append([]reconcile.Notifier{d.metrics}, d.gh.notifiers()...),
+		Notifiers:    append([]reconcile.Notifier{d.metrics, d.events}, d.gh.notifiers()...),
 		URL:          cfg.EnvURL,
 		Workers:      cfg.Concurrency,
 		MaxRestarts:  cfg.Runtime.Local.MaxRestarts,
@@ -156,6 +161,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Extend:       d.rec.Extend,
 		Keep:         d.rec.Keep,
 		Rates:        life.Rates,
+		Events:       d.events,
 		Revoke:       d.gh.revoke,
 		SourceStatus: d.rec.SourceStatus,
 		Webhooks:     d.gh.webhooks(),
@@ -324,6 +330,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	hs := httpServer(d.srv, idleTimeout)
+	// Streams never go idle: end them when shutting down begins, so
+	// Shutdown does not wait its whole time for them.
+	hs.RegisterOnShutdown(func() { d.events.Close() })
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.gh.start(ctx)

@@ -32,10 +32,23 @@ type GitHubOptions struct {
 	// Default 500ms.
 	Backoff time.Duration
 	Logger  *slog.Logger
-	// Now is the clock (how soon a TTL warning comes due). Default
-	// time.Now.
+	// Now is the clock (how long a step has run, how soon a TTL warning
+	// comes due). Default time.Now.
 	Now func() time.Time
+	// Refresh is how often the comment of a preview that stays building,
+	// migrating or starting is rendered again, so the step's elapsed
+	// time moves on: at most one edit per Refresh after the last one,
+	// and none once the status changes. Default DefaultRefresh;
+	// negative: never.
+	Refresh time.Duration
+	// AfterFunc runs f once d has passed, unless stop is called first
+	// (the refresh's timer; tests move their own clock). Default
+	// time.AfterFunc.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
+
+// DefaultRefresh is GitHubOptions.Refresh's default.
+const DefaultRefresh = 30 * time.Second
 
 // GitHub tells a pull request about its environment: one sticky comment,
 // a deployment per deployed SHA, and optionally a commit status.
@@ -61,7 +74,12 @@ type GitHub struct {
 	pending map[string]*env.Notice
 	running map[string]bool
 	shown   map[string]*shown // by key
+	// refreshes are the timers of the comments to render again, by key.
+	refreshes map[string]*refresh
 }
+
+// refresh is one timer to render a comment again.
+type refresh struct{ stop func() bool }
 
 // shown is what GitHub is known to show for one environment.
 type shown struct {
@@ -107,9 +125,16 @@ func NewGitHub(o GitHubOptions) *GitHub {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Refresh == 0 {
+		o.Refresh = DefaultRefresh
+	}
+	if o.AfterFunc == nil {
+		o.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
 	return &GitHub{
 		o: o, api: o.Client.API(), owner: o.Client.Owner(), repo: o.Client.Repo(), log: o.Logger,
 		pending: map[string]*env.Notice{}, running: map[string]bool{}, shown: map[string]*shown{},
+		refreshes: map[string]*refresh{},
 	}
 }
 
@@ -133,6 +158,9 @@ func (g *GitHub) Run(ctx context.Context) {
 	// before it.
 	g.mu.Lock()
 	g.stopped = true
+	for key := range g.refreshes {
+		g.cancelRefresh(key)
+	}
 	g.mu.Unlock()
 	g.wg.Wait()
 	g.mu.Lock()
@@ -168,10 +196,50 @@ func (g *GitHub) Notify(_ context.Context, n env.Notice) error {
 		return errors.New("github notifier stopped")
 	}
 	g.pending[key] = &n
+	// What the newer notice says replaces any refresh of the older.
+	g.cancelRefresh(key)
 	if g.ctx != nil {
 		g.start(key)
 	}
 	return nil
+}
+
+// scheduleRefresh renders n's comment again after Refresh, if n is a
+// step that goes on (building, migrating, starting) of a pull request.
+// Call with g.mu held, once n has been delivered and nothing newer waits.
+func (g *GitHub) scheduleRefresh(key string, n env.Notice) {
+	g.cancelRefresh(key)
+	switch PhaseOf(n) {
+	case PhaseBuilding, PhaseMigrating, PhaseStarting:
+	default:
+		return
+	}
+	if g.o.Refresh < 0 || g.stopped || n.Env.Kind != env.KindPullRequest || max(n.Env.Number, n.Source.Number) <= 0 {
+		return
+	}
+	r := &refresh{}
+	g.refreshes[key] = r
+	// The timer's f waits for g.mu, held here until r.stop is set.
+	r.stop = g.o.AfterFunc(g.o.Refresh, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.stopped || g.refreshes[key] != r {
+			return // stopped, or replaced by a newer notice
+		}
+		delete(g.refreshes, key)
+		if g.pending[key] == nil {
+			g.pending[key] = &n
+			g.start(key)
+		}
+	})
+}
+
+// cancelRefresh stops key's refresh, if any. Call with g.mu held.
+func (g *GitHub) cancelRefresh(key string) {
+	if r := g.refreshes[key]; r != nil {
+		r.stop()
+		delete(g.refreshes, key)
+	}
 }
 
 // Wait blocks until every notice queued while Run runs has been sent or
@@ -191,6 +259,11 @@ func (g *GitHub) drain(ctx context.Context, key string) {
 		}
 		g.mu.Unlock()
 		g.deliver(ctx, key, *n)
+		g.mu.Lock()
+		if g.pending[key] == nil && ctx.Err() == nil {
+			g.scheduleRefresh(key, *n)
+		}
+		g.mu.Unlock()
 		if PhaseOf(*n) == PhaseRemoved && ctx.Err() == nil {
 			// Told: nothing of the environment is needed any more. (If
 			// its pull request comes back, all is found again.)

@@ -47,8 +47,11 @@ func TestRender(t *testing.T) {
 	removedAt := expires.Add(40 * time.Second)
 	usage := env.Usage{RunSeconds: 12000, CPUSeconds: 1440, GBSeconds: 2160, PeakMemoryBytes: 180e6, Since: active}.Priced(env.Rates{CPUHour: 0.04, GBHour: 0.005})
 	tests := map[string]env.Notice{
-		"waiting":   notice("pr-7", env.StatusPending, func(n *env.Notice) { n.Env.Message = "waiting for checks: ci, lint" }),
-		"building":  notice("pr-7", env.StatusBuilding, func(n *env.Notice) { n.Env.Message = "building 3f2a9c1" }),
+		"waiting":  notice("pr-7", env.StatusPending, func(n *env.Notice) { n.Env.Message = "waiting for checks: ci, lint" }),
+		"building": notice("pr-7", env.StatusBuilding, func(n *env.Notice) { n.Env.Message = "building 3f2a9c1" }),
+		"building for a while": notice("pr-7", env.StatusBuilding, func(n *env.Notice) {
+			n.Env.Message, n.Env.UpdatedAt = "building 3f2a9c1", now.Add(-80*time.Second)
+		}),
 		"migrating": notice("pr-7", env.StatusMigrating, nil),
 		"starting":  notice("pr-7", env.StatusStarting, nil),
 		"ready":     notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Message = "3f2a9c1 ready in 2.345s" }),

@@ -87,7 +87,8 @@ var headings = map[Phase]string{
 const maxTail = 12000
 
 // Render returns the pull request comment for a notice at now (which
-// only says how soon a TTL warning comes due; zero leaves that out).
+// says how long the current step has run and how soon a TTL warning
+// comes due; zero leaves those out).
 // dashboard, if set, is previewd's dashboard URL.
 func Render(n env.Notice, dashboard string, now time.Time) string {
 	e := n.Env
@@ -105,7 +106,13 @@ func Render(n env.Notice, dashboard string, now time.Time) string {
 	case PhaseWaiting:
 		fmt.Fprintf(&b, "Not deployed yet: %s\n\n", code(first))
 	case PhaseBuilding, PhaseMigrating, PhaseStarting:
-		fmt.Fprintf(&b, "Rolling out %s: %s.\n\n", code(short), ph)
+		// The step began when its status was saved; the comment is
+		// rendered again while it lasts (GitHubOptions.Refresh).
+		step := string(ph)
+		if d := now.Sub(e.UpdatedAt); !now.IsZero() && !e.UpdatedAt.IsZero() && d >= time.Second {
+			step += " " + elapsed(d)
+		}
+		fmt.Fprintf(&b, "Rolling out %s: %s.\n\n", code(short), step)
 	case PhaseReady:
 		if e.URL != "" {
 			fmt.Fprintf(&b, "**%s**\n\n", link(e.URL, e.URL))
@@ -280,4 +287,19 @@ func duration(d time.Duration) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// elapsed says how long a step has run: "40 s", "1 m 20 s", "2 m", and
+// from an hour on as env.HumanDuration does ("1 h 5 m").
+func elapsed(d time.Duration) string {
+	switch s := int(d / time.Second); {
+	case d >= time.Hour:
+		return env.HumanDuration(d)
+	case s < 60:
+		return fmt.Sprintf("%d s", s)
+	case s%60 == 0:
+		return fmt.Sprintf("%d m", s/60)
+	default:
+		return fmt.Sprintf("%d m %d s", s/60, s%60)
+	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/previewd/previewd/internal/auth"
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/events"
 	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
 )
@@ -111,6 +112,9 @@ type Options struct {
 	// Rates price each environment's usage (lifecycle.cost) wherever the
 	// API and the dashboard show it.
 	Rates env.Rates
+	// Events is the hub of environment changes that GET /api/v1/events
+	// streams; nil: it answers 503.
+	Events *events.Hub
 }
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
@@ -152,6 +156,7 @@ func New(o Options) *Server {
 	s.mux.Handle("POST /api/v1/trusted/{user}/revoke", s.api(auth.Operator, s.revoke))
 	s.mux.Handle("POST /api/v1/sync", s.api(auth.Operator, s.sync))
 	s.mux.Handle("GET /api/v1/audit", s.api(auth.Viewer, s.audit))
+	s.mux.Handle("GET /api/v1/events", s.api(auth.Viewer, s.events))
 	s.mux.Handle("GET /api/v1/whoami", s.api(auth.None, s.whoami))
 	if o.Plugin != nil {
 		s.mux.Handle("POST /api/v1/getparams.execute", o.Plugin)
