@@ -85,9 +85,13 @@ func TestSleepAndWakeOnRequest(t *testing.T) {
 	if !strings.Contains(e.Message, "without activity") || e.LastActivityAt == nil {
 		t.Errorf("sleeping preview: %q, last activity %v", e.Message, e.LastActivityAt)
 	}
-	if pids := appPIDs(dataDir, "feature-a"); len(pids) != 0 {
-		t.Fatalf("a sleeping preview still runs %v", pids)
-	}
+	// Sleeping is said before the process stops: it goes right after.
+	eventually(t, 20*time.Second, func() string {
+		if pids := appPIDs(dataDir, "feature-a"); len(pids) != 0 {
+			return fmt.Sprintf("a sleeping preview still runs %v", pids)
+		}
+		return ""
+	})
 	if _, err := os.Stat(dataDir + "/databases/feature-a.sqlite"); err != nil {
 		t.Fatalf("sleep lost the database: %v", err)
 	}
@@ -231,9 +235,12 @@ func TestEvictLeastRecentlyUsed(t *testing.T) {
 		t.Fatalf("waking a: %d %s", code, body)
 	}
 	a.waitStatus("b", env.StatusSleeping, shaB)
-	if pids := appPIDs(dataDir, "b"); len(pids) != 0 {
-		t.Errorf("evicted b still runs %v", pids)
-	}
+	eventually(t, 20*time.Second, func() string {
+		if pids := appPIDs(dataDir, "b"); len(pids) != 0 {
+			return fmt.Sprintf("evicted b still runs %v", pids)
+		}
+		return ""
+	})
 }
 
 // TestTTLWarnRemoveRevive: the TTL warns, then removes the preview
