@@ -365,3 +365,36 @@ func TestLogQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowLogsWriteTimeout: a stream lives past the server's
+// WriteTimeout (each write sets its own deadline).
+func TestFollowLogsWriteTimeout(t *testing.T) {
+	st := logStore(t, "pr-1")
+	fl := &follower{past: map[string][]env.LogLine{"pr-1": {{Step: "run", Text: "first"}}}, more: make(chan env.LogLine)}
+	srv := httptest.NewUnstartedServer(New(Options{Store: st, Follower: fl}))
+	const timeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = timeout
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/environments/pr-1/logs?follow=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	var got []string
+	err = readEvents(resp.Body, func(ev sse) bool {
+		got = append(got, ev.data)
+		if len(got) == 1 {
+			go func() {
+				// Past the server's write timeout on purpose.
+				time.Sleep(3 * timeout)
+				fl.more <- env.LogLine{Step: "run", Text: "second"}
+			}()
+		}
+		return len(got) < 2
+	})
+	if err != nil || len(got) != 2 || got[1] != `{"step":"run","text":"second"}` {
+		t.Errorf("after %v (write timeout %v): %q, %v", time.Since(start), timeout, got, err)
+	}
+}
