@@ -62,7 +62,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if follow {
-		s.followLogs(w, r, key, n)
+		s.followLogs(w, r, key, n, streamPace{heartbeat: logHeartbeat, writeWait: logWriteWait, firstWait: logFirstWait})
 		return
 	}
 	if s.o.Logs == nil {
@@ -108,10 +108,14 @@ func logQuery(q url.Values) (follow bool, n int, err error) {
 	return follow, min(n, maxLogLines), nil
 }
 
+// streamPace is how often a stream sends a heartbeat, how long a write
+// may take and how long the first answer may wait (the test seam).
+type streamPace struct{ heartbeat, writeWait, firstWait time.Duration }
+
 // followLogs streams key's output from the runtime's Follower. The
 // follower is never held up by the client: what it sends goes into a
 // bounded queue (logQueue), and a client that lets it fill up is dropped.
-func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, n int) {
+func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, n int, pace streamPace) {
 	if s.o.Follower == nil {
 		writeError(w, http.StatusNotFound, errors.New("this runtime's logs cannot be followed in previewd"))
 		return
@@ -135,7 +139,7 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 			h.Set("X-Accel-Buffering", "no")
 			started = true
 		}
-		rc.SetWriteDeadline(time.Now().Add(logWriteWait))
+		rc.SetWriteDeadline(time.Now().Add(pace.writeWait))
 		if len(b) > 0 {
 			if _, err := w.Write(b); err != nil {
 				return false
@@ -143,9 +147,9 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 		}
 		return !flush || rc.Flush() == nil
 	}
-	first := time.NewTimer(logFirstWait)
+	first := time.NewTimer(pace.firstWait)
 	defer first.Stop()
-	beat := time.NewTicker(logHeartbeat)
+	beat := time.NewTicker(pace.heartbeat)
 	defer beat.Stop()
 	for {
 		select {

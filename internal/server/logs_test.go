@@ -100,8 +100,8 @@ func logStore(t *testing.T, keys ...string) *store.Store {
 	return st
 }
 
-// sse is one Server-Sent Event as read.
-type sse struct{ event, data string }
+// sse is one Server-Sent Event as read, or a comment line.
+type sse struct{ event, data, comment string }
 
 // readEvents reads events (and counts comment lines) from r until it
 // ends, calling each with every event; each returns false to stop.
@@ -118,6 +118,9 @@ func readEvents(r io.Reader, each func(sse) bool) error {
 			}
 			ev = sse{}
 		case strings.HasPrefix(line, ":"):
+			if !each(sse{comment: line}) {
+				return nil
+			}
 		case strings.HasPrefix(line, "event: "):
 			ev.event = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
@@ -173,6 +176,8 @@ func TestFollowLogs(t *testing.T) {
 		case "end":
 			end = ev.data
 			return false
+		case "":
+			return true // a comment
 		default:
 			t.Fatalf("event %q", ev.event)
 		}
@@ -297,7 +302,7 @@ func TestFollowLogsSlowClient(t *testing.T) {
 	if err := readEvents(resp.Body, func(ev sse) bool {
 		if ev.event == "log" {
 			n++
-		} else {
+		} else if ev.event != "" {
 			end = ev.event + " " + ev.data
 		}
 		return true
@@ -331,7 +336,7 @@ func TestFollowLogsRoles(t *testing.T) {
 		}
 		if want == 200 {
 			var first string
-			readEvents(resp.Body, func(ev sse) bool { first = ev.data; return false })
+			readEvents(resp.Body, func(ev sse) bool { first = ev.data; return ev.event == "" })
 			if first != `{"step":"run","text":"hello"}` {
 				t.Errorf("token %q: first event %q", token, first)
 			}
@@ -384,6 +389,9 @@ func TestFollowLogsWriteTimeout(t *testing.T) {
 	start := time.Now()
 	var got []string
 	err = readEvents(resp.Body, func(ev sse) bool {
+		if ev.event == "" {
+			return true
+		}
 		got = append(got, ev.data)
 		if len(got) == 1 {
 			go func() {
@@ -396,5 +404,38 @@ func TestFollowLogsWriteTimeout(t *testing.T) {
 	})
 	if err != nil || len(got) != 2 || got[1] != `{"step":"run","text":"second"}` {
 		t.Errorf("after %v (write timeout %v): %q, %v", time.Since(start), timeout, got, err)
+	}
+}
+
+// TestFollowLogsHeartbeat: a stream with nothing to send starts anyway
+// (its headers do not wait for a first line) and sends a heartbeat
+// comment each heartbeat period.
+func TestFollowLogsHeartbeat(t *testing.T) {
+	st := logStore(t, "pr-1")
+	fl := &follower{past: map[string][]env.LogLine{"pr-1": nil}, more: make(chan env.LogLine)}
+	s := New(Options{Store: st, Follower: fl})
+	pace := streamPace{heartbeat: 20 * time.Millisecond, writeWait: time.Second, firstWait: 10 * time.Millisecond}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.followLogs(w, r, "pr-1", 10, pace)
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("%s %v", resp.Status, resp.Header)
+	}
+	beats := 0
+	err = readEvents(resp.Body, func(ev sse) bool {
+		if ev.comment != ": heartbeat" {
+			t.Fatalf("%+v, want only heartbeats", ev)
+		}
+		beats++
+		return beats < 3
+	})
+	if err != nil || beats != 3 {
+		t.Errorf("%d heartbeats, %v", beats, err)
 	}
 }
