@@ -121,7 +121,7 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	q := follow(ctx, cancel, s.o.Follower, key, n)
+	q := startFollow(ctx, cancel, s.o.Follower, key, n)
 	defer func() {
 		cancel()
 		for range q.events { // until the follower has returned
@@ -147,6 +147,10 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 		}
 		return !flush || rc.Flush() == nil
 	}
+	drop := func() {
+		s.o.Logger.Warn("log stream dropped: the client reads too slowly", "env", key, "remote", remote(r))
+		send(endEvent("the client reads too slowly: stream dropped"), true)
+	}
 	first := time.NewTimer(pace.firstWait)
 	defer first.Stop()
 	beat := time.NewTicker(pace.heartbeat)
@@ -160,8 +164,7 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 				err := q.err
 				select {
 				case <-q.full:
-					s.o.Logger.Warn("log stream dropped: the client reads too slowly", "env", key, "remote", remote(r))
-					send(endEvent("the client reads too slowly: stream dropped"), true)
+					drop()
 					return
 				default:
 				}
@@ -171,7 +174,9 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 				case !started && err != nil:
 					writeError(w, http.StatusInternalServerError, err)
 				case err != nil:
-					s.o.Logger.Warn("following logs", "env", key, "err", err)
+					if !errors.Is(err, runtime.ErrNoLogs) {
+						s.o.Logger.Warn("following logs", "env", key, "err", err)
+					}
 					send(endEvent(err.Error()), true)
 				default:
 					send(endEvent("the log ended"), true)
@@ -183,8 +188,7 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 				return
 			}
 		case <-q.full:
-			s.o.Logger.Warn("log stream dropped: the client reads too slowly", "env", key, "remote", remote(r))
-			send(endEvent("the client reads too slowly: stream dropped"), true)
+			drop()
 			return
 		case <-first.C:
 			if !started && !send(nil, true) {
@@ -211,9 +215,9 @@ type logQueue struct {
 	full  chan struct{}
 }
 
-// follow runs f.Follow(ctx, key, n) into a new queue. When the queue is
+// startFollow runs f.Follow(ctx, key, n) into a new queue. When the queue is
 // full it cancels ctx, and the rest the follower sends is dropped.
-func follow(ctx context.Context, cancel context.CancelFunc, f runtime.Follower, key string, n int) *logQueue {
+func startFollow(ctx context.Context, cancel context.CancelFunc, f runtime.Follower, key string, n int) *logQueue {
 	q := &logQueue{events: make(chan []byte, n+logQueueLines), full: make(chan struct{})}
 	lines := make(chan env.LogLine)
 	var err error
