@@ -172,6 +172,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if l, ok := d.rt.(runtime.Logs); ok {
 		so.Logs = l
 	}
+	if f, ok := d.rt.(runtime.Follower); ok {
+		so.Follower = f
+	}
 	rd := readiness{synced: d.synced}
 	if r, ok := d.rt.(runtime.Readiness); ok {
 		rd.rt = r

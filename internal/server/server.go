@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -115,6 +113,10 @@ type Options struct {
 	// Events is the hub of environment changes that GET /api/v1/events
 	// streams; nil: it answers 503.
 	Events *events.Hub
+	// Follower streams an environment's output as it is written
+	// (logs?follow=true); nil when the runtime cannot, and such a request
+	// answers 404.
+	Follower runtime.Follower
 }
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
@@ -343,35 +345,6 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	}
 	return http.StatusInternalServerError
-}
-
-// logs answers the tail of an environment's log as text; ?lines=N, at most
-// 5000, default 200.
-func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
-	if _, err := s.environment(r.Context(), key); err != nil {
-		writeError(w, statusOf(err), err)
-		return
-	}
-	if s.o.Logs == nil {
-		writeError(w, http.StatusNotFound, errors.New("this runtime keeps no logs in previewd"))
-		return
-	}
-	n, err := strconv.Atoi(r.URL.Query().Get("lines"))
-	if err != nil || n <= 0 {
-		n = 200
-	}
-	out, err := s.o.Logs.Logs(r.Context(), key, min(n, 5000))
-	switch {
-	case errors.Is(err, runtime.ErrNoLogs):
-		writeError(w, http.StatusNotFound, err)
-		return
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, out)
 }
 
 // redeploy asks the reconciler to try the environment's SHA again, even

@@ -8,7 +8,9 @@
 // (deleting the namespace and waiting until it is gone) finds everything
 // even after a crash. Migrations run as a Job in the release's image; a
 // rollout is done when every Deployment is Available. An environment's
-// logs are those of its Deployments' and its latest migration Job's pods.
+// logs are those of its Deployments' and its latest migration Job's pods;
+// Follow streams them and, from a watch of the environment's pods, those
+// that appear later (a rollout, the next migration) (follow.go).
 // Every template is parsed and run by internal/tmpl, as validation does.
 //
 // The manifests and the migrate Job template are read at each

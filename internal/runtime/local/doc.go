@@ -11,7 +11,9 @@
 // Sleep stops an environment's process group and keeps its work dir,
 // build and data, so Deploy of the same release wakes it without a fetch
 // or a build (sleep.go); Usage meters every process group's CPU time and
-// memory from one scan of /proc (usage.go).
+// memory from one scan of /proc (usage.go). Build, migrate and app output
+// go to one log per environment, each step under a header line; Follow
+// reads it as it grows, each line tagged with its step (follow.go).
 // git runs through internal/git. Everything it makes is recorded in the
 // environment's inventory, and after a restart of previewd it adopts the
 // processes that still run and stops the ones it cannot account for.

@@ -24,7 +24,8 @@ func TestMain(m *testing.M) {
 // serveTestApp listens on $HOST:$PORT (127.0.0.1 without HOST) and
 // answers /healthz with its SHA and pid, /slow?file=F once F exists (it
 // writes F.started when the request arrives), GET /db with the content of
-// $DATABASE_PATH, and POST /echo with the request's body. On SIGTERM it
+// $DATABASE_PATH, POST /echo with the request's body, and writes the
+// body of POST /print to its output. On SIGTERM it
 // exits at once, as a plain Go server does.
 func serveTestApp() {
 	mux := http.NewServeMux()
@@ -56,6 +57,12 @@ func serveTestApp() {
 			return
 		}
 		w.Write(b)
+	})
+	mux.HandleFunc("POST /print", func(w http.ResponseWriter, r *http.Request) {
+		// The body, as it is, to the app's output (its log).
+		if _, err := io.Copy(os.Stdout, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.Copy(w, r.Body); err != nil {
