@@ -204,7 +204,7 @@ func luminance(hex string) float64 {
 }
 
 // dashboardStore is a store with a few environments in different states.
-func dashboardStore(t *testing.T) *store.Store {
+func dashboardStore(t testing.TB) *store.Store {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))

@@ -104,12 +104,19 @@
 
   // refresh fetches url again (at most one fetch at a time; a change
   // meanwhile fetches once more after it) and hands the document to apply.
-  function refresher(url, apply) {
+  // While it runs, the live region is aria-busy.
+  function refresher(url, apply, region) {
     var running = false, again = false, timer = 0;
+    function busyRegion(on) {
+      var el = document.getElementById(region);
+      if (!el) return;
+      if (on) el.setAttribute("aria-busy", "true"); else el.removeAttribute("aria-busy");
+    }
     function run() {
       timer = 0;
       if (running) { again = true; return; }
       running = true;
+      busyRegion(true);
       fetch(url(), { credentials: "same-origin", headers: { Accept: "text/html" } })
         .then(function (r) {
           if (!r.ok) throw new Error(r.status);
@@ -119,10 +126,11 @@
         .catch(function () {})
         .then(function () {
           running = false;
-          if (again) { again = false; run(); }
+          if (again) { again = false; run(); } else if (!timer) busyRegion(false);
         });
     }
     return function (delay) {
+      busyRegion(true);
       if (!timer) timer = setTimeout(run, delay || 0);
     };
   }
@@ -206,7 +214,7 @@
       ["count", "source", "down-section", "trusted-section"].forEach(function (id) { swap(doc, id); });
       filter();
       tick();
-    });
+    }, "live");
 
     follow(function (c) {
       var r = row(c.key);
@@ -238,7 +246,7 @@
     var refresh = refresher(function () { return path; }, function (doc) {
       ["status", "details", "actions-section", "database", "inventory", "timeline"].forEach(function (id) { swap(doc, id); });
       tick();
-    });
+    }, "details");
     follow(function (c) {
       if (c.key !== key) return;
       var st = document.getElementById("status");
