@@ -290,3 +290,68 @@ func TestDashboardLiveInBrowser(t *testing.T) {
 		screenshot(t, ctx, "redeployed-environment")
 	})
 }
+
+// TestDashboardScreenshot renders the dashboard of a realistic previewd
+// in Chromium at 1280×800 (production ready; branches ready, sleeping,
+// building and failed) and checks what it shows: the failed one first,
+// then production, each with its status in words and the building one's
+// step time. With PREVIEWD_UPDATE_DOCS=1 it writes docs/dashboard.png,
+// the README's screenshot.
+func TestDashboardScreenshot(t *testing.T) {
+	app, _ := binaries(t)
+	r := newRepo(t)
+	release := filepath.Join(t.TempDir(), "release")
+	mainSHA := r.commit("main", nil)
+	r.commit("feature/checkout", map[string]string{"BREAK": "1"})
+	r.commit("feature/search", map[string]string{"SLOW": "1"})
+	r.commit("fix-typo", map[string]string{"README": "typo"})
+	r.commit("docs-update", map[string]string{"docs.md": "docs"})
+	yaml := lifecycleYAML(t.TempDir(), r.bare, app, "", "  ttl: 3d\n  cost: {cpuHour: 0.04, gbHour: 0.005, currency: USD}\n")
+	build := fmt.Sprintf(`    build: 'if [ -f BREAK ]; then echo "checkout.go:3: undefined: cart"; exit 1; fi; if [ -f SLOW ]; then until [ -f %s ]; do sleep 0.1; done; fi'`, release)
+	yaml = strings.Replace(yaml, "    run:", build+"\n    run:", 1)
+	in := start(t, yaml)
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) }) // lets the slow build end before previewd stops
+	a := in.api()
+	a.waitStatus("production", env.StatusReady, mainSHA)
+	a.waitStatus("docs-update", env.StatusReady, "")
+	a.waitStatus("fix-typo", env.StatusReady, "")
+	failed := env.BranchKey("feature/checkout")
+	a.waitStatus(failed, env.StatusFailed, "")
+	building := env.BranchKey("feature/search")
+	a.waitStatus(building, env.StatusBuilding, "")
+	if code, body := a.post("/api/v1/environments/fix-typo/sleep", ""); code != http.StatusAccepted {
+		t.Fatalf("sleep: %d %s", code, body)
+	}
+	a.waitStatus("fix-typo", env.StatusSleeping, "")
+
+	ctx, cancel := chromedp.NewContext(browser(t))
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(in.base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the rows", `document.querySelectorAll("#environments tr[data-key]").length === 5`)
+	waitJS(t, ctx, "the step's time ticking", fmt.Sprintf(`/^[1-9]\d* s$/.test((document.querySelector('tr[data-key=%q] .elapsed') || {}).textContent)`, building))
+	rows := evalJS[string](t, ctx, `Array.from(document.querySelectorAll("#environments tr[data-key]")).map(r => r.dataset.key + ":" + r.querySelector(".badge").textContent).join(" ")`)
+	want := failed + ":failed production:ready docs-update:ready " + building + ":building fix-typo:sleeping"
+	if rows != want {
+		t.Errorf("rows %q, want %q", rows, want)
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := os.Getenv("PREVIEWD_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	p := filepath.Join(dir, "dashboard.png")
+	if os.Getenv("PREVIEWD_UPDATE_DOCS") == "1" {
+		p = filepath.Join(moduleRoot(), "docs", "dashboard.png")
+	}
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", p)
+}

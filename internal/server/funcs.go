@@ -40,6 +40,14 @@ var funcs = template.FuncMap{
 	"since":       func(now, t time.Time) time.Duration { return now.Sub(t) },
 	"rfc3339":     func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 	"bytes":       env.HumanBytes,
+	// host is a URL without its scheme, for a narrow column.
+	"host": func(u string) string {
+		_, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			return u
+		}
+		return rest
+	},
 }
 
 // ago says when t was for people: "3 m ago"; "" when never.
