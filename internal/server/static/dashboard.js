@@ -263,7 +263,7 @@
   function followLog(key) {
     var pre = document.getElementById("log");
     if (!pre || !window.EventSource) return;
-    var es = new EventSource("/api/v1/environments/" + encodeURIComponent(key) + "/logs?follow=true&lines=500");
+    var es = new EventSource("/api/v1/environments/" + encodeURIComponent(key) + "/logs?follow=true&n=500");
     window.previewdLog = es;
     var fresh = true;
     es.onopen = function () { fresh = true; };
