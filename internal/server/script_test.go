@@ -26,7 +26,9 @@ type stream struct {
 	open   chan struct{}
 }
 
-func newStream() *stream { return &stream{frames: make(chan string, 16), open: make(chan struct{}, 16)} }
+func newStream() *stream {
+	return &stream{frames: make(chan string, 16), open: make(chan struct{}, 16)}
+}
 
 func (s *stream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
