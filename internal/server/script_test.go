@@ -134,7 +134,11 @@ func TestScriptDashboard(t *testing.T) {
 		t.Fatalf("rows: %s", got)
 	}
 
-	// A change: patched at once, then the row is read again.
+	// A change: patched at once, then the row is read again; a button
+	// focused in it keeps the focus (keyboard users are not thrown out).
+	if err := chromedp.Do(f.ctx, chromedp.Focus(`tr[data-key="pr-3"] button[name="sleep"]`)); err != nil {
+		t.Fatal(err)
+	}
 	building, sha := env.StatusBuilding, "6666666666666666666666666666666666666666"
 	f.st.Set(ctx, "pr-3", store.Update{Status: &building, SHA: &sha})
 	started := time.Now().Add(-12 * time.Second)
@@ -143,6 +147,10 @@ func TestScriptDashboard(t *testing.T) {
 	f.wait(t, "its elapsed time", `/^1[2-9] s$/.test(document.querySelector('tr[data-key="pr-3"] .elapsed').textContent)`)
 	if got := f.eval(t, `document.querySelector('tr[data-key="pr-3"] .sha').textContent`); got != "6666666" {
 		t.Errorf("commit %q", got)
+	}
+	f.wait(t, "the row read again", `!document.querySelector('[aria-busy="true"]')`)
+	if got := f.eval(t, `document.activeElement.name + " in " + (document.activeElement.closest("tr") || {dataset: {}}).dataset.key`); got != "sleep in pr-3" {
+		t.Errorf("after the row was read again the focus is on %q", got)
 	}
 
 	// A new environment appears in its place; a failed one moves first.
