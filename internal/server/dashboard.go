@@ -193,8 +193,7 @@ func databaseOf(e env.Environment, items []env.Item) databaseView {
 // dashboardRow is one environment as the dashboard shows it.
 type dashboardRow struct {
 	env.Environment
-	Rank  int
-	Shown bool
+	Rank int
 }
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
@@ -217,16 +216,14 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	order(live)
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	rows := make([]dashboardRow, 0, len(live))
-	shown := 0
 	for _, e := range live {
 		if matches(e, q) {
-			rows = append(rows, dashboardRow{Environment: e, Rank: rank(e), Shown: true})
-			shown++
+			rows = append(rows, dashboardRow{Environment: e, Rank: rank(e)})
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	err = s.tmpl.ExecuteTemplate(w, "dashboard.html", map[string]any{
-		"Rows": rows, "Total": len(live), "Shown": shown, "Q": q,
+		"Rows": rows, "Total": len(live), "Shown": len(rows), "Q": q,
 		"Down": downs, "Trusted": trusted, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(), "Who": s.viewerOf(r),
 		"Asset": s.assets.version,
 	})
