@@ -29,6 +29,25 @@ var funcs = template.FuncMap{
 	// buttons is the lifecycle template's argument: e's buttons, coming
 	// back to next ("/" or e's page).
 	"buttons": func(e env.Environment, next string) map[string]any { return map[string]any{"Env": e, "Next": next} },
+	// rowArgs and statusArgs are the arguments of the dashboard's row
+	// and status templates.
+	"rowArgs": func(r dashboardRow, now time.Time, who viewer) map[string]any {
+		return map[string]any{"Row": r, "Now": now, "Who": who}
+	},
+	"statusArgs":  func(e env.Environment, now time.Time) map[string]any { return map[string]any{"Env": e, "Now": now} },
+	"busy":        busy,
+	"stepElapsed": stepElapsed,
+	"since":       func(now, t time.Time) time.Duration { return now.Sub(t) },
+	"rfc3339":     func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+	"bytes":       env.HumanBytes,
+	// host is a URL without its scheme, for a narrow column.
+	"host": func(u string) string {
+		_, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			return u
+		}
+		return rest
+	},
 }
 
 // ago says when t was for people: "3 m ago"; "" when never.

@@ -27,6 +27,7 @@ type Store interface {
 	Live(ctx context.Context) ([]env.Environment, error)
 	Get(ctx context.Context, key string) (env.Environment, error)
 	Events(ctx context.Context, key string, limit int) ([]env.Event, error)
+	Items(ctx context.Context, key string) ([]env.Item, error)
 	AddAudit(ctx context.Context, e store.AuditEntry) error
 	Audit(ctx context.Context, limit int, before int64) ([]store.AuditEntry, error)
 	IsDown(ctx context.Context, key string) (bool, error)
@@ -117,6 +118,10 @@ type Options struct {
 	// (logs?follow=true); nil when the runtime cannot, and such a request
 	// answers 404.
 	Follower runtime.Follower
+	// DatabaseSize, if set, says how many bytes an environment's database
+	// takes, for its page; nil or an error: the page shows its kind and
+	// name only.
+	DatabaseSize func(ctx context.Context, key string) (int64, error)
 }
 
 // Server serves the API, dashboard, webhooks, metrics and preview proxy.
@@ -128,6 +133,8 @@ type Server struct {
 	cop *http.CrossOriginProtection
 	// wakes are the keys this server woke on request (wake.go).
 	wakes wakes
+	// assets are the dashboard's script and styles (dashboard.go).
+	assets assets
 }
 
 //go:embed templates
@@ -141,7 +148,7 @@ func New(o Options) *Server {
 	if o.Rates.Set() && o.Store != nil {
 		o.Store = pricedStore{Store: o.Store, rates: o.Rates}
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection()}
+	s := &Server{o: o, mux: http.NewServeMux(), cop: http.NewCrossOriginProtection(), assets: newAssets()}
 	s.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html"))
 	s.mux.Handle("GET /api/v1/environments", s.api(auth.Viewer, s.listEnvironments))
 	s.mux.Handle("GET /api/v1/environments/{key}", s.api(auth.Viewer, s.getEnvironment))
@@ -173,6 +180,7 @@ func New(o Options) *Server {
 	for path, h := range o.Webhooks {
 		s.mux.Handle("POST /webhooks/"+path, h)
 	}
+	s.mux.Handle("GET /static/", s.assets.h)
 	s.mux.Handle("GET /{$}", s.page(auth.Viewer, s.dashboard))
 	s.mux.Handle("GET /environments/{key}", s.page(auth.Viewer, s.environmentPage))
 	s.mux.Handle("POST /environments/{key}/redeploy", s.page(auth.Operator, s.redeployPage))
@@ -389,54 +397,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
-	live, err := s.o.Store.Live(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	downs, err := s.o.Store.Downs(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	trusted, err := s.o.Store.Trusted(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	err = s.tmpl.ExecuteTemplate(w, "dashboard.html", map[string]any{
-		"Envs": live, "Down": downs, "Trusted": trusted, "Source": s.sourceStatus(), "Version": s.o.Version, "Now": time.Now(), "Who": s.viewerOf(r),
-	})
-	if err != nil {
-		s.o.Logger.Error("rendering dashboard", "err", err)
-	}
-}
-
-func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
-	e, err := s.environment(r.Context(), r.PathValue("key"))
-	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	logs := ""
-	if s.o.Logs != nil {
-		var err error
-		if logs, err = s.o.Logs.Logs(r.Context(), e.Key, 60); err != nil && !errors.Is(err, runtime.ErrNoLogs) {
-			s.o.Logger.Warn("reading logs", "env", e.Key, "err", err)
-		}
-	}
-	down, err := s.o.Store.IsDown(r.Context(), e.Key)
-	if err != nil {
-		s.o.Logger.Error("reading the down mark", "env", e.Key, "err", err)
-	}
-	if err := s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{"Env": e, "Down": down, "Now": time.Now(), "Version": s.o.Version, "Logs": logs, "Who": s.viewerOf(r)}); err != nil {
-		s.o.Logger.Error("rendering environment page", "err", err)
-	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
