@@ -26,6 +26,7 @@ import (
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/database/postgres"
 	"github.com/previewd/previewd/internal/database/sqlite"
+	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/events"
 	"github.com/previewd/previewd/internal/forge/git"
 	"github.com/previewd/previewd/internal/reconcile"
@@ -174,6 +175,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	}
 	if f, ok := d.rt.(runtime.Follower); ok {
 		so.Follower = f
+	}
+	if sz, ok := d.db.(database.Sizer); ok {
+		so.DatabaseSize = func(ctx context.Context, key string) (int64, error) {
+			return sz.Size(ctx, database.Target{Key: key, Production: key == env.ProductionKey})
+		}
 	}
 	rd := readiness{synced: d.synced}
 	if r, ok := d.rt.(runtime.Readiness); ok {

@@ -115,3 +115,9 @@ func (None) Ensure(context.Context, Target) (Conn, error) {
 func (None) Drop(context.Context, []env.Item) error { return nil }
 
 var _ Provider = None{}
+
+// Sizer is implemented by providers that can say how much space an
+// environment's database takes (the dashboard shows it).
+type Sizer interface {
+	Size(ctx context.Context, t Target) (int64, error)
+}

@@ -207,3 +207,24 @@ func TestCLIOwned(t *testing.T) {
 		}
 	}
 }
+
+// TestSize: the size of an environment's database is its file's.
+func TestSize(t *testing.T) {
+	ctx := context.Background()
+	p, err := New(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Size(ctx, database.Target{Key: "pr-1"}); err == nil {
+		t.Error("a database not made yet has a size")
+	}
+	if _, err := p.Ensure(ctx, database.Target{Key: "pr-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Path("pr-1"), make([]byte, 12345), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Size(ctx, database.Target{Key: "pr-1"}); err != nil || n != 12345 {
+		t.Errorf("Size = %d, %v; want 12345", n, err)
+	}
+}
