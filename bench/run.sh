@@ -37,7 +37,9 @@ benchtime() {
   BenchmarkWebhookAck | BenchmarkResync1000) echo 2000x ;;
   BenchmarkApplyEnvironment) echo 30x ;;
   BenchmarkApply100Parallel | BenchmarkIdle200) echo 1x ;;
-  BenchmarkWakeOnRequest | BenchmarkWake) echo 50x ;;
+  BenchmarkWakeOnRequest | BenchmarkWake | BenchmarkEventToDashboard) echo 50x ;;
+  BenchmarkEventsFanout) echo 500x ;;
+  BenchmarkEventToDOM) echo 100x ;;
   *) echo 1s ;;
   esac
 }
@@ -64,7 +66,11 @@ BenchmarkWake|the local runtime alone: Prepare + Deploy of a built SHA and one h
 BenchmarkIdle200|200 previews, 190 asleep: previewd serve resident memory|≤ 150 MB|{rss-MB} MB
 BenchmarkIdle200|the same: its CPU over six idle minutes, share of one core|≤ 1 %|{idle-cpu-%} %
 BenchmarkAdmit|the cap decision with 1,000 previews queued and 10 running|≤ 5 ms|{ms/decision} ms
-BenchmarkUsage|the local meter: one /proc scan for 10 process groups||{ms/scan} ms'
+BenchmarkUsage|the local meter: one /proc scan for 10 process groups||{ms/scan} ms
+BenchmarkEventsFanout|200 subscribers of GET /api/v1/events over loopback: a change to every subscriber having parsed it|p99 ≤ 50 ms|p50 {p50-ms} ms, p99 {p99-ms} ms
+BenchmarkEventsFanout|the same: memory for 200 subscribers (both ends in one process)|≤ 20 MB|heap {heap-MB} MB, RSS {rss-MB} MB
+BenchmarkEventToDashboard|a change saved to the open dashboard showing it (real previewd, headless Chromium)|p50 ≤ 100 ms|p50 {p50-ms} ms, p90 {p90-ms} ms, max {max-ms} ms
+BenchmarkEventToDOM|the server part alone: the SSE frame written to the DOM updated||p50 {p50-ms} ms, p90 {p90-ms} ms'
 
 # The packages with benchmarks, and their benchmarks.
 if [ $# -gt 0 ]; then

@@ -93,8 +93,14 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, action string, dura
 	switch action {
 	case ActionSleep:
 		err = s.o.Sleep(ctx, key, p.Name)
-		if e.Status == env.StatusSleeping {
+		switch e.Status {
+		case env.StatusSleeping:
 			a.Note = "it was sleeping already"
+		case env.StatusReady:
+		default:
+			// Only a running preview is put to sleep; a later ready
+			// one sleeps after sleepAfter as usual.
+			a.Note = "it is " + string(e.Status) + ", not running: nothing to put to sleep"
 		}
 	case ActionWake:
 		s.o.Wake(key)

@@ -353,6 +353,10 @@ func TestLifecycleDashboard(t *testing.T) {
 	f, l := newLifecycleFixture(t, true)
 	ctx := context.Background()
 	now := time.Now()
+	ready := env.StatusReady // only a ready preview offers Sleep
+	if err := f.st.Set(ctx, "pr-3", store.Update{Status: &ready}); err != nil {
+		t.Fatal(err)
+	}
 	l.activity["pr-3"] = now.Add(-3*time.Minute - 10*time.Second)
 	l.expires["pr-3"] = now.Add(48*time.Hour + time.Minute)
 	u := env.Usage{RunSeconds: 12000, CPUSeconds: 1440, GBSeconds: 0.18 * 12000, PeakMemoryBytes: 180e6, Since: now.Add(-24 * time.Hour)}

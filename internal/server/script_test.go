@@ -136,7 +136,7 @@ func TestScriptDashboard(t *testing.T) {
 
 	// A change: patched at once, then the row is read again; a button
 	// focused in it keeps the focus (keyboard users are not thrown out).
-	if err := chromedp.Do(f.ctx, chromedp.Focus(`tr[data-key="pr-3"] button[name="sleep"]`)); err != nil {
+	if err := chromedp.Do(f.ctx, chromedp.Focus(`tr[data-key="pr-3"] button[name="keep"]`)); err != nil {
 		t.Fatal(err)
 	}
 	building, sha := env.StatusBuilding, "6666666666666666666666666666666666666666"
@@ -149,7 +149,7 @@ func TestScriptDashboard(t *testing.T) {
 		t.Errorf("commit %q", got)
 	}
 	f.wait(t, "the row read again", `!document.querySelector('[aria-busy="true"]')`)
-	if got := f.eval(t, `document.activeElement.name + " in " + (document.activeElement.closest("tr") || {dataset: {}}).dataset.key`); got != "sleep in pr-3" {
+	if got := f.eval(t, `document.activeElement.name + " in " + (document.activeElement.closest("tr") || {dataset: {}}).dataset.key`); got != "keep in pr-3" {
 		t.Errorf("after the row was read again the focus is on %q", got)
 	}
 
