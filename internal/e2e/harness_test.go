@@ -119,6 +119,11 @@ func (r *repo) deleteBranch(branch string) {
 
 // configYAML is a config for the local runtime running the prebuilt app.
 func configYAML(dataDir, repoURL, app, extra string) string {
+	return configYAMLRun(dataDir, repoURL, app, app+" serve", extra)
+}
+
+// configYAMLRun is configYAML with another run command.
+func configYAMLRun(dataDir, repoURL, app, run, extra string) string {
 	return fmt.Sprintf(`
 dataDir: %q
 domain: preview.test
@@ -135,7 +140,7 @@ runtime:
 database:
   kind: sqlite
 migrate: %q
-%s`, dataDir, repoURL, app+" serve", app+" migrate", extra)
+%s`, dataDir, repoURL, run, app+" migrate", extra)
 }
 
 // instance is previewd running in-process.

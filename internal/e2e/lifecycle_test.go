@@ -13,30 +13,13 @@ import (
 	"github.com/previewd/previewd/internal/env"
 )
 
-// lifecycleYAML is configYAML with another run command and a lifecycle
-// section.
+// lifecycleYAML is configYAML with another run command (empty: the
+// app's) and a lifecycle section.
 func lifecycleYAML(dataDir, repoURL, app, run, lifecycle string) string {
 	if run == "" {
 		run = app + " serve"
 	}
-	return fmt.Sprintf(`
-dataDir: %q
-domain: preview.test
-forge:
-  kind: git
-  git: {url: %q, pollInterval: 1h, productionBranch: main}
-runtime:
-  kind: local
-  local:
-    run: %q
-    healthPath: /healthz
-    startTimeout: 20s
-    maxRestarts: 3
-database:
-  kind: sqlite
-migrate: %q
-lifecycle:
-%s`, dataDir, repoURL, run, app+" migrate", lifecycle)
+	return configYAMLRun(dataDir, repoURL, app, run, "lifecycle:\n"+lifecycle)
 }
 
 // post sends an API POST and returns its status and body.

@@ -2,7 +2,6 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -230,7 +229,7 @@ type retryTransport struct{ rt *Router }
 func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.rt.transport.RoundTrip(req)
 	tg := req.Context().Value(targetKey{}).(*target)
-	if err == nil || len(tg.addrs) < 2 || !dialFailed(err) || !repeatable(req) {
+	if err == nil || len(tg.addrs) < 2 || !runtime.DialFailed(err) || !runtime.Repeatable(req) {
 		return resp, err
 	}
 	again := req.Clone(req.Context())
@@ -240,21 +239,4 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w; again on %s: %w", err, tg.addrs[1], err2)
 	}
 	return resp, nil
-}
-
-// dialFailed reports whether err is a failure to connect, so the pod
-// never saw the request.
-func dialFailed(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// repeatable reports whether req may be sent again: an idempotent method
-// and no body.
-func repeatable(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
-		return req.Body == nil || req.Body == http.NoBody
-	}
-	return false
 }

@@ -2,13 +2,13 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"time"
+
+	"github.com/previewd/previewd/internal/runtime"
 )
 
 // Routing and draining. The environment's current process is r.procs[key].
@@ -160,7 +160,7 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	h := req.Context().Value(heldKey{}).(*held)
 	p := h.procs[len(h.procs)-1]
 	resp, err := p.transport.RoundTrip(req)
-	if err == nil || !dialFailed(err) || !repeatable(req) {
+	if err == nil || !runtime.DialFailed(err) || !runtime.Repeatable(req) {
 		return resp, err
 	}
 	q := t.r.acquire(h.key, p)
@@ -175,21 +175,4 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w; again on the current process: %w", err, qerr)
 	}
 	return resp, nil
-}
-
-// dialFailed reports whether err is a failure to connect, so the process
-// never saw the request.
-func dialFailed(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// repeatable reports whether req may be sent again: an idempotent method
-// and no body (the proxy sends none when the request has none).
-func repeatable(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
-		return req.Body == nil || req.Body == http.NoBody
-	}
-	return false
 }
