@@ -102,16 +102,7 @@ type SourceStatus struct {
 }
 
 // Answer is what an action answers (202).
-type Answer struct {
-	Key    string `json:"key,omitempty"`
-	Action string `json:"action,omitempty"`
-	Status string `json:"status"`
-	// ExpiresAt is when the preview now expires (extend; nil when it
-	// never does).
-	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
-	Kept      *bool      `json:"kept,omitempty"`
-	Note      string     `json:"note,omitempty"`
-}
+type Answer = env.Answer
 
 // List returns the live environments.
 func (c *Client) List(ctx context.Context) (List, error) {

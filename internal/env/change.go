@@ -57,3 +57,17 @@ type LogLine struct {
 
 // MaxLogLine is the longest log line shown, in bytes.
 const MaxLogLine = 4096
+
+// Answer is what the API answers an action on an environment (202): the
+// key, the action, "accepted", and what it changed when it says so.
+type Answer struct {
+	Key    string `json:"key,omitempty"`
+	Action string `json:"action,omitempty"`
+	Status string `json:"status"`
+	// ExpiresAt is when the preview now expires (extend; absent when it
+	// never does).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Kept is whether the preview is now pinned (keep, unkeep).
+	Kept *bool  `json:"kept,omitempty"`
+	Note string `json:"note,omitempty"`
+}

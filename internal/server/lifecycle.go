@@ -32,19 +32,6 @@ const maxExtend = 30 * 24 * time.Hour
 // reconciler's own words for it).
 var errProductionLifecycle = errors.New("production never sleeps or expires")
 
-// lifecycleAnswer is what a lifecycle action answers (202).
-type lifecycleAnswer struct {
-	Key    string `json:"key"`
-	Action string `json:"action"`
-	Status string `json:"status"`
-	// ExpiresAt is when the preview now expires (extend; absent when it
-	// never does).
-	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
-	// Kept is whether the preview is now pinned (keep, unkeep).
-	Kept *bool  `json:"kept,omitempty"`
-	Note string `json:"note,omitempty"`
-}
-
 // lifecycleError is a refused lifecycle action: the status to answer and why.
 type lifecycleError struct {
 	status int
@@ -58,7 +45,7 @@ func refuse(status int, err error) *lifecycleError { return &lifecycleError{stat
 // act checks, audits and does action on r's environment; duration
 // gives extend's. A nil answer with a nil error means the answer
 // was written already (the audit could not be recorded).
-func (s *Server) act(w http.ResponseWriter, r *http.Request, action string, duration func() (string, error)) (*lifecycleAnswer, *lifecycleError) {
+func (s *Server) act(w http.ResponseWriter, r *http.Request, action string, duration func() (string, error)) (*env.Answer, *lifecycleError) {
 	key := r.PathValue("key")
 	e, err := s.environment(r.Context(), key)
 	switch {
@@ -88,7 +75,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, action string, dura
 	if !s.recordDetail(w, r, p, action, key, detail) {
 		return nil, nil
 	}
-	a := &lifecycleAnswer{Key: key, Action: action, Status: "accepted"}
+	a := &env.Answer{Key: key, Action: action, Status: "accepted"}
 	ctx := r.Context()
 	switch action {
 	case ActionSleep:
