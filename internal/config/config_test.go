@@ -97,6 +97,7 @@ func TestValidateNamesFields(t *testing.T) {
 		"bad url":       {"forge: {git: {url: x}}\nurl: '{{.Nope}}'", []string{"url:"}},
 		"postgres":      {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {isolation: table}}", []string{"database.postgres.adminURL: required", `database.postgres.isolation: unknown value "table"`}},
 		"missing seed":  {"forge: {git: {url: x}}\ndatabase: {sqlite: {seed: /does/not/exist}}", []string{"database.sqlite.seed:"}},
+		"pooled admin, database mode": {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://u@h/db', adminPooled: true, isolation: database}}", []string{"database.postgres.adminPooled: true needs isolation schema"}},
 		"bad log level": {"logLevel: loud\nforge: {git: {url: x}}", []string{`logLevel: unknown value "loud"; want debug, info, warn or error`}},
 	}
 	for name, tt := range tests {

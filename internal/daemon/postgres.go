@@ -36,6 +36,7 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 	}
 	return postgres.Options{
 		AdminURL:        c.AdminURL,
+		AdminPooled:     c.AdminPooled,
 		Isolation:       c.Isolation,
 		Template:        c.Template,
 		AppHost:         c.AppHost,
