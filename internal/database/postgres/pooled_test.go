@@ -88,3 +88,52 @@ func TestAdminPooledMode(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionLockThroughPooler shows why database isolation refuses
+// AdminPooled: through PgBouncer in transaction mode (one server
+// connection) a session advisory lock taken by one client is granted again
+// to another client, which gets the same server session, so
+// withSessionLock would exclude nobody (with more server connections its
+// unlock may run on another session and leave the lock held). The
+// transaction-scoped lock schema isolation uses does exclude.
+func TestSessionLockThroughPooler(t *testing.T) {
+	f := setup(t)
+	url := f.c.BouncerDSN(pgtest.AdminUser, f.c.Password(), f.db)
+	a, b := connect(f.ctx, t, url), connect(f.ctx, t, url)
+	var got bool
+	if _, err := a.Exec(f.ctx, "SELECT pg_advisory_lock($1, 1)", int32(lockClass)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.QueryRow(f.ctx, "SELECT pg_try_advisory_lock($1, 1)", int32(lockClass)).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !got {
+		t.Fatal("the second client did not get the first one's session lock; the pooler kept sessions apart")
+	}
+	// Leave the server session as it was: both grants released.
+	for range 2 {
+		if _, err := a.Exec(f.ctx, "SELECT pg_advisory_unlock($1, 1)", int32(lockClass)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A transaction pins its server connection: the other client waits
+	// for one and cannot take the lock meanwhile.
+	tx, err := a.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(f.ctx, "SELECT pg_advisory_xact_lock($1, 1)", int32(lockClass)); err != nil {
+		t.Fatal(err)
+	}
+	direct := connect(f.ctx, t, f.c.AdminURLFor(f.db))
+	if err := direct.QueryRow(f.ctx, "SELECT pg_try_advisory_xact_lock($1, 1)", int32(lockClass)).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got {
+		t.Fatal("a transaction lock taken through the pooler was not held")
+	}
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
