@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
@@ -65,11 +66,17 @@ func CheckPooling(ctx context.Context, db database.Provider) (c postgres.Pooling
 	return c, true, err
 }
 
+// poolingCheckTimeout bounds serve's start check, so an unreachable
+// appHost does not hold serve up.
+const poolingCheckTimeout = 15 * time.Second
+
 // LogPoolingCheck runs db's pooling check for serve's start and logs what
 // it found: a warning for a leak, for an adminURL that looks pooled without
 // adminPooled, or for a check that could not run; never an error, since
 // serve works without it.
 func LogPoolingCheck(ctx context.Context, db database.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, poolingCheckTimeout)
+	defer cancel()
 	c, ok, err := CheckPooling(ctx, db)
 	switch {
 	case !ok:

@@ -26,6 +26,11 @@ func TestJudgePooling(t *testing.T) {
 			s:   sessions{address: "db:5432", firstPID: 10, secondPID: 11, before: schema, after: "public"},
 			say: []string{"direct connection, no pooler"},
 		},
+		"pgbouncer, another server session": {
+			s:    sessions{address: "pgb:6432", firstPID: 10, secondPID: 11, before: schema, after: schema, bouncer: "PgBouncer 1.18.0"},
+			pool: true,
+			say:  []string{"PgBouncer 1.18.0 answered", "could not be tested"},
+		},
 		"pooled and reset": {
 			s:    sessions{address: "pgb:6432", firstPID: 10, secondPID: 10, before: schema, after: schema, bouncer: "PgBouncer 1.21.0"},
 			pool: true,
