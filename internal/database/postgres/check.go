@@ -44,6 +44,7 @@ type sessions struct {
 	bouncer               string // SHOW VERSION of PgBouncer's admin console; "" if unknown
 	adminSame             bool   // two admin sessions in a row had one server pid
 	adminPooledConfigured bool
+	databaseIsolation     bool // adminPooled is refused there
 }
 
 var bouncerVersionRE = regexp.MustCompile(`PgBouncer (\d+)\.(\d+)`)
@@ -56,6 +57,11 @@ func judgePooling(s sessions) PoolingCheck {
 		c.AdminWarning = "adminURL looks pooled (two sessions in a row got the same server session); " +
 			"if it goes through PgBouncer in transaction mode, set database.postgres.adminPooled: true, " +
 			"or a second previewd process fails with prepared statement \"stmtcache_…\" already exists"
+	}
+	if s.adminSame && s.databaseIsolation {
+		c.AdminWarning = "adminURL looks pooled (two sessions in a row got the same server session); " +
+			"isolation database needs adminURL to reach PostgreSQL itself: its session advisory lock around CREATE and DROP DATABASE " +
+			"is not kept by a transaction pooler (appHost may stay the pooler)"
 	}
 	if s.firstPID != s.secondPID && s.bouncer != "" {
 		c.Pooled = true
@@ -119,7 +125,7 @@ func (p *Provider) CheckPooling(ctx context.Context) (PoolingCheck, error) {
 			p.log.Warn("dropping the probe role failed; collection removes it", "role", name, "err", err)
 		}
 	}()
-	s := sessions{address: p.appHost, adminPooledConfigured: p.pooled, bouncer: p.bouncerVersion(ctx)}
+	s := sessions{address: p.appHost, adminPooledConfigured: p.pooled, databaseIsolation: p.isolation == IsolationDatabase, bouncer: p.bouncerVersion(ctx)}
 	app, err := pgx.ParseConfig(p.conn(name, p.adminDB, name).Vars["DATABASE_URL"])
 	if err != nil {
 		return PoolingCheck{}, fmt.Errorf("postgres: the probe's URL: %w", err)

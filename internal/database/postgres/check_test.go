@@ -16,6 +16,7 @@ func TestJudgePooling(t *testing.T) {
 		leak, pool  bool
 		say, notSay []string
 		adminWarn   bool
+		adminSay    string // default "adminPooled: true"
 	}{
 		"direct": {
 			s:    sessions{address: "db:5432", firstPID: 10, secondPID: 11, before: schema, after: schema},
@@ -60,6 +61,12 @@ func TestJudgePooling(t *testing.T) {
 			say:       []string{"direct connection"},
 			adminWarn: true,
 		},
+		"admin pooled, database isolation": {
+			s:         sessions{address: "db:5432", firstPID: 10, secondPID: 11, before: schema, after: schema, adminSame: true, databaseIsolation: true},
+			say:       []string{"direct connection"},
+			adminWarn: true,
+			adminSay:  "reach PostgreSQL itself",
+		},
 		"admin pooled, configured": {
 			s:   sessions{address: "db:5432", firstPID: 10, secondPID: 11, before: schema, after: schema, adminSame: true, adminPooledConfigured: true},
 			say: []string{"direct connection"},
@@ -80,7 +87,10 @@ func TestJudgePooling(t *testing.T) {
 					t.Errorf("message %q has %q", c.Message, s)
 				}
 			}
-			if (c.AdminWarning != "") != tc.adminWarn || tc.adminWarn && !strings.Contains(c.AdminWarning, "adminPooled: true") {
+			if tc.adminSay == "" {
+				tc.adminSay = "adminPooled: true"
+			}
+			if (c.AdminWarning != "") != tc.adminWarn || tc.adminWarn && !strings.Contains(c.AdminWarning, tc.adminSay) {
 				t.Errorf("admin warning %q; want one: %v", c.AdminWarning, tc.adminWarn)
 			}
 		})
@@ -126,6 +136,17 @@ func TestCheckPooling(t *testing.T) {
 			t.Fatalf("%+v; want a leak, the fix and PgBouncer's version", c)
 		}
 		t.Log(c.Message)
+	})
+	t.Run("pgbouncer, database isolation", func(t *testing.T) {
+		o := f.cfg(IsolationDatabase)
+		o.AppHost = f.c.BouncerHostPort()
+		c, err := f.provider(o).CheckPooling(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.Leak {
+			t.Fatalf("%+v; want a leak", c)
+		}
 	})
 	t.Run("pgbouncer admin without adminPooled", func(t *testing.T) {
 		o := f.cfg(IsolationSchema)
