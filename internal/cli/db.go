@@ -18,12 +18,16 @@ import (
 func newDB() *cobra.Command {
 	var path, key string
 	cmd := &cobra.Command{
-		Use:   "db create|migrate|drop --config FILE --key KEY",
+		Use:   "db create|migrate|drop|check --config FILE [--key KEY]",
 		Short: "One environment's database step on its own, for CI pipelines",
 		Long: `create makes the environment's database if it is missing and prints its
 variables as NAME=value lines; migrate also runs the config's migrate command
 with them; drop removes it. All three are idempotent, use only the config's
-database section (and migrate), and run the same code as serve.`,
+database section (and migrate), and run the same code as serve. check (no
+key) probes the PostgreSQL setup, as serve does at start: whether session
+state leaks between clients of one role at appHost (a pooler without a
+reset query), and whether adminURL looks pooled without adminPooled; it
+exits 1 on a leak.`,
 	}
 	cmd.PersistentFlags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
 	cmd.PersistentFlags().StringVar(&key, "key", "", "environment key, e.g. pr-42 (required)")
@@ -110,7 +114,41 @@ database section (and migrate), and run the same code as serve.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(create, migrate, drop)
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Probe appHost for session state leaking between clients (a pooler without a reset query)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return configError(c, err)
+			}
+			p, err := daemon.OpenCLIDatabase(c.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if cl, ok := p.(interface{ Close() }); ok {
+				defer cl.Close()
+			}
+			res, ok, err := daemon.CheckPooling(c.Context(), p)
+			switch {
+			case err != nil:
+				return err
+			case !ok:
+				fmt.Fprintf(c.OutOrStdout(), "database.kind %s: nothing to check\n", cfg.Database.Kind)
+				return nil
+			}
+			if res.AdminWarning != "" {
+				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", res.AdminWarning)
+			}
+			if res.Leak {
+				return errors.New(res.Message)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "ok: %s\n", res.Message)
+			return nil
+		},
+	}
+	cmd.AddCommand(create, migrate, drop, check)
 	return cmd
 }
 

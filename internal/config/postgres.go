@@ -15,6 +15,19 @@ type Postgres struct {
 	// AdminURL is how previewd connects to do its own work (create roles,
 	// schemas, databases). Required. Use ${VAR} for the password.
 	AdminURL string `yaml:"adminURL"`
+	// AdminPooled says adminURL goes through a connection pooler in
+	// transaction mode (PgBouncer's pool_mode = transaction). previewd then
+	// sends its admin statements unnamed (pgx's exec mode) instead of
+	// caching named prepared statements, which a server connection shared
+	// with another previewd process already holds ("prepared statement
+	// \"stmtcache_…\" already exists"). Only isolation schema is allowed
+	// with it: isolation database takes a session advisory lock around
+	// CREATE and DROP DATABASE (which cannot run in a transaction), and a
+	// transaction pooler does not keep a session's lock. Point adminURL at
+	// PostgreSQL itself for database mode; appHost may still be the pooler.
+	// `previewd db check` says when adminURL looks pooled and this is off.
+	// Default false.
+	AdminPooled bool `yaml:"adminPooled"`
 	// Isolation is schema (one schema per environment in the admin URL's
 	// database) or database (one database per environment, cloned from
 	// Template). Default schema.
@@ -64,6 +77,9 @@ func (p *Postgres) validate(bad func(field, format string, a ...any)) {
 	case "schema", "database":
 	default:
 		bad("database.postgres.isolation", "unknown value %q; want schema or database", p.Isolation)
+	}
+	if p.AdminPooled && p.Isolation == "database" {
+		bad("database.postgres.adminPooled", "true needs isolation schema: isolation database holds a session advisory lock around CREATE and DROP DATABASE, which a transaction pooler does not keep; point adminURL at PostgreSQL itself (appHost may stay the pooler)")
 	}
 	if p.Isolation == "database" && p.Template != "" && p.Template == adminDB {
 		bad("database.postgres.template", "%q is adminURL's database; PostgreSQL cannot clone the database previewd is connected to", p.Template)

@@ -331,6 +331,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("recovering processes: %w", err)
 		}
 	}
+	// A pooler that leaks session state between clients is worth a
+	// warning, not a refusal (`previewd db check` exits 1 on it).
+	LogPoolingCheck(ctx, d.db, d.log)
 	ln := d.o.Listener
 	if ln == nil {
 		var err error

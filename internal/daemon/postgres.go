@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
@@ -36,6 +38,7 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 	}
 	return postgres.Options{
 		AdminURL:        c.AdminURL,
+		AdminPooled:     c.AdminPooled,
 		Isolation:       c.Isolation,
 		Template:        c.Template,
 		AppHost:         c.AppHost,
@@ -44,4 +47,49 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 		PasswordSecret:  []byte(s),
 		Instance:        cfg.Instance,
 	}, nil
+}
+
+// poolingChecker is a provider that can probe its app address for session
+// state leaking between clients (postgres.Provider).
+type poolingChecker interface {
+	CheckPooling(ctx context.Context) (postgres.PoolingCheck, error)
+}
+
+// CheckPooling runs db's pooling check (`previewd db check`, and serve at
+// start). ok is false for a provider without one (sqlite, none).
+func CheckPooling(ctx context.Context, db database.Provider) (c postgres.PoolingCheck, ok bool, err error) {
+	pc, ok := db.(poolingChecker)
+	if !ok {
+		return postgres.PoolingCheck{}, false, nil
+	}
+	c, err = pc.CheckPooling(ctx)
+	return c, true, err
+}
+
+// poolingCheckTimeout bounds serve's start check, so an unreachable
+// appHost does not hold serve up.
+const poolingCheckTimeout = 15 * time.Second
+
+// LogPoolingCheck runs db's pooling check for serve's start and logs what
+// it found: a warning for a leak, for an adminURL that looks pooled without
+// adminPooled, or for a check that could not run; never an error, since
+// serve works without it.
+func LogPoolingCheck(ctx context.Context, db database.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, poolingCheckTimeout)
+	defer cancel()
+	c, ok, err := CheckPooling(ctx, db)
+	switch {
+	case !ok:
+		return
+	case err != nil:
+		log.Warn("database pooling check failed", "err", err)
+		return
+	case c.Leak:
+		log.Warn("database pooling check: session state leaks", "detail", c.Message)
+	default:
+		log.Info("database pooling check", "detail", c.Message)
+	}
+	if c.AdminWarning != "" {
+		log.Warn("database pooling check: adminURL", "detail", c.AdminWarning)
+	}
 }

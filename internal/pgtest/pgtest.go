@@ -69,6 +69,10 @@ type Options struct {
 	PoolSize int
 	// NoBouncer skips starting PgBouncer.
 	NoBouncer bool
+	// BouncerSettings are extra [pgbouncer] settings (name = value),
+	// written after the defaults, which they override (e.g.
+	// server_reset_query_always = 1 with server_reset_query = DISCARD ALL).
+	BouncerSettings map[string]string
 	// Settings are extra server settings (postgres -c name=value).
 	Settings map[string]string
 	// StartTimeout bounds each server's start. Default 30s.
@@ -245,6 +249,14 @@ server_reset_query =
 log_connections = 0
 log_disconnections = 0
 `, host, c.port, port, opts.PoolSize, userlist, AdminUser)
+	extra := make([]string, 0, len(opts.BouncerSettings))
+	for k := range opts.BouncerSettings {
+		extra = append(extra, k)
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		conf += k + " = " + opts.BouncerSettings[k] + "\n"
+	}
 	if err := c.writeFile(ini, conf); err != nil {
 		return err
 	}

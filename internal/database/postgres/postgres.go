@@ -63,6 +63,15 @@ type Options struct {
 	// TemplateWait bounds how long Ensure retries CREATE DATABASE while
 	// the template is in use by other sessions. Default 30s.
 	TemplateWait time.Duration
+	// AdminPooled says AdminURL goes through a connection pooler such as
+	// PgBouncer in transaction mode. The admin pool then uses pgx's exec
+	// mode (unnamed statements, sent with their parameters in one round
+	// trip) instead of its cache of named prepared statements, which a
+	// server connection shared by several clients already holds ("prepared
+	// statement \"stmtcache_…\" already exists"). IsolationDatabase
+	// refuses it: its session advisory lock (withSessionLock) would not
+	// be kept by a transaction pooler. Default false.
+	AdminPooled bool
 	// MaxConns is the admin connection pool's size. Default 8.
 	MaxConns int32
 	// Instance is written into the marker of every object made, and
@@ -98,6 +107,7 @@ type Provider struct {
 
 	pool      *pgxpool.Pool
 	adminCfg  *pgx.ConnConfig
+	pooled    bool // Options.AdminPooled
 	adminDB   string
 	adminUser string
 	appHost   string // host:port in DATABASE_URL
@@ -146,6 +156,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		hook:      o.Hook,
 		instance:  o.Instance,
 		owner:     o.Owner,
+		pooled:    o.AdminPooled,
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -170,6 +181,8 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		return nil, fmt.Errorf("postgres: ConnectionLimit %d: want at least 1", p.connLimit)
 	case maxConns < 1:
 		return nil, fmt.Errorf("postgres: MaxConns %d: want at least 1", maxConns)
+	case o.AdminPooled && p.isolation == IsolationDatabase:
+		return nil, errors.New("postgres: AdminPooled needs schema isolation: database isolation holds a session advisory lock around CREATE and DROP DATABASE, which a transaction pooler does not keep")
 	case o.Owner != "" && o.Owner != OwnerCLI:
 		return nil, fmt.Errorf("postgres: Owner %q: want empty or %s", o.Owner, OwnerCLI)
 	case checkLiteral(o.Instance) != nil || strings.ContainsAny(o.Instance, "/="):
@@ -185,6 +198,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	}
 	pc.MaxConns = maxConns
 	pc.MinConns = 0
+	if o.AdminPooled {
+		pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = "previewd"
 	}

@@ -14,6 +14,12 @@ import (
 // per name by an advisory lock, so it is all or nothing and concurrent
 // Ensures of one key wait for each other.
 func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
+	return p.ensureSchemaMarked(ctx, key, name, "")
+}
+
+// ensureSchemaMarked is ensureSchema with marker m on the role and schema
+// ("" for the provider's own, see marker).
+func (p *Provider) ensureSchemaMarked(ctx context.Context, key, name, m string) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
@@ -29,12 +35,14 @@ func (p *Provider) ensureSchema(ctx context.Context, key, name string) error {
 	if s.schemaExists && !p.ours(key, s.schemaComment) {
 		return fmt.Errorf("postgres: schema %q %w (comment %q)", name, ErrForeign, s.schemaComment)
 	}
-	// One marker for both: the CLI's if either was.
-	m := p.marker(key, s.roleComment)
-	if s.schemaExists {
-		m = p.marker(key, s.schemaComment)
-		if p.cliOwned(key, s.roleComment) {
-			m = p.marker(key, s.roleComment)
+	if m == "" {
+		// One marker for both: the CLI's if either was.
+		m = p.marker(key, s.roleComment)
+		if s.schemaExists {
+			m = p.marker(key, s.schemaComment)
+			if p.cliOwned(key, s.roleComment) {
+				m = p.marker(key, s.roleComment)
+			}
 		}
 	}
 	sql, args, err := p.roleSQL(key, name, s, m)
