@@ -75,6 +75,13 @@ const poolingCheckTimeout = 15 * time.Second
 // adminPooled, or for a check that could not run; never an error, since
 // serve works without it.
 func LogPoolingCheck(ctx context.Context, db database.Provider, log *slog.Logger) {
+	// In database isolation the probe's schema would live for a moment in
+	// the admin database (often production's); there a leaked
+	// search_path stays inside the environment's own database anyway, so
+	// only `previewd db check`, run on purpose, looks.
+	if p, ok := db.(*postgres.Provider); ok && p.Isolation() == postgres.IsolationDatabase {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, poolingCheckTimeout)
 	defer cancel()
 	c, ok, err := CheckPooling(ctx, db)
