@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/database"
@@ -44,4 +46,22 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 		PasswordSecret:  []byte(s),
 		Instance:        cfg.Instance,
 	}, nil
+}
+
+// warnPublicConnect logs, once at start, postgres.Provider.PublicConnect's
+// warning, or why it could not check.
+func warnPublicConnect(ctx context.Context, db database.Provider, log *slog.Logger) {
+	p, ok := db.(*postgres.Provider)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := p.PublicConnect(ctx)
+	switch {
+	case err != nil:
+		log.Warn("checking production's database privileges", "err", err)
+	case w != "":
+		log.Warn("production's database", "warning", w)
+	}
 }
