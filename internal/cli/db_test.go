@@ -164,6 +164,9 @@ func TestDBCreateFormats(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "secret")); !os.IsNotExist(err) {
 		t.Errorf("db create with passwordSecret wrote dataDir/secret (%v)", err)
 	}
+	if entries, err := os.ReadDir(dataDir); !os.IsNotExist(err) {
+		t.Errorf("db create with passwordSecret made dataDir: %v %v", entries, err)
+	}
 }
 
 // TestDBCreateSecretFile: without passwordSecret, db create keeps the

@@ -40,8 +40,14 @@ type Postgres struct {
 	ConnectionLimit int `yaml:"connectionLimit"`
 	// PasswordSecret derives each environment role's password (HMAC), so
 	// that creating a database twice, from serve or from a CI job, gives
-	// the same working URL. Default: a random secret kept in dataDir.
+	// the same working URL; set it, from ${VAR}, for `previewd db create`
+	// in CI. A ${VAR} that expands to empty is an error. Default: a random
+	// secret kept in dataDir (written only when this is unset).
 	PasswordSecret string `yaml:"passwordSecret"`
+
+	// secretWritten is set by Parse when the file gives passwordSecret a
+	// value, so that one which expands to empty is an error.
+	secretWritten bool
 }
 
 func (p *Postgres) setDefaults() {
@@ -79,6 +85,10 @@ func (p *Postgres) validate(bad func(field, format string, a ...any)) {
 		if err := checkAppHost(p.AppHost); err != nil {
 			bad("database.postgres.appHost", "%v", err)
 		}
+	}
+	if p.secretWritten && p.PasswordSecret == "" {
+		bad("database.postgres.passwordSecret", "empty once its ${VAR} is expanded; an empty secret would fall back to a random one in dataDir, "+
+			"and serve and db create would give the same environment different passwords; set the variable, or remove the field")
 	}
 	if p.ConnectionLimit < 1 {
 		bad("database.postgres.connectionLimit", "%d is out of range; want at least 1", p.ConnectionLimit)

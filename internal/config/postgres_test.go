@@ -48,3 +48,26 @@ func TestAdminForProduction(t *testing.T) {
 		})
 	}
 }
+
+// TestPasswordSecretEmpty: a passwordSecret the file sets but whose ${VAR}
+// is empty is refused, naming the field; unset or set is fine.
+func TestPasswordSecretEmpty(t *testing.T) {
+	const base = "forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://a@db/shop'"
+	for name, tc := range map[string]struct {
+		yaml string
+		vars map[string]string
+		bad  bool
+	}{
+		"empty variable": {base + ", passwordSecret: '${S}'}}", map[string]string{"S": ""}, true},
+		"set variable":   {base + ", passwordSecret: '${S}'}}", map[string]string{"S": "x-secret"}, false},
+		"not in file":    {base + "}}", nil, false},
+		"empty in file":  {base + ", passwordSecret: ''}}", nil, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml+"\n"), "/x", lookup(tc.vars))
+			if got := err != nil && strings.Contains(err.Error(), "database.postgres.passwordSecret: empty"); got != tc.bad {
+				t.Errorf("Parse: %v; want the error %v", err, tc.bad)
+			}
+		})
+	}
+}
