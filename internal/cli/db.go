@@ -21,8 +21,8 @@ func newDB() *cobra.Command {
 		Use:   "db create|migrate|drop --config FILE --key KEY",
 		Short: "One environment's database step on its own, for CI pipelines",
 		Long: `create makes the environment's database if it is missing and prints its
-variables (--format text, github, dotenv or json); migrate also runs the config's migrate command
-with them; drop removes it. All three are idempotent, use only the config's
+variables (--format text, github, dotenv or json); migrate also runs the
+config's migrate command with them; drop removes it. All three are idempotent, use only the config's
 database section (and migrate), and run the same code as serve.`,
 	}
 	cmd.PersistentFlags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
@@ -65,6 +65,12 @@ prints its variables, in --format:
 			case formatText, formatGitHub, formatDotenv, formatJSON:
 			default:
 				return usage(fmt.Errorf("--format: unknown value %q; want text, github, dotenv or json", format))
+			}
+			if format == formatGitHub {
+				// Before any SQL runs.
+				if err := checkGitHubEnv(c.OutOrStdout(), os.Getenv("GITHUB_ENV")); err != nil {
+					return err
+				}
 			}
 			_, p, t, err := setup(c)
 			if err != nil {

@@ -116,14 +116,8 @@ func masking(vars map[string]string) bool {
 // that is stdout itself: the runner reads workflow commands from stdout
 // only, and the env file does not take them.
 func writeGitHub(stdout io.Writer, envFile string, vars map[string]string) error {
-	if envFile != "" {
-		if f, ok := stdout.(*os.File); ok {
-			so, err1 := f.Stat()
-			ef, err2 := os.Stat(envFile)
-			if err1 == nil && err2 == nil && os.SameFile(so, ef) {
-				return errors.New(`--format github: stdout is $GITHUB_ENV; run it without ">> $GITHUB_ENV": the masks must reach the runner on stdout, and the variables are appended to $GITHUB_ENV on their own`)
-			}
-		}
+	if err := checkGitHubEnv(stdout, envFile); err != nil {
+		return err
 	}
 	names := sortedNames(vars)
 	var masks strings.Builder
@@ -162,6 +156,20 @@ func writeGitHub(stdout io.Writer, envFile string, vars map[string]string) error
 		return fmt.Errorf("--format github: $GITHUB_ENV: %w", err)
 	}
 	return f.Close()
+}
+
+// checkGitHubEnv refuses a stdout that is the file envFile names.
+func checkGitHubEnv(stdout io.Writer, envFile string) error {
+	f, ok := stdout.(*os.File)
+	if envFile == "" || !ok {
+		return nil
+	}
+	so, err1 := f.Stat()
+	ef, err2 := os.Stat(envFile)
+	if err1 == nil && err2 == nil && os.SameFile(so, ef) {
+		return errors.New(`--format github: stdout is $GITHUB_ENV; run it without ">> $GITHUB_ENV": the masks must reach the runner on stdout, and the variables are appended to $GITHUB_ENV on their own`)
+	}
+	return nil
 }
 
 // escapeCommand escapes a workflow command's data as the runner
