@@ -128,6 +128,9 @@ func newValidate() *cobra.Command {
 			if err != nil {
 				return configError(cmd, err)
 			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			// serve refuses what CheckExposure refuses; say so here.
 			if err := cfg.CheckExposure(); err != nil {
 				return configError(cmd, err)

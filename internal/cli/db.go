@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,13 +21,13 @@ func newDB() *cobra.Command {
 		Use:   "db create|migrate|drop|check --config FILE [--key KEY]",
 		Short: "One environment's database step on its own, for CI pipelines",
 		Long: `create makes the environment's database if it is missing and prints its
-variables as NAME=value lines; migrate also runs the config's migrate command
-with them; drop removes it. All three are idempotent, use only the config's
-database section (and migrate), and run the same code as serve. check (no
-key) probes the PostgreSQL setup, as serve does at start: whether session
-state leaks between clients of one role at appHost (a pooler without a
-reset query), and whether adminURL looks pooled without adminPooled; it
-exits 1 on a leak.`,
+variables (--format text, github, dotenv or json); migrate also runs the
+config's migrate command with them; drop removes it. All three are
+idempotent, use only the config's database section (and migrate), and run
+the same code as serve. check (no key) probes the PostgreSQL setup, as
+serve does at start: whether session state leaks between clients of one
+role at appHost (a pooler without a reset query), and whether adminURL
+looks pooled without adminPooled; it exits 1 on a leak.`,
 	}
 	cmd.PersistentFlags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
 	cmd.PersistentFlags().StringVar(&key, "key", "", "environment key, e.g. pr-42 (required)")
@@ -45,11 +45,37 @@ exits 1 on a leak.`,
 		}
 		return cfg, p, database.Target{Key: key, Production: key == env.ProductionKey}, nil
 	}
+	var format string
+	var show bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create the database if missing and print its variables",
-		Args:  cobra.NoArgs,
+		Long: `create makes the environment's database if it is missing (idempotent) and
+prints its variables, in --format:
+
+  text    NAME=value lines, each password shown as xxxxx; --show-secrets
+          prints them in clear (the output of earlier versions)
+  github  for a GitHub Actions step: an ::add-mask:: command for each password
+          and each value that holds one, on stdout, then the NAME=value lines
+          appended to the file $GITHUB_ENV names (created 0600), so the next
+          steps get them as variables; without $GITHUB_ENV, on stdout after
+          the masks. Run it as is, not with ">> $GITHUB_ENV": workflow
+          commands are read from stdout only.
+  dotenv  NAME='value' lines quoted for POSIX sh (set -a; . ./db.env; set +a)
+  json    one JSON object of the variables`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			switch format {
+			case formatText, formatGitHub, formatDotenv, formatJSON:
+			default:
+				return usage(fmt.Errorf("--format: unknown value %q; want text, github, dotenv or json", format))
+			}
+			if format == formatGitHub {
+				// Before any SQL runs.
+				if err := checkGitHubEnv(c.OutOrStdout(), os.Getenv("GITHUB_ENV")); err != nil {
+					return err
+				}
+			}
 			_, p, t, err := setup(c)
 			if err != nil {
 				return err
@@ -58,10 +84,27 @@ exits 1 on a leak.`,
 			if err != nil {
 				return err
 			}
-			printVars(c, conn.Vars)
+			if format == formatGitHub {
+				envFile := os.Getenv("GITHUB_ENV")
+				if err := writeGitHub(c.OutOrStdout(), envFile, conn.Vars); err != nil {
+					return err
+				}
+				if envFile != "" {
+					fmt.Fprintf(c.ErrOrStderr(), "previewd: %s appended to $GITHUB_ENV\n", strings.Join(sortedNames(conn.Vars), ", "))
+				}
+				return nil
+			}
+			if err := writeVars(c.OutOrStdout(), format, conn.Vars, show); err != nil {
+				return err
+			}
+			if format == formatText && !show && masking(conn.Vars) {
+				fmt.Fprintln(c.ErrOrStderr(), "previewd: passwords shown as "+masked+"; --format github|dotenv|json gives them to a pipeline, --show-secrets prints them")
+			}
 			return nil
 		},
 	}
+	create.Flags().StringVar(&format, "format", formatText, "output: text, github, dotenv or json")
+	create.Flags().BoolVar(&show, "show-secrets", false, "text: print passwords in clear")
 	migrate := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the database if missing, then run the migrate command with its variables",
@@ -150,15 +193,4 @@ exits 1 on a leak.`,
 	}
 	cmd.AddCommand(create, migrate, drop, check)
 	return cmd
-}
-
-func printVars(c *cobra.Command, vars map[string]string) {
-	names := make([]string, 0, len(vars))
-	for k := range vars {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		fmt.Fprintf(c.OutOrStdout(), "%s=%s\n", k, vars[k])
-	}
 }

@@ -19,11 +19,16 @@ func newServe() *cobra.Command {
 				return configError(cmd, err)
 			}
 			// A previewd reachable from other machines without an auth
-			// section would hand every environment to anyone: refuse.
+			// section would hand every environment to anyone, and one
+			// that gives production the admin role would hand it every
+			// preview's database: refuse.
 			if err := cfg.CheckExposure(); err != nil {
 				return configError(cmd, err)
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel)
+			for _, w := range cfg.Warnings() {
+				log.Warn("config", "warning", w)
+			}
 			d, err := daemon.New(cmd.Context(), cfg, daemon.Options{Version: version(), Logger: log})
 			if err != nil {
 				return err

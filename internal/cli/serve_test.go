@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/previewd/previewd/internal/pgtest"
 )
 
 // TestServeRefusesOpenListen: serve (and validate) refuse a listen address
@@ -61,5 +63,55 @@ func TestLsToken(t *testing.T) {
 	t.Setenv("PREVIEWD_TOKEN", tok)
 	if code, out, errs := run(t, "ls", "--server", srv.URL); code != 0 || !strings.Contains(out, "pr-3") {
 		t.Errorf("ls with PREVIEWD_TOKEN: %d %q %q", code, out, errs)
+	}
+}
+
+// TestAdminForProduction: without database.postgres.productionURL,
+// validate warns on loopback and exits 0, serve logs the warning; beyond
+// loopback both refuse it (exit 1, naming the field) unless
+// allowAdminForProduction; with it, serve runs.
+func TestAdminForProduction(t *testing.T) {
+	pg := pgtest.Shared(t)
+	db := pg.NewDatabase(t)
+	config := func(listen, extra string) string {
+		return writeConfig(t, "listen: \""+listen+"\"\ndataDir: "+t.TempDir()+"\nforge: {git: {url: /tmp/repo}}\nauth: {anonymous: viewer}\n"+
+			"database:\n  kind: postgres\n  postgres: {adminURL: '"+pg.AdminURLFor(db)+"', passwordSecret: cli-test-secret-0123456789"+extra+"}\n")
+	}
+	serve := func(cfg string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var out, errb strings.Builder
+		code := Run(ctx, []string{"serve", "--config", cfg}, &out, &errb)
+		return code, errb.String()
+	}
+
+	// Isolation database: serve also says, once, that preview roles may
+	// CONNECT to production's database, and how to close it.
+	loop := config("127.0.0.1:0", ", isolation: database")
+	code, out, errs := run(t, "validate", "--config", loop)
+	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(errs, "warning: database.postgres.productionURL: not set") {
+		t.Errorf("validate on loopback: exit %d, %q %q; want 0 and a warning", code, out, errs)
+	}
+	if strings.Contains(errs, pg.Password()) {
+		t.Errorf("validate repeated the admin password")
+	}
+	if code, errs := serve(loop); code != 0 || !strings.Contains(errs, "database.postgres.productionURL: not set") || !strings.Contains(errs, "msg=serving") ||
+		strings.Count(errs, `REVOKE CONNECT ON DATABASE \"`+db+`\" FROM PUBLIC;`) != 1 {
+		t.Errorf("serve on loopback: exit %d, %q; want it to run and log both warnings once", code, errs)
+	}
+
+	open := config("0.0.0.0:0", "")
+	for _, cmd := range []string{"validate", "serve"} {
+		code, _, errs := run(t, cmd, "--config", open)
+		if code != 1 || !strings.Contains(errs, "database.postgres.productionURL: required") || !strings.Contains(errs, "allowAdminForProduction") {
+			t.Errorf("%s beyond loopback: exit %d, %q; want 1 naming database.postgres.productionURL", cmd, code, errs)
+		}
+	}
+	allowed := config("0.0.0.0:0", ", allowAdminForProduction: true")
+	if code, out, errs := run(t, "validate", "--config", allowed); code != 0 || errs != "" {
+		t.Errorf("validate allowed: exit %d, %q %q", code, out, errs)
+	}
+	if code, errs := serve(allowed); code != 0 || !strings.Contains(errs, "msg=serving") || strings.Contains(errs, "productionURL") {
+		t.Errorf("serve allowed: exit %d, %q", code, errs)
 	}
 }

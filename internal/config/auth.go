@@ -287,11 +287,22 @@ func Loopback(listen string) bool {
 // CheckExposure returns an error naming auth when listen is reachable
 // from beyond this machine and no auth section says who may get in.
 // serve refuses to start on it and validate reports it.
+//
+// It also returns an error naming database.postgres.productionURL when
+// listen is beyond loopback and production would get the admin role
+// (see Config.AdminForProduction), unless allowed on purpose.
 func (c *Config) CheckExposure() error {
-	if c.Auth.Configured() || Loopback(c.Listen) {
+	var es Errors
+	if !c.Auth.Configured() && !Loopback(c.Listen) {
+		es = append(es, FieldError{Field: "auth", Msg: fmt.Sprintf("required: listen %q is reachable from other machines and there is no auth section, "+
+			"so anyone could list, read and redeploy every environment; add auth.tokens, "+
+			"or set auth.anonymous: viewer (or admin) to serve without sign-in on purpose", c.Listen)})
+	}
+	if e := c.checkAdminForProduction(); e != nil {
+		es = append(es, *e)
+	}
+	if len(es) == 0 {
 		return nil
 	}
-	return Errors{{Field: "auth", Msg: fmt.Sprintf("required: listen %q is reachable from other machines and there is no auth section, "+
-		"so anyone could list, read and redeploy every environment; add auth.tokens, "+
-		"or set auth.anonymous: viewer (or admin) to serve without sign-in on purpose", c.Listen)}}
+	return es
 }

@@ -284,6 +284,11 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*Config
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, err
 	}
+	// A passwordSecret written in the file but empty once expanded (a
+	// ${VAR} set to "", as GitHub Actions does for a missing secret)
+	// would silently fall back to a random secret in dataDir.
+	ps := scalarAt(&root, "database", "postgres", "passwordSecret")
+	secretWritten := ps != nil && strings.TrimSpace(ps.Value) != ""
 	var missing []string
 	expandNode(&root, lookup, &missing)
 	if len(missing) > 0 {
@@ -301,11 +306,39 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*Config
 			return nil, err
 		}
 	}
+	c.Database.Postgres.secretWritten = secretWritten
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// scalarAt returns the scalar node at the mapping keys path under a
+// document node, or nil.
+func scalarAt(n *yaml.Node, path ...string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for _, k := range path {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	if n.Kind != yaml.ScalarNode {
+		return nil
+	}
+	return n
 }
 
 func expandNode(n *yaml.Node, lookup func(string) (string, bool), missing *[]string) {

@@ -38,16 +38,29 @@ type Postgres struct {
 	// AppHost, if set (host:port, e.g. a PgBouncer), is where the
 	// DATABASE_URL given to apps points, instead of AdminURL's host.
 	AppHost string `yaml:"appHost"`
-	// ProductionURL is the DATABASE_URL given to production. Default: the
-	// AdminURL's database and user, with schema public.
+	// ProductionURL is the DATABASE_URL given to production: a role of
+	// its own, not a superuser. Default: the AdminURL's database and user,
+	// with schema public, which hands production the admin role (validate
+	// warns; serve refuses it on a listen beyond loopback unless
+	// AllowAdminForProduction).
 	ProductionURL string `yaml:"productionURL"`
+	// AllowAdminForProduction lets serve give production the admin role
+	// (ProductionURL unset) on a listen beyond loopback, on purpose.
+	// Default false.
+	AllowAdminForProduction bool `yaml:"allowAdminForProduction"`
 	// ConnectionLimit is each environment role's connection limit.
 	// Default 20.
 	ConnectionLimit int `yaml:"connectionLimit"`
 	// PasswordSecret derives each environment role's password (HMAC), so
 	// that creating a database twice, from serve or from a CI job, gives
-	// the same working URL. Default: a random secret kept in dataDir.
+	// the same working URL; set it, from ${VAR}, for `previewd db create`
+	// in CI. A ${VAR} that expands to empty is an error. Default: a random
+	// secret kept in dataDir (written only when this is unset).
 	PasswordSecret string `yaml:"passwordSecret"`
+
+	// secretWritten is set by Parse when the file gives passwordSecret a
+	// value, so that one which expands to empty is an error.
+	secretWritten bool
 }
 
 func (p *Postgres) setDefaults() {
@@ -89,9 +102,45 @@ func (p *Postgres) validate(bad func(field, format string, a ...any)) {
 			bad("database.postgres.appHost", "%v", err)
 		}
 	}
+	if p.secretWritten && p.PasswordSecret == "" {
+		bad("database.postgres.passwordSecret", "empty once its ${VAR} is expanded; an empty secret would fall back to a random one in dataDir, "+
+			"and serve and db create would give the same environment different passwords; set the variable, or remove the field")
+	}
 	if p.ConnectionLimit < 1 {
 		bad("database.postgres.connectionLimit", "%d is out of range; want at least 1", p.ConnectionLimit)
 	}
+}
+
+// AdminForProduction reports whether production gets the admin role:
+// kind postgres without database.postgres.productionURL.
+func (c *Config) AdminForProduction() bool {
+	return c.Database.Kind == "postgres" && c.Database.Postgres.ProductionURL == ""
+}
+
+// checkAdminForProduction is CheckExposure's rule for production's
+// database role: beyond loopback, production may not get the admin role
+// unless database.postgres.allowAdminForProduction says so.
+func (c *Config) checkAdminForProduction() *FieldError {
+	if !c.AdminForProduction() || c.Database.Postgres.AllowAdminForProduction || Loopback(c.Listen) {
+		return nil
+	}
+	return &FieldError{Field: "database.postgres.productionURL", Msg: fmt.Sprintf("required: listen %q is reachable from other machines and "+
+		"production would connect as adminURL's role, which may create and drop every preview's role and database; "+
+		"give production its own role, or set database.postgres.allowAdminForProduction: true to serve it as admin on purpose", c.Listen)}
+}
+
+// Warnings are what a valid config does that its operator should know:
+// validate prints them and serve logs them at start. They never hold a
+// secret.
+func (c *Config) Warnings() []string {
+	var ws []string
+	// Beyond loopback, CheckExposure refuses it instead.
+	if c.AdminForProduction() && !c.Database.Postgres.AllowAdminForProduction && Loopback(c.Listen) {
+		ws = append(ws, "database.postgres.productionURL: not set, so production connects as adminURL's role "+
+			"(it may create and drop every preview's role and database); give production its own role, "+
+			"or set database.postgres.allowAdminForProduction: true; serve refuses this on a listen beyond loopback")
+	}
+	return ws
 }
 
 // checkPostgresURL checks a postgres:// (or postgresql://) URL, or a

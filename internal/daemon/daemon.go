@@ -374,6 +374,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.rec.Run(ctx)
 		})
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		warnPublicConnect(ctx, d.db, d.log)
+	}()
 	d.log.Info("serving", "addr", ln.Addr().String(), "dataDir", d.cfg.DataDir, "forge", d.cfg.Forge.Kind, "runtime", d.cfg.Runtime.Kind, "database", d.cfg.Database.Kind)
 	if d.o.Ready != nil {
 		d.o.Ready(ln.Addr().String())

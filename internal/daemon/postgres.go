@@ -100,3 +100,21 @@ func LogPoolingCheck(ctx context.Context, db database.Provider, log *slog.Logger
 		log.Warn("database pooling check: adminURL", "detail", c.AdminWarning)
 	}
 }
+
+// warnPublicConnect logs, once at start, postgres.Provider.PublicConnect's
+// warning, or why it could not check.
+func warnPublicConnect(ctx context.Context, db database.Provider, log *slog.Logger) {
+	p, ok := db.(*postgres.Provider)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := p.PublicConnect(ctx)
+	switch {
+	case err != nil:
+		log.Warn("checking production's database privileges", "err", err)
+	case w != "":
+		log.Warn("production's database", "warning", w)
+	}
+}

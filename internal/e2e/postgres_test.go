@@ -193,7 +193,7 @@ func TestDBCommandsPostgres(t *testing.T) {
 		}
 		return m
 	}
-	out, err := run("db", "create", "--key", "pr-77")
+	out, err := run("db", "create", "--key", "pr-77", "--show-secrets")
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, out)
 	}
@@ -209,7 +209,7 @@ func TestDBCommandsPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
-	out2, err := run("db", "create", "--key", "pr-77")
+	out2, err := run("db", "create", "--key", "pr-77", "--show-secrets")
 	if err != nil || out2 != out {
 		t.Fatalf("second create: %v %q, want the same output %q", err, out2, out)
 	}

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestAdminForProduction: without productionURL, production connects as
+// adminURL's role: a warning on loopback, a refusal (CheckExposure) beyond
+// it unless allowAdminForProduction; quiet with productionURL, with the
+// allowance, or without postgres.
+func TestAdminForProduction(t *testing.T) {
+	const pg = "database: {kind: postgres, postgres: {adminURL: 'postgres://previewd:${PW}@db:5432/shop'"
+	const auth = "auth: {anonymous: viewer}\n"
+	for name, tc := range map[string]struct {
+		yaml    string
+		warn    bool
+		refused bool
+	}{
+		"loopback":             {`listen: "127.0.0.1:8080"` + "\n" + pg + "}}", true, false},
+		"beyond loopback":      {`listen: ":8080"` + "\n" + auth + pg + "}}", false, true},
+		"allowed":              {`listen: "0.0.0.0:8080"` + "\n" + auth + pg + ", allowAdminForProduction: true}}", false, false},
+		"allowed on loopback":  {`listen: "localhost:8080"` + "\n" + pg + ", allowAdminForProduction: true}}", false, false},
+		"productionURL":        {`listen: ":8080"` + "\n" + auth + pg + ", productionURL: 'postgres://shop_app:x@db/shop'}}", false, false},
+		"sqlite":               {`listen: ":8080"` + "\n" + auth, false, false},
+		"beyond, without auth": {`listen: ":8080"` + "\n" + pg + "}}", false, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse([]byte("forge: {git: {url: x}}\n"+tc.yaml+"\n"), "/x", lookup(map[string]string{"PW": "hunter2-secret"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := c.Warnings()
+			if got := len(ws) == 1 && strings.HasPrefix(ws[0], "database.postgres.productionURL: not set"); got != tc.warn || (!tc.warn && len(ws) > 0) {
+				t.Errorf("warnings %q; want warning %v", ws, tc.warn)
+			}
+			err = c.CheckExposure()
+			var es Errors
+			refused := errors.As(err, &es) && strings.Contains(err.Error(), "database.postgres.productionURL: required") &&
+				strings.Contains(err.Error(), "allowAdminForProduction: true")
+			if refused != tc.refused {
+				t.Errorf("CheckExposure = %v; want refused %v", err, tc.refused)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") || strings.Contains(strings.Join(ws, ""), "hunter2") {
+				t.Errorf("a message repeats the password")
+			}
+		})
+	}
+}
+
+// TestPasswordSecretEmpty: a passwordSecret the file sets but whose ${VAR}
+// is empty is refused, naming the field; unset or set is fine.
+func TestPasswordSecretEmpty(t *testing.T) {
+	const base = "forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://a@db/shop'"
+	for name, tc := range map[string]struct {
+		yaml string
+		vars map[string]string
+		bad  bool
+	}{
+		"empty variable": {base + ", passwordSecret: '${S}'}}", map[string]string{"S": ""}, true},
+		"set variable":   {base + ", passwordSecret: '${S}'}}", map[string]string{"S": "x-secret"}, false},
+		"not in file":    {base + "}}", nil, false},
+		"empty in file":  {base + ", passwordSecret: ''}}", nil, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml+"\n"), "/x", lookup(tc.vars))
+			if got := err != nil && strings.Contains(err.Error(), "database.postgres.passwordSecret: empty"); got != tc.bad {
+				t.Errorf("Parse: %v; want the error %v", err, tc.bad)
+			}
+		})
+	}
+}
