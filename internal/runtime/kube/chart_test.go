@@ -213,6 +213,7 @@ func TestChartConfigValidates(t *testing.T) {
 	secrets := map[string]map[string]string{
 		"previewd-secrets":    {"GITHUB_WEBHOOK_SECRET": "s3cret", "PREVIEWD_ADMIN_TOKEN": "an-admin-token-of-32-characters!"},
 		"pg-admin":            {"url": "postgres://admin:pw@postgres.databases.svc:5432/postgres"},
+		"pg-production":       {"url": "postgres://markdown_editor:pw@postgres.databases.svc:5432/markdown_editor"},
 		"previewd-github-app": {"private-key.pem": "-----BEGIN RSA PRIVATE KEY-----\n-----END RSA PRIVATE KEY-----\n"},
 	}
 	objs, err := decodeYAML("chart", []byte(renderChart(t, "previewd", "previewd", "github-postgres-ingress.yaml")))
