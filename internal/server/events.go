@@ -107,7 +107,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	buf = append(buf, '\n')
 	for _, c := range sub.Missed {
-		if buf, err = appendChange(buf, c); err != nil {
+		if buf, err = s.frames.append(buf, c); err != nil {
 			s.o.Logger.Error("encoding a change", "env", c.Key, "err", err)
 			return
 		}
@@ -132,7 +132,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				}
 				return
 			}
-			if buf, err = appendChange(buf[:0], c); err != nil {
+			if buf, err = s.frames.append(buf[:0], c); err != nil {
 				s.o.Logger.Error("encoding a change", "env", c.Key, "err", err)
 				return
 			}
@@ -143,17 +143,41 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// appendChange appends c as one event "environment".
-func appendChange(buf []byte, c env.Change) ([]byte, error) {
+// frames encodes each change once for every stream that sends it: the
+// last frameSlots frames, by id (ids are unique, and a change's JSON never
+// changes).
+type frames struct {
+	mu  sync.Mutex
+	ids [frameSlots]uint64
+	b   [frameSlots][]byte
+}
+
+const frameSlots = 256
+
+// append appends c as one event "environment".
+func (f *frames) append(buf []byte, c env.Change) ([]byte, error) {
+	i := c.ID % frameSlots
+	f.mu.Lock()
+	if f.ids[i] == c.ID && f.b[i] != nil {
+		b := f.b[i]
+		f.mu.Unlock()
+		return append(buf, b...), nil
+	}
+	f.mu.Unlock()
 	data, err := json.Marshal(c)
 	if err != nil {
 		return buf, err
 	}
-	buf = append(buf, "id: "...)
-	buf = strconv.AppendUint(buf, c.ID, 10)
-	buf = append(buf, "\nevent: environment\ndata: "...)
-	buf = append(buf, data...)
-	return append(buf, "\n\n"...), nil
+	b := make([]byte, 0, len(data)+64)
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, c.ID, 10)
+	b = append(b, "\nevent: environment\ndata: "...)
+	b = append(b, data...)
+	b = append(b, "\n\n"...)
+	f.mu.Lock()
+	f.ids[i], f.b[i] = c.ID, b
+	f.mu.Unlock()
+	return append(buf, b...), nil
 }
 
 // lastEventID is the id a reconnecting client saw last: the

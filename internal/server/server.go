@@ -135,6 +135,8 @@ type Server struct {
 	wakes wakes
 	// assets are the dashboard's script and styles (dashboard.go).
 	assets assets
+	// frames are the event stream's encoded changes (events.go).
+	frames frames
 }
 
 //go:embed templates
