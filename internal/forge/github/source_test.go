@@ -17,6 +17,7 @@ import (
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/ghtest"
 	"github.com/previewd/previewd/internal/githubapi"
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 func sha(n int) string { return fmt.Sprintf("%040x", n) }
@@ -359,7 +360,7 @@ func TestWaitForChecks(t *testing.T) {
 // clone URL's host, never on its command line.
 func TestGitEnv(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
+		testsvc.SkipUnlessCI(t, "no git: %v", err)
 	}
 	var got atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // gitRepo makes a repository with one commit on main and returns its path
@@ -23,7 +24,7 @@ import (
 func gitRepo(t testing.TB) (dir, sha string) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
+		testsvc.SkipUnlessCI(t, "no git: %v", err)
 	}
 	dir = t.TempDir()
 	run := func(args ...string) string {
@@ -68,7 +69,7 @@ func newRuntime(t testing.TB, o Options) (*Runtime, *store.Store) {
 // fetch lock, instead of holding every environment's rollout for ever.
 func TestPrepareHungRemote(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
+		testsvc.SkipUnlessCI(t, "no git: %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
