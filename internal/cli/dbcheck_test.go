@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/previewd/previewd/internal/pgtest"
 )
@@ -13,13 +11,7 @@ import (
 // and through PgBouncer in transaction mode without a reset query (which
 // leaks session state: exit 1 with the fix), and with sqlite.
 func TestDBCheck(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := pgtest.Start(ctx, pgtest.Options{})
-	if err != nil {
-		pgtest.SkipOrFatal(t, err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := pgtest.Shared(t)
 	db := c.NewDatabase(t)
 	t.Setenv("PGCHECK_ADMIN", c.AdminURLFor(db))
 	dir := t.TempDir()

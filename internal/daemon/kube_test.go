@@ -20,9 +20,17 @@ import (
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/kubetest"
+	"github.com/previewd/previewd/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+// TestMain stops the shared Kubernetes control plane and the shared
+// PostgreSQL cluster, whichever the tests started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kubetest.CloseShared()
+	pgtest.CloseShared()
+	os.Exit(code)
+}
 
 // TestArgoCDMode runs previewd serve with runtime.kind argocd against a
 // real API server: each branch gets its namespace and Secret, the plugin

@@ -21,12 +21,7 @@ import (
 func TestLogPoolingCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Its own cluster: this package's TestMain stops only kubetest's.
-	c, err := pgtest.Start(ctx, pgtest.Options{})
-	if err != nil {
-		pgtest.SkipOrFatal(t, err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := pgtest.Shared(t)
 	db := c.NewDatabase(t)
 	dir := t.TempDir()
 	yaml := fmt.Sprintf("forge: {git: {url: %s}}\ndatabase: {kind: postgres, postgres: {adminURL: '${ADMIN_URL}', appHost: '%s'}}\n",

@@ -18,12 +18,7 @@ import (
 func TestOpensConfiguredStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Its own cluster: this package's TestMain stops only kubetest's.
-	c, err := pgtest.Start(ctx, pgtest.Options{NoBouncer: true})
-	if err != nil {
-		pgtest.SkipOrFatal(t, err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := pgtest.Shared(t)
 	db := c.NewDatabase(t)
 
 	dir := t.TempDir()
