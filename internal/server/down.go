@@ -89,24 +89,24 @@ func (s *Server) up(w http.ResponseWriter, r *http.Request) {
 func (s *Server) downPage(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	status, err := s.downEnv(w, r, key)
-	switch {
-	case status == 0:
-	case err != nil:
-		http.Error(w, err.Error(), status)
-	default:
-		http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
-	}
+	backTo(w, r, "/environments/"+key, status, err)
 }
 
 func (s *Server) upPage(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	status, _, err := s.upEnv(w, r, key)
+	backTo(w, r, "/environments/"+key, status, err)
+}
+
+// backTo ends a button's request: the error, or back to the page at
+// path. A status of 0 means the action answered already.
+func backTo(w http.ResponseWriter, r *http.Request, path string, status int, err error) {
 	switch {
 	case status == 0:
 	case err != nil:
 		http.Error(w, err.Error(), status)
 	default:
-		http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
+		http.Redirect(w, r, path, http.StatusSeeOther)
 	}
 }
 
@@ -159,13 +159,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) revokePage(w http.ResponseWriter, r *http.Request) {
 	status, _, err := s.revokeUser(w, r)
-	switch {
-	case status == 0:
-	case err != nil:
-		http.Error(w, err.Error(), status)
-	default:
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-	}
+	backTo(w, r, "/", status, err)
 }
 
 // validLogin reports whether v can be a GitHub login: letters, digits
