@@ -28,7 +28,7 @@ UNION ALL
 SELECT 'schema', nspname, COALESCE(obj_description(oid, 'pg_namespace'), ''), '' FROM pg_namespace WHERE starts_with(nspname, $1)
 UNION ALL
 SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), ''),
-       CASE WHEN o.rolname = d.datname THEN COALESCE(shobj_description(o.oid, 'pg_authid'), '') ELSE '' END
+       CASE WHEN o.rolname = split_part(d.datname, '$', 1) THEN COALESCE(shobj_description(o.oid, 'pg_authid'), '') ELSE '' END
   FROM pg_database d JOIN pg_roles o ON o.oid = d.datdba WHERE starts_with(d.datname, $1)`, Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listing preview objects: %w", err)

@@ -342,7 +342,8 @@ func (p *Provider) dropDatabase(ctx context.Context, key, name string) error {
 		if err != nil {
 			return fmt.Errorf("postgres: inspecting database %s: %w", name, err)
 		}
-		if !p.ours(key, comment) && (comment != "" || owner != name || !p.ours(key, ownerComment)) {
+		_, base, _ := ownerKey(name)
+		if !p.ours(key, comment) && (comment != "" || owner != base || !p.ours(key, ownerComment)) {
 			return fmt.Errorf("postgres: not dropping database %q: it %w (owner %q, comment %q)", name, ErrForeign, owner, comment)
 		}
 		if p.cliOwned(key, comment) || comment == "" && p.cliOwned(key, ownerComment) {

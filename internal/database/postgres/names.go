@@ -49,11 +49,15 @@ func (m mark) String() string {
 	return s
 }
 
-// parseMark parses a marker comment whose key's name is name.
+// parseMark parses a marker comment on the object called name (an
+// environment's object, or one of its auxiliary objects).
 func parseMark(comment, name string) (mark, bool) {
 	rest, ok := strings.CutPrefix(comment, markerPrefix)
 	if !ok {
 		return mark{}, false
+	}
+	if _, base, ok := ownerKey(name); ok {
+		name = base
 	}
 	parts := strings.Split(rest, "/")
 	m := mark{key: parts[0]}
@@ -107,6 +111,66 @@ func KeyOf(name string) (string, bool) {
 		return "", false
 	}
 	return key, true
+}
+
+// Purposes of the auxiliary objects previewd makes for an environment
+// besides its own role and schema or database. An auxiliary object is
+// named Name(key) + "$" + purpose: '$' never appears in a Name, so such a
+// name is never another environment's, and KeyOf refuses it.
+const (
+	// AuxRehearsal is the migration rehearsal's database.
+	AuxRehearsal = "rehearsal"
+	// AuxNext is, during a reset, the schema or database (and in schema
+	// mode the role) being built to replace the environment's.
+	AuxNext = "next"
+	// AuxOld is, during a reset, the environment's previous schema or
+	// database, renamed aside before it is dropped.
+	AuxOld = "old"
+)
+
+// AuxName returns the name of key's auxiliary object for purpose (one of
+// the Aux constants).
+func AuxName(key, purpose string) (string, error) {
+	switch purpose {
+	case AuxRehearsal, AuxNext, AuxOld:
+	default:
+		return "", fmt.Errorf("postgres: unknown auxiliary object %q", purpose)
+	}
+	name, err := Name(key)
+	if err != nil {
+		return "", err
+	}
+	return name + "$" + purpose, nil
+}
+
+// AuxOf returns the key and purpose of an auxiliary object's name, or
+// false if name is not one.
+func AuxOf(name string) (key, purpose string, ok bool) {
+	base, purpose, found := strings.Cut(name, "$")
+	if !found {
+		return "", "", false
+	}
+	key, ok = KeyOf(base)
+	if !ok {
+		return "", "", false
+	}
+	if n, err := AuxName(key, purpose); err != nil || n != name {
+		return "", "", false
+	}
+	return key, purpose, true
+}
+
+// ownerKey returns the key of an environment's object or auxiliary
+// object, and the environment's own name (its role's).
+func ownerKey(name string) (key, base string, ok bool) {
+	if key, ok := KeyOf(name); ok {
+		return key, name, true
+	}
+	if key, _, ok := AuxOf(name); ok {
+		base, _ := Name(key)
+		return key, base, true
+	}
+	return "", "", false
 }
 
 // marker returns the comment to put on key's object whose comment is now

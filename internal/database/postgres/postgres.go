@@ -292,7 +292,7 @@ func (p *Provider) previewName(key string) (string, error) {
 // user, the admin database and user, the template) or the server's
 // reserved names.
 func (p *Provider) checkOwned(name string) error {
-	key, ok := KeyOf(name)
+	key, _, ok := ownerKey(name)
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: %q is not a %s name", database.ErrProduction, name, Prefix)
@@ -587,7 +587,7 @@ func (d *dropSet) of(kinds ...env.ItemKind) []env.Item {
 // role and a schema in the admin database. When a step fails it stops and
 // returns, with the error, d's items that may still exist.
 func (p *Provider) dropOne(ctx context.Context, name string, d *dropSet) ([]env.Item, error) {
-	key, _ := KeyOf(name)
+	key, _, _ := ownerKey(name)
 	if d.db {
 		if err := p.dropDatabase(ctx, key, name); err != nil {
 			return d.items, err // the role owns the database: keep it too
