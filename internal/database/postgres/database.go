@@ -75,7 +75,7 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 			FROM pg_database WHERE datname = $1`, name).Scan(&comment, &owner)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			if err := p.createDatabase(ctx, conn, name); err != nil {
+			if err := p.createDatabase(ctx, conn, name, name); err != nil {
 				return err
 			}
 			owner = name
@@ -100,7 +100,7 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 				return fmt.Errorf("postgres: %w", err)
 			}
 		}
-		err = p.adoptObjects(ctx, name)
+		err = p.adoptObjects(ctx, name, name)
 		if !s.adminSuper {
 			rctx, cancel := cleanupContext(ctx)
 			_, nerr := conn.Exec(rctx, "ALTER ROLE "+ident(name)+" NOINHERIT")
@@ -135,10 +135,11 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 	})
 }
 
-// createDatabase runs CREATE DATABASE, retrying with backoff while the
-// template is in use (SQLSTATE 55006), for at most the template wait.
-func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name string) error {
-	stmt := "CREATE DATABASE " + ident(name) + " OWNER " + ident(name)
+// createDatabase runs CREATE DATABASE name OWNER owner (from the
+// template, if any), retrying with backoff while the template is in use
+// (SQLSTATE 55006), for at most the template wait.
+func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name, owner string) error {
+	stmt := "CREATE DATABASE " + ident(name) + " OWNER " + ident(owner)
 	if p.template != "" {
 		stmt += " TEMPLATE " + ident(p.template)
 		if major(conn.Conn().PgConn()) >= 15 && p.strategy != "" {
@@ -246,19 +247,19 @@ func templateHolders(ctx context.Context, conn *pgxpool.Conn, template string) (
 	})
 }
 
-// adoptObjects gives the environment's role ownership of what it cloned
+// adoptObjects gives the environment's role (name) ownership of what db cloned
 // from the template (schemas, including public, tables, views, sequences,
 // routines, types), so its migrations can use and alter them. The public
 // schema is owned by pg_database_owner, but the role is NOINHERIT and so
 // does not get that role's rights from owning the database: it must own
 // public itself. Objects that belong to extensions, and sequences owned by
 // a table column (they follow their table), are left alone.
-func (p *Provider) adoptObjects(ctx context.Context, name string) error {
+func (p *Provider) adoptObjects(ctx context.Context, db, name string) error {
 	cfg := p.adminCfg.Copy()
-	cfg.Database = name
+	cfg.Database = db
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("postgres: connecting to %s: %w", name, err)
+		return fmt.Errorf("postgres: connecting to %s: %w", db, err)
 	}
 	defer p.closeConn(ctx, conn)
 	rows, err := conn.Query(ctx, sqlForeignOwned, name)
