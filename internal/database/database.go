@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/inventory"
@@ -120,4 +121,31 @@ var _ Provider = None{}
 // environment's database takes (the dashboard shows it).
 type Sizer interface {
 	Size(ctx context.Context, t Target) (int64, error)
+}
+
+// RehearseOptions bound a migration rehearsal.
+type RehearseOptions struct {
+	// LockTimeout and StatementTimeout are set on the rehearsal database,
+	// so every session of the migrations gets them; 0 leaves the server's.
+	LockTimeout, StatementTimeout time.Duration
+	// Sample is how often locks and running statements are sampled.
+	// Default 5ms.
+	Sample time.Duration
+}
+
+// Rehearser is implemented by providers that can rehearse an
+// environment's migrations on a copy of the reference data (the template,
+// or a schema-only copy of production) before they run against the
+// environment's own database.
+type Rehearser interface {
+	// RehearsalItems returns the inventory items Rehearse makes for t, so
+	// the caller can record them first; Rehearse drops them before it
+	// returns, and Drop removes what a crash left.
+	RehearsalItems(t Target) []env.Item
+	// Rehearse makes the rehearsal database, calls migrate with how to
+	// reach it, observes what the migrations did, drops it and returns the
+	// report. A failed migration is in the report (Error), not Rehearse's
+	// error, which says that the rehearsal itself could not be made. It
+	// refuses production.
+	Rehearse(ctx context.Context, t Target, o RehearseOptions, migrate func(context.Context, Conn) error) (env.Rehearsal, error)
 }

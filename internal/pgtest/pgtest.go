@@ -73,6 +73,9 @@ type Options struct {
 	// written after the defaults, which they override (e.g.
 	// server_reset_query_always = 1 with server_reset_query = DISCARD ALL).
 	BouncerSettings map[string]string
+	// Preload names server libraries for shared_preload_libraries (e.g.
+	// pg_stat_statements); those the installation lacks are left out.
+	Preload []string
 	// Settings are extra server settings (postgres -c name=value).
 	Settings map[string]string
 	// StartTimeout bounds each server's start. Default 30s.
@@ -195,6 +198,19 @@ func (c *Cluster) startPostgres(ctx context.Context, bin string, opts Options) e
 		"full_page_writes":        "off",
 		"max_connections":         "300",
 		"password_encryption":     "scram-sha-256",
+	}
+	var preload []string
+	libdir := filepath.Join(bin, "..", "lib")
+	if real, err := filepath.EvalSymlinks(filepath.Join(bin, "postgres")); err == nil {
+		libdir = filepath.Join(filepath.Dir(real), "..", "lib")
+	}
+	for _, lib := range opts.Preload {
+		if _, err := os.Stat(filepath.Join(libdir, lib+".so")); err == nil {
+			preload = append(preload, lib)
+		}
+	}
+	if len(preload) > 0 {
+		settings["shared_preload_libraries"] = strings.Join(preload, ",")
 	}
 	for k, v := range opts.Settings {
 		settings[k] = v
@@ -440,7 +456,9 @@ func (c *Cluster) Logs() string {
 }
 
 var shared = &testsvc.Shared[*Cluster]{
-	Start:        func(ctx context.Context) (*Cluster, error) { return Start(ctx, Options{}) },
+	Start: func(ctx context.Context) (*Cluster, error) {
+		return Start(ctx, Options{Preload: []string{"pg_stat_statements"}})
+	},
 	Timeout:      2 * time.Minute,
 	NotInstalled: ErrNotInstalled,
 }

@@ -127,6 +127,10 @@ type Provider struct {
 	strategy string
 
 	hook func(ctx context.Context, stage, name string) error // Options.Hook
+
+	// noStatements makes Rehearse sample only, as on a server without
+	// pg_stat_statements (a test seam).
+	noStatements bool
 }
 
 func (p *Provider) runHook(ctx context.Context, stage, name string) error {
