@@ -96,6 +96,9 @@ type Environment struct {
 	Kept bool `json:"kept,omitempty"`
 	// Usage is what it used while it ran, priced when rates are set.
 	Usage *Usage `json:"usage,omitempty"`
+	// Rehearsal is the latest migration rehearsal report; only filled for
+	// a single environment.
+	Rehearsal *Rehearsal `json:"rehearsal,omitempty"`
 	// Events are the recent history, newest first; only filled for a single
 	// environment.
 	Events []Event `json:"events,omitempty"`

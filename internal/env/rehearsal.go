@@ -219,12 +219,15 @@ func (r Rehearsal) Summary() string {
 	b.WriteString(ShortSeconds(r.Seconds))
 	var parts []string
 	switch {
+	// The error and what held a lock are the migrations' own text: the
+	// summary leaves them out (the comment shows them in a code block).
 	case r.TimedOut && r.WaitedFor != "":
-		parts = append(parts, "timed out waiting for "+r.WaitedFor)
+		lock, _, _ := strings.Cut(r.WaitedFor, ", held by")
+		parts = append(parts, "timed out waiting for "+lock)
 	case r.TimedOut:
 		parts = append(parts, "timed out")
 	case r.Error != "":
-		parts = append(parts, "failed: "+firstLine(r.Error))
+		parts = append(parts, "failed")
 	}
 	tables := map[string]RehearsalTable{}
 	for _, t := range r.Tables {
@@ -238,7 +241,7 @@ func (r Rehearsal) Summary() string {
 		t := tables[f.Table]
 		switch f.Kind {
 		case FindingRewrite:
-			s := fmt.Sprintf("rewrites `%s` (%s rows", f.Table, HumanCount(t.Rows))
+			s := fmt.Sprintf("rewrites %s (%s rows", tick(f.Table), HumanCount(t.Rows))
 			if t.Lock != "" {
 				s += ", " + LockName(t.Lock)
 				if t.LockSeconds > 0 {
@@ -247,16 +250,16 @@ func (r Rehearsal) Summary() string {
 			}
 			parts = append(parts, s+")")
 		case FindingDropTable:
-			parts = append(parts, fmt.Sprintf("drops table `%s` (%s rows)", f.Table, HumanCount(t.Rows)))
+			parts = append(parts, fmt.Sprintf("drops table %s (%s rows)", tick(f.Table), HumanCount(t.Rows)))
 		case FindingDropColumn:
-			parts = append(parts, fmt.Sprintf("drops column `%s.%s`", f.Table, f.Column))
+			parts = append(parts, fmt.Sprintf("drops column %s", tick(f.Table+"."+f.Column)))
 		case FindingNotNull:
-			parts = append(parts, fmt.Sprintf("sets NOT NULL on `%s.%s` (%s rows)", f.Table, f.Column, HumanCount(t.Rows)))
+			parts = append(parts, fmt.Sprintf("sets NOT NULL on %s (%s rows)", tick(f.Table+"."+f.Column), HumanCount(t.Rows)))
 		case FindingType:
-			parts = append(parts, fmt.Sprintf("changes the type of `%s.%s` (%s)", f.Table, f.Column, f.Detail))
+			parts = append(parts, fmt.Sprintf("changes the type of %s (%s)", tick(f.Table+"."+f.Column), strings.ReplaceAll(f.Detail, "`", "'")))
 		case FindingLock:
 			if !rewritten[f.Table] { // said with the rewrite
-				parts = append(parts, fmt.Sprintf("locks `%s` %s", f.Table, f.Detail))
+				parts = append(parts, fmt.Sprintf("locks %s %s", tick(f.Table), f.Detail))
 			}
 		}
 	}
@@ -292,16 +295,16 @@ func HumanCount(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// tick quotes a name from the catalog as inline code. Names come from a
+// pull request's migrations: backticks and line breaks in them become
+// quotes and spaces, so a name cannot end the code span.
+func tick(name string) string {
+	return "`" + strings.NewReplacer("`", "'", "\n", " ", "\r", " ").Replace(name) + "`"
+}
+
 func plural(n int) string {
 	if n == 1 {
 		return ""
 	}
 	return "s"
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

@@ -34,6 +34,8 @@ const (
 	ReasonSlept         = "Slept"
 	ReasonSleepFailed   = "SleepFailed"
 	ReasonWaking        = "Waking"
+	ReasonRehearsing    = "Rehearsing"
+	ReasonRehearsed     = "Rehearsed"
 )
 
 // act executes plan. Every path that changes the environment ends in an
@@ -146,6 +148,9 @@ func (p *progress) notify(ctx context.Context, out *outcome) {
 		u := e.Usage.Priced(p.r.o.Lifecycle.Rates)
 		e.Usage = &u
 	}
+	if rh, err := p.r.o.Store.Rehearsal(ctx, p.src.Key); err == nil {
+		e.Rehearsal = &rh
+	}
 	n := env.Notice{Env: e, Source: p.src, Took: p.r.o.Now().Sub(p.start), Tail: out.tail, Removed: out.removed, Left: out.left,
 		Reason: out.reason, Expired: out.expired, Warning: out.warning}
 	for _, nt := range p.r.o.Notifiers {
@@ -251,6 +256,10 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	}
 
 	if !restart && !wake {
+		if err := r.rehearse(ctx, p, target, rel); err != nil {
+			out, err = r.stepFailed(src, err, oldSHA)
+			return Result{}, err
+		}
 		if err := p.set(ctx, env.StatusMigrating, ReasonMigrating, "migrating "+short, store.Update{}); err != nil {
 			return Result{}, err
 		}

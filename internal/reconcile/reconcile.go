@@ -72,6 +72,19 @@ type Options struct {
 	// Audit, if set, records automatic actions (a sleep, an expiry) in
 	// the audit trail. The store implements it.
 	Audit func(ctx context.Context, e store.AuditEntry) error
+	// Rehearsal is the migration rehearsal's policy; it applies when the
+	// database provider is a database.Rehearser.
+	Rehearsal Rehearsal
+}
+
+// Rehearsal is the migration rehearsal's policy (database.rehearsal).
+type Rehearsal struct {
+	// Enabled runs each preview's migrations against a copy of the
+	// reference data before its own database.
+	Enabled bool
+	database.RehearseOptions
+	// FailOn are the findings that fail the "previewd/migrations" check.
+	FailOn []env.FailOn
 }
 
 // Reconciler owns the queue of keys and the workers that drain it.

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
@@ -33,6 +34,7 @@ type Store interface {
 	IsDown(ctx context.Context, key string) (bool, error)
 	Downs(ctx context.Context) ([]store.DownMark, error)
 	Trusted(ctx context.Context) ([]store.Contributor, error)
+	Rehearsal(ctx context.Context, key string) (env.Rehearsal, error)
 }
 
 // Options configure the server.
@@ -162,6 +164,7 @@ func New(o Options) *Server {
 		s.mux.Handle("POST /environments/{key}/"+a, s.page(auth.Operator, s.lifecyclePage(a)))
 	}
 	s.mux.Handle("GET /api/v1/environments/{key}/logs", s.api(auth.Viewer, s.logs))
+	s.mux.Handle("GET /api/v1/environments/{key}/rehearsal", s.api(auth.Viewer, s.rehearsal))
 	s.mux.Handle("GET /api/v1/trusted", s.api(auth.Viewer, s.trusted))
 	s.mux.Handle("DELETE /api/v1/trusted/{user}", s.api(auth.Operator, s.revoke))
 	s.mux.Handle("POST /api/v1/trusted/{user}/revoke", s.api(auth.Operator, s.revoke))
@@ -341,7 +344,33 @@ func (s *Server) environment(ctx context.Context, key string) (env.Environment, 
 	if e.Events, err = s.o.Store.Events(ctx, key, 50); err != nil {
 		return e, err
 	}
+	switch rh, err := s.o.Store.Rehearsal(ctx, key); {
+	case err == nil:
+		e.Rehearsal = &rh
+	case !errors.Is(err, store.ErrNotFound):
+		return e, err
+	}
 	return e, nil
+}
+
+// rehearsal answers GET /api/v1/environments/{key}/rehearsal: the latest
+// migration rehearsal report, or 404 when there is none.
+func (s *Server) rehearsal(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := env.CheckKey(key); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	rh, err := s.o.Store.Rehearsal(r.Context(), key)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("environment %s has no migration rehearsal (none yet, or its database cannot rehearse)", key))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rh)
 }
 
 type badRequest struct{ error }

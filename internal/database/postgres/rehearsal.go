@@ -461,7 +461,7 @@ func (s *samples) sample(ctx context.Context, c *pgx.Conn, role string) {
 			continue
 		}
 		if !granted {
-			s.waited = fmt.Sprintf("%s on `%s`", env.LockName(mode), relName)
+			s.waited = fmt.Sprintf("%s on `%s`", env.LockName(mode), strings.NewReplacer("`", "'", "\n", " ").Replace(relName))
 			if blockers != "" {
 				s.waited += ", held by " + blockers
 			}
