@@ -93,8 +93,8 @@ type shown struct {
 	// that GitHub still lists, so old ones are not read again.
 	states map[int64]string
 	// commit is the SHA, state and description of the last commit status
-	// set.
-	commit string
+	// set; migrations the same of the MigrationsContext status.
+	commit, migrations string
 	// lines are the last answers to PR commands, oldest first, shown at
 	// the end of the comment.
 	lines []string
@@ -360,6 +360,9 @@ func (g *GitHub) send(ctx context.Context, n env.Notice) error {
 		}
 	}
 	if g.o.CommitStatus {
+		if err := g.syncMigrationsStatus(ctx, n); err != nil {
+			return err
+		}
 		if err := g.syncCommitStatus(ctx, n); err != nil {
 			errs = append(errs, fmt.Errorf("commit status: %w", err))
 		}
@@ -676,6 +679,41 @@ func (g *GitHub) syncCommitStatus(ctx context.Context, n env.Notice) error {
 		return err
 	}
 	g.known(n.Env.Key, func(s *shown) { s.commit = set })
+	return nil
+}
+
+// MigrationsContext is the commit status that says whether the migration
+// rehearsal hit a database.rehearsal.failOn rule, so teams can require it
+// before merging.
+const MigrationsContext = "previewd/migrations"
+
+// syncMigrationsStatus sets the MigrationsContext commit status of the
+// SHA the rehearsal report is about: failure when it hits a failOn rule
+// (a failed migration always does), success otherwise.
+func (g *GitHub) syncMigrationsStatus(ctx context.Context, n env.Notice) error {
+	r := n.Env.Rehearsal
+	if r == nil || r.SHA == "" || r.Skipped != "" {
+		return nil
+	}
+	state := "success"
+	if len(r.Failing) > 0 {
+		state = "failure"
+	}
+	desc := truncate(r.Summary(), 140)
+	set := r.SHA + "\x00" + state + "\x00" + desc
+	var same bool
+	g.known(n.Env.Key, func(s *shown) { same = s.migrations == set })
+	if same {
+		return nil
+	}
+	st := gh.RepoStatus{State: gh.Ptr(state), Context: gh.Ptr(MigrationsContext), Description: gh.Ptr(desc)}
+	if u := g.logURL(n.Env.Key); u != "" {
+		st.TargetURL = gh.Ptr(u)
+	}
+	if _, _, err := g.api.Repositories.CreateStatus(ctx, g.owner, g.repo, r.SHA, st); err != nil {
+		return err
+	}
+	g.known(n.Env.Key, func(s *shown) { s.migrations = set })
 	return nil
 }
 

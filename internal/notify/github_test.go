@@ -77,6 +77,26 @@ func TestRender(t *testing.T) {
 		}),
 		"ready with cost": notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Usage = &usage }),
 		"ready kept":      notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Kept = true }),
+		"ready with rehearsal": notice("pr-7", env.StatusReady, func(n *env.Notice) {
+			r := env.Rehearsal{SHA: n.Env.SHA, Engine: "postgres", From: "a clone of template app_template", Observed: "statements and their times from pg_stat_statements",
+				Seconds: 1.84, StatementCount: 3,
+				Statements: []env.RehearsalStatement{{Query: "ALTER TABLE orders ALTER COLUMN total TYPE bigint", Seconds: 1.6, Lock: "AccessExclusiveLock", Table: "orders"},
+					{Query: "ALTER TABLE users DROP COLUMN legacy_id", Seconds: 0.01, Lock: "AccessExclusiveLock", Table: "users"}},
+				Tables: []env.RehearsalTable{{Name: "orders", Rows: 1200000, Rewritten: true, Lock: "AccessExclusiveLock", LockSeconds: 1.6},
+					{Name: "users`|x", Rows: 5000, Lock: "AccessExclusiveLock", LockSeconds: 0.01}},
+				Findings: []env.RehearsalFinding{{Kind: env.FindingRewrite, Table: "orders"}, {Kind: env.FindingLock, Table: "orders", Seconds: 1.6, Detail: "ACCESS EXCLUSIVE for 1.6 s"},
+					{Kind: env.FindingDropColumn, Table: "users`|x", Column: "legacy_id"}},
+				Failing: []string{"drop", "rewrite"}}
+			n.Env.Rehearsal = &r
+		}),
+		"failed in rehearsal": notice("pr-7", env.StatusFailed, func(n *env.Notice) {
+			n.Env.Message = "migration rehearsal of 3f2a9c1 failed: canceling statement due to lock timeout"
+			r := env.Rehearsal{SHA: n.Env.SHA, Engine: "postgres", From: "a schema-only copy of production's database app", Observed: "locks and running statements sampled every 5ms from pg_locks and pg_stat_activity",
+				Seconds: 5.2, StatementCount: -1, Error: "migration \"ALTER TABLE orders ADD COLUMN flag boolean\": ERROR: canceling statement due to lock timeout (SQLSTATE 55P03)",
+				TimedOut: true, WaitedFor: "ACCESS EXCLUSIVE on `orders`, held by 4242 (idle in transaction: SELECT count(*) FROM orders)",
+				Findings: []env.RehearsalFinding{{Kind: env.FindingTimeout}, {Kind: env.FindingFailed}}, Failing: []string{"failed", "timeout"}}
+			n.Env.Rehearsal = &r
+		}),
 		"ttl warning": notice("pr-7", env.StatusReady, func(n *env.Notice) {
 			n.Env.LastActivityAt, n.Env.ExpiresAt, n.Warning = &active, &expires, &expires
 		}),

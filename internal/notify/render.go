@@ -179,6 +179,9 @@ func Render(n env.Notice, dashboard string, now time.Time) string {
 			fmt.Fprintf(&b, "| Used | %s |\n", used)
 		}
 		b.WriteString("\n")
+		if rh := e.Rehearsal; rh != nil && rh.SHA == sha {
+			b.WriteString(rehearsal(*rh))
+		}
 	} else if ph == PhaseRemoved {
 		if used != "" {
 			fmt.Fprintf(&b, "Used: %s.\n\n", used)
@@ -193,6 +196,67 @@ func Render(n env.Notice, dashboard string, now time.Time) string {
 	}
 	b.WriteString("</sub>\n")
 	return b.String()
+}
+
+// rehearsal is the comment's migration rehearsal section: the summary,
+// the failing check, and the details folded.
+func rehearsal(r env.Rehearsal) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Migrations** %s\n\n", strings.TrimPrefix(r.Summary(), "migrations: "))
+	if len(r.Failing) > 0 {
+		fmt.Fprintf(&b, "**Fails the `%s` check:** %s.\n\n", MigrationsContext, code(strings.Join(r.Failing, ", ")))
+	}
+	if r.Skipped != "" {
+		return b.String()
+	}
+	b.WriteString("<details><summary>Rehearsal</summary>\n\n")
+	fmt.Fprintf(&b, "Rehearsed on %s; %s.\n\n", r.From, r.Observed)
+	if r.Error != "" {
+		fence := fenceFor(r.Error)
+		fmt.Fprintf(&b, "%s\n%s\n%s\n\n", fence, tail(r.Error), fence)
+	}
+	if r.WaitedFor != "" {
+		fmt.Fprintf(&b, "Waited for %s\n\n", code(r.WaitedFor))
+	}
+	if len(r.Tables) > 0 {
+		b.WriteString("| Table | Rows | Strongest lock | Rewritten | Rows touched |\n|---|---|---|---|---|\n")
+		for _, t := range r.Tables {
+			lock := ""
+			if t.Lock != "" {
+				lock = env.LockName(t.Lock)
+				if t.LockSeconds > 0 {
+					lock += " " + env.ShortSeconds(t.LockSeconds)
+				}
+			}
+			rewritten := ""
+			switch {
+			case t.Dropped:
+				rewritten = "dropped"
+			case t.Rewritten:
+				rewritten = "yes"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", cell(t.Name), env.HumanCount(t.Rows), lock, rewritten, env.HumanCount(t.RowsTouched))
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Statements) > 0 {
+		b.WriteString("| Statement | Time | Lock |\n|---|---|---|\n")
+		for _, st := range r.Statements {
+			lock := ""
+			if st.Lock != "" {
+				lock = env.LockName(st.Lock)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", cell(st.Query), env.ShortSeconds(st.Seconds), lock)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("</details>\n\n")
+	return b.String()
+}
+
+// cell writes s as inline code fit for a table cell.
+func cell(s string) string {
+	return strings.ReplaceAll(code(s), "|", `\|`)
 }
 
 // warning says when the TTL removes the preview and how to keep it.

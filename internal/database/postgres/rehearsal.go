@@ -197,7 +197,7 @@ func (p *Provider) makeRehearsal(ctx context.Context, key, base, name, schema st
 	}
 	defer p.closeConn(ctx, c)
 	if p.template != "" {
-		rep.From = "template " + p.template
+		rep.From = "a clone of template " + p.template
 		if schema != "public" {
 			// The template's tables are in public; the role's search_path
 			// names its own schema.
@@ -206,7 +206,7 @@ func (p *Provider) makeRehearsal(ctx context.Context, key, base, name, schema st
 			}
 		}
 	} else {
-		rep.From = "schema-only copy of production (" + p.prodDB + ")"
+		rep.From = "a schema-only copy of production's database " + p.prodDB
 		pcfg := p.adminCfg.Copy()
 		pcfg.Database = p.prodDB
 		prod, err := pgx.ConnectConfig(ctx, pcfg)
