@@ -212,6 +212,9 @@ type Database struct {
 	SQLite SQLite `yaml:"sqlite"`
 	// Postgres gives each environment its own role and schema or database.
 	Postgres Postgres `yaml:"postgres"`
+	// Rehearsal rehearses each preview's migrations on a copy of the
+	// reference data first (postgres).
+	Rehearsal Rehearsal `yaml:"rehearsal"`
 }
 
 // SQLite configures the sqlite database provider.
@@ -420,6 +423,7 @@ func (c *Config) SetDefaults() {
 	def(&c.Database.Kind, "sqlite")
 	def(&c.Store.Kind, "sqlite")
 	c.Database.Postgres.setDefaults()
+	c.Database.Rehearsal.setDefaults(c.Database.Kind)
 	c.Runtime.Kubernetes.setDefaults(c)
 	c.Auth.setDefaults()
 	c.Lifecycle.setDefaults()
@@ -575,6 +579,7 @@ func (c *Config) Validate() error {
 	}
 	c.Auth.validate(bad)
 	c.Lifecycle.validate(bad)
+	c.Database.Rehearsal.validate(c.Database.Kind, bad)
 	if c.Runtime.Kind == "argocd" {
 		// Argo CD owns the workloads and would scale a sleeping
 		// preview's back up.

@@ -131,6 +131,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		MaxRestarts:  cfg.Runtime.Local.MaxRestarts,
 		PollInterval: cfg.Forge.PollInterval(),
 		Lifecycle:    life,
+		Rehearsal: reconcile.Rehearsal{Enabled: cfg.Database.Rehearsal.On(), FailOn: cfg.Database.Rehearsal.Rules(),
+			RehearseOptions: database.RehearseOptions{LockTimeout: cfg.Database.Rehearsal.LockTimeout.Duration, StatementTimeout: cfg.Database.Rehearsal.StatementTimeout.Duration}},
 		Audit:        st.AddAudit,
 		Logger:       o.Logger,
 	})
