@@ -39,6 +39,9 @@ var funcs = template.FuncMap{
 	"since":       func(now, t time.Time) time.Duration { return now.Sub(t) },
 	"rfc3339":     func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 	"bytes":       env.HumanBytes,
+	"count":       env.HumanCount,
+	"seconds":     env.ShortSeconds,
+	"lockName":    env.LockName,
 	// host is a URL without its scheme, for a narrow column.
 	"host": func(u string) string {
 		_, rest, ok := strings.Cut(u, "://")
