@@ -28,6 +28,8 @@
 // The files follow the concerns: postgres.go is the provider (Options,
 // Items, Ensure and Drop dispatch, roles), names.go the names, markers and
 // passwords, schema.go schema isolation, database.go database isolation
-// (cloning the template), collect.go orphan collection, check.go the probe
-// of appHost for session state leaking through a pooler.
+// (cloning the template), createschema.go the event trigger that confines
+// preview roles given CREATE on the database (Options.AllowCreateSchema),
+// collect.go orphan collection, check.go the probe of appHost for session
+// state leaking through a pooler.
 package postgres
