@@ -91,14 +91,15 @@ func TestValidateNamesFields(t *testing.T) {
 		"several": {"listen: nope\nconcurrency: 1000\nforge: {git: {url: x, pollInterval: 1ms, productionBranch: '-x'}}\nruntime: {local: {healthPath: healthz}}", []string{
 			"listen:", "concurrency: 1000 is out of range", "forge.git.pollInterval:", "forge.git.productionBranch:", "runtime.local.healthPath:",
 		}},
-		"missing url":                 {"forge: {kind: git}", []string{"forge.git.url: required"}},
-		"bad glob":                    {"forge: {git: {url: x, branches: ['[']}}", []string{"forge.git.branches[0]:"}},
-		"bad env name":                {"forge: {git: {url: x}}\nruntime: {local: {env: {'A-B': x}}}", []string{"runtime.local.env.A-B:"}},
-		"bad url":                     {"forge: {git: {url: x}}\nurl: '{{.Nope}}'", []string{"url:"}},
-		"postgres":                    {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {isolation: table}}", []string{"database.postgres.adminURL: required", `database.postgres.isolation: unknown value "table"`}},
-		"missing seed":                {"forge: {git: {url: x}}\ndatabase: {sqlite: {seed: /does/not/exist}}", []string{"database.sqlite.seed:"}},
-		"pooled admin, database mode": {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://u@h/db', adminPooled: true, isolation: database}}", []string{"database.postgres.adminPooled: true needs isolation schema"}},
-		"bad log level":               {"logLevel: loud\nforge: {git: {url: x}}", []string{`logLevel: unknown value "loud"; want debug, info, warn or error`}},
+		"missing url":                  {"forge: {kind: git}", []string{"forge.git.url: required"}},
+		"bad glob":                     {"forge: {git: {url: x, branches: ['[']}}", []string{"forge.git.branches[0]:"}},
+		"bad env name":                 {"forge: {git: {url: x}}\nruntime: {local: {env: {'A-B': x}}}", []string{"runtime.local.env.A-B:"}},
+		"bad url":                      {"forge: {git: {url: x}}\nurl: '{{.Nope}}'", []string{"url:"}},
+		"postgres":                     {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {isolation: table}}", []string{"database.postgres.adminURL: required", `database.postgres.isolation: unknown value "table"`}},
+		"missing seed":                 {"forge: {git: {url: x}}\ndatabase: {sqlite: {seed: /does/not/exist}}", []string{"database.sqlite.seed:"}},
+		"pooled admin, database mode":  {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://u@h/db', adminPooled: true, isolation: database}}", []string{"database.postgres.adminPooled: true needs isolation schema"}},
+		"create schema, database mode": {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://u@h/db', allowCreateSchema: true, isolation: database}}", []string{"database.postgres.allowCreateSchema: true needs isolation schema"}},
+		"bad log level":                {"logLevel: loud\nforge: {git: {url: x}}", []string{`logLevel: unknown value "loud"; want debug, info, warn or error`}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -28,6 +28,21 @@ type Postgres struct {
 	// `previewd db check` says when adminURL looks pooled and this is off.
 	// Default false.
 	AdminPooled bool `yaml:"adminPooled"`
+	// AllowCreateSchema (isolation schema only) lets apps that run
+	// CREATE SCHEMA IF NOT EXISTS "<their DATABASE_SCHEMA>" on every
+	// migration (a Drizzle-style migrator) run unmodified: without it
+	// PostgreSQL refuses that statement ("permission denied for database"),
+	// because it checks CREATE on the database before IF NOT EXISTS. Each
+	// preview role then holds CREATE on adminURL's database, and previewd
+	// installs an event trigger there (adminURL must be a superuser) that
+	// refuses, for preview roles, any schema but the role's own (so no
+	// preview can create or take another environment's schema, or one
+	// production may later use), renaming schemas, extensions and
+	// publications. The trade-off: preview roles hold a database privilege
+	// whose limits rest on that trigger, an extension the app creates must
+	// exist already, and a schema named previewd holds the trigger's
+	// function. Schemas a role owns are dropped with it. Default false.
+	AllowCreateSchema bool `yaml:"allowCreateSchema"`
 	// Isolation is schema (one schema per environment in the admin URL's
 	// database) or database (one database per environment, cloned from
 	// Template). Default schema.
@@ -93,6 +108,9 @@ func (p *Postgres) validate(bad func(field, format string, a ...any)) {
 	}
 	if p.AdminPooled && p.Isolation == "database" {
 		bad("database.postgres.adminPooled", "true needs isolation schema: isolation database holds a session advisory lock around CREATE and DROP DATABASE, which a transaction pooler does not keep; point adminURL at PostgreSQL itself (appHost may stay the pooler)")
+	}
+	if p.AllowCreateSchema && p.Isolation == "database" {
+		bad("database.postgres.allowCreateSchema", "true needs isolation schema: with isolation database each preview role owns its database and may already create schemas in it; remove the field")
 	}
 	if p.Isolation == "database" && p.Template != "" && p.Template == adminDB {
 		bad("database.postgres.template", "%q is adminURL's database; PostgreSQL cannot clone the database previewd is connected to", p.Template)

@@ -37,15 +37,16 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 		}
 	}
 	return postgres.Options{
-		AdminURL:        c.AdminURL,
-		AdminPooled:     c.AdminPooled,
-		Isolation:       c.Isolation,
-		Template:        c.Template,
-		AppHost:         c.AppHost,
-		ProductionURL:   c.ProductionURL,
-		ConnectionLimit: c.ConnectionLimit,
-		PasswordSecret:  []byte(s),
-		Instance:        cfg.Instance,
+		AdminURL:          c.AdminURL,
+		AdminPooled:       c.AdminPooled,
+		AllowCreateSchema: c.AllowCreateSchema,
+		Isolation:         c.Isolation,
+		Template:          c.Template,
+		AppHost:           c.AppHost,
+		ProductionURL:     c.ProductionURL,
+		ConnectionLimit:   c.ConnectionLimit,
+		PasswordSecret:    []byte(s),
+		Instance:          cfg.Instance,
 	}, nil
 }
 

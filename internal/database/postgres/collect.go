@@ -17,10 +17,11 @@ import (
 // names this provider's instance and a key that is not live, and returns
 // what it dropped as "role x", "schema x", "database x". A database is
 // also collected when it has no marker (a crash between CREATE DATABASE
-// and COMMENT) but is owned by its marked role. Production's names, other
-// instances' objects, objects marked by a previewd before instances (one
-// without Options.Instance collects only those) and what `previewd db
-// create` made are never collected.
+// and COMMENT) but is owned by its marked role. A collected role takes
+// every schema it owns (pg_namespace.nspowner) with it, as at teardown.
+// Production's names, other instances' objects, objects marked by a
+// previewd before instances (one without Options.Instance collects only
+// those) and what `previewd db create` made are never collected.
 func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string, error) {
 	rows, err := p.pool.Query(ctx, `
 SELECT 'role', rolname, COALESCE(shobj_description(oid, 'pg_authid'), ''), '' FROM pg_roles WHERE starts_with(rolname, $1)

@@ -18,6 +18,9 @@
 //     NOCREATEROLE NOINHERIT, a connection limit) whose search_path is set on
 //     the role, so apps need no session SET and PgBouncer (which pools per
 //     role) never hands one environment's server connection to another.
+//     It has CONNECT but not CREATE on the admin database, unless
+//     Options.AllowCreateSchema grants CREATE under an event trigger that
+//     lets it create no schema but its own (createschema.go).
 //   - Every object carries a marker comment naming its key, the previewd
 //     instance that made it and, for `previewd db create`, the CLI as its
 //     owner; Drop and Collect never touch a preview-named object that lacks
@@ -28,6 +31,8 @@
 // The files follow the concerns: postgres.go is the provider (Options,
 // Items, Ensure and Drop dispatch, roles), names.go the names, markers and
 // passwords, schema.go schema isolation, database.go database isolation
-// (cloning the template), collect.go orphan collection, check.go the probe
-// of appHost for session state leaking through a pooler.
+// (cloning the template), createschema.go the event trigger that confines
+// preview roles given CREATE on the database (Options.AllowCreateSchema),
+// collect.go orphan collection, check.go the probe of appHost for session
+// state leaking through a pooler.
 package postgres

@@ -72,6 +72,27 @@ type Options struct {
 	// refuses it: its session advisory lock (withSessionLock) would not
 	// be kept by a transaction pooler. Default false.
 	AdminPooled bool
+	// AllowCreateSchema (schema isolation only) lets apps written for a
+	// setup without previewd run unmodified: a migrator that sends
+	// CREATE SCHEMA IF NOT EXISTS "<DATABASE_SCHEMA>" on every run fails
+	// without it ("permission denied for database"), since PostgreSQL
+	// checks CREATE on the database before it looks at IF NOT EXISTS.
+	// Each role then gets CREATE on the admin database, which on its own
+	// would let a preview create any schema (another environment's name
+	// before that environment exists, or one production later adopts with
+	// IF NOT EXISTS), rename its own, install trusted extensions and
+	// create publications. So before granting it, Ensure installs an
+	// event trigger (see createschema.go; it needs a superuser adminURL,
+	// and Ensure fails with a clear error otherwise) that refuses all of
+	// that for preview roles: a preview may create only its own schema
+	// (so IF NOT EXISTS of it is a no-op, and one it dropped it may make
+	// again, marked as its own). The trade-off: preview roles hold a
+	// database privilege whose limits rest on that trigger (a superuser
+	// could disable it), extensions the app creates must exist already,
+	// and previewd keeps a schema "previewd" (the trigger's function) in
+	// the admin database. Turned off again, Ensure revokes the privilege.
+	// IsolationDatabase refuses it. Default false.
+	AllowCreateSchema bool
 	// MaxConns is the admin connection pool's size. Default 8.
 	MaxConns int32
 	// Instance is written into the marker of every object made, and
@@ -105,13 +126,14 @@ type Provider struct {
 	instance  string // Options.Instance
 	owner     string // Options.Owner
 
-	pool      *pgxpool.Pool
-	adminCfg  *pgx.ConnConfig
-	pooled    bool // Options.AdminPooled
-	adminDB   string
-	adminUser string
-	appHost   string // host:port in DATABASE_URL
-	sslmode   string
+	pool        *pgxpool.Pool
+	adminCfg    *pgx.ConnConfig
+	pooled      bool // Options.AdminPooled
+	allowCreate bool // Options.AllowCreateSchema
+	adminDB     string
+	adminUser   string
+	appHost     string // host:port in DATABASE_URL
+	sslmode     string
 
 	prodURL  string
 	prodDB   string
@@ -149,18 +171,19 @@ var (
 // connects on first use, so a provider is cheap to make in a CLI.
 func New(ctx context.Context, o Options) (*Provider, error) {
 	p := &Provider{
-		isolation: o.Isolation,
-		template:  o.Template,
-		connLimit: o.ConnectionLimit,
-		secret:    append([]byte(nil), o.PasswordSecret...),
-		wait:      o.TemplateWait,
-		log:       o.Logger,
-		prodURL:   o.ProductionURL,
-		strategy:  "FILE_COPY",
-		hook:      o.Hook,
-		instance:  o.Instance,
-		owner:     o.Owner,
-		pooled:    o.AdminPooled,
+		isolation:   o.Isolation,
+		template:    o.Template,
+		connLimit:   o.ConnectionLimit,
+		secret:      append([]byte(nil), o.PasswordSecret...),
+		wait:        o.TemplateWait,
+		log:         o.Logger,
+		prodURL:     o.ProductionURL,
+		strategy:    "FILE_COPY",
+		hook:        o.Hook,
+		instance:    o.Instance,
+		owner:       o.Owner,
+		pooled:      o.AdminPooled,
+		allowCreate: o.AllowCreateSchema,
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -187,6 +210,8 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		return nil, fmt.Errorf("postgres: MaxConns %d: want at least 1", maxConns)
 	case o.AdminPooled && p.isolation == IsolationDatabase:
 		return nil, errors.New("postgres: AdminPooled needs schema isolation: database isolation holds a session advisory lock around CREATE and DROP DATABASE, which a transaction pooler does not keep")
+	case o.AllowCreateSchema && p.isolation == IsolationDatabase:
+		return nil, errors.New("postgres: AllowCreateSchema needs schema isolation: in database isolation each role owns its database and may already create schemas in it")
 	case o.Owner != "" && o.Owner != OwnerCLI:
 		return nil, fmt.Errorf("postgres: Owner %q: want empty or %s", o.Owner, OwnerCLI)
 	case checkLiteral(o.Instance) != nil || strings.ContainsAny(o.Instance, "/="):
@@ -432,6 +457,7 @@ type state struct {
 	schemaComment string
 	schemaOwner   string
 	connectGrant  bool // the role has an explicit CONNECT on the admin database
+	createGrant   bool // the role has CREATE on the admin database (AllowCreateSchema)
 	adminSuper    bool // previewd's own role is a superuser
 }
 
@@ -440,6 +466,8 @@ const sqlInspect = `SELECT
   n.oid IS NOT NULL, COALESCE(obj_description(n.oid, 'pg_namespace'), ''), COALESCE(pg_get_userbyid(n.nspowner), ''),
   EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
           WHERE d.datname = current_database() AND a.grantee = r.oid AND a.privilege_type = 'CONNECT'),
+  EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
+          WHERE d.datname = current_database() AND a.grantee = r.oid AND a.privilege_type = 'CREATE'),
   (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
 FROM (SELECT $1::text AS name) q
 LEFT JOIN pg_roles r ON r.rolname = q.name
@@ -447,7 +475,7 @@ LEFT JOIN pg_namespace n ON n.nspname = q.name`
 
 func inspect(ctx context.Context, q pgx.Tx, name string) (state, error) {
 	var s state
-	err := q.QueryRow(ctx, sqlInspect, name).Scan(&s.roleExists, &s.roleComment, &s.schemaExists, &s.schemaComment, &s.schemaOwner, &s.connectGrant, &s.adminSuper)
+	err := q.QueryRow(ctx, sqlInspect, name).Scan(&s.roleExists, &s.roleComment, &s.schemaExists, &s.schemaComment, &s.schemaOwner, &s.connectGrant, &s.createGrant, &s.adminSuper)
 	return s, err
 }
 

@@ -646,16 +646,17 @@ func TestNewErrors(t *testing.T) {
 		mod  func(*Options)
 		want string
 	}{
-		"no secret":      {mod: func(c *Options) { c.PasswordSecret = nil }, want: "PasswordSecret"},
-		"bad isolation":  {mod: func(c *Options) { c.Isolation = "table" }, want: "Isolation"},
-		"template is db": {mod: func(c *Options) { c.Isolation = "database"; c.Template = "db" }, want: "Template"},
-		"bad url":        {mod: func(c *Options) { c.AdminURL = "postgres://a@h:notaport/db" }, want: "AdminURL"},
-		"no url":         {mod: func(c *Options) { c.AdminURL = "" }, want: "AdminURL"},
-		"bad appHost":    {mod: func(c *Options) { c.AppHost = "user@host:1" }, want: "AppHost"},
-		"bad connlimit":  {mod: func(c *Options) { c.ConnectionLimit = -1 }, want: "ConnectionLimit"},
-		"bad production": {mod: func(c *Options) { c.ProductionURL = "postgres://a@h:x/db" }, want: "ProductionURL"},
-		"bad maxconns":   {mod: func(c *Options) { c.MaxConns = -1 }, want: "MaxConns"},
-		"defaults":       {mod: func(*Options) {}},
+		"no secret":                    {mod: func(c *Options) { c.PasswordSecret = nil }, want: "PasswordSecret"},
+		"bad isolation":                {mod: func(c *Options) { c.Isolation = "table" }, want: "Isolation"},
+		"template is db":               {mod: func(c *Options) { c.Isolation = "database"; c.Template = "db" }, want: "Template"},
+		"bad url":                      {mod: func(c *Options) { c.AdminURL = "postgres://a@h:notaport/db" }, want: "AdminURL"},
+		"no url":                       {mod: func(c *Options) { c.AdminURL = "" }, want: "AdminURL"},
+		"bad appHost":                  {mod: func(c *Options) { c.AppHost = "user@host:1" }, want: "AppHost"},
+		"bad connlimit":                {mod: func(c *Options) { c.ConnectionLimit = -1 }, want: "ConnectionLimit"},
+		"bad production":               {mod: func(c *Options) { c.ProductionURL = "postgres://a@h:x/db" }, want: "ProductionURL"},
+		"bad maxconns":                 {mod: func(c *Options) { c.MaxConns = -1 }, want: "MaxConns"},
+		"create schema, database mode": {mod: func(c *Options) { c.Isolation = "database"; c.AllowCreateSchema = true }, want: "AllowCreateSchema needs schema isolation"},
+		"defaults":                     {mod: func(*Options) {}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := ok

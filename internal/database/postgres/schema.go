@@ -35,6 +35,12 @@ func (p *Provider) ensureSchemaMarked(ctx context.Context, key, name, m string) 
 	if s.schemaExists && !p.ours(key, s.schemaComment) {
 		return fmt.Errorf("postgres: schema %q %w (comment %q)", name, ErrForeign, s.schemaComment)
 	}
+	if s.schemaExists && takenBy(key, s.schemaOwner) {
+		// Its owner may have written the marker: a role with CREATE on
+		// the database (AllowCreateSchema without its trigger) could make
+		// another environment's schema, mark it, and leave objects in it.
+		return fmt.Errorf("postgres: schema %q %w: it is owned by %q, another environment's role", name, ErrForeign, s.schemaOwner)
+	}
 	if m == "" {
 		// One marker for both: the CLI's if either was.
 		m = p.marker(key, s.roleComment)
@@ -60,9 +66,30 @@ func (p *Provider) ensureSchemaMarked(ctx context.Context, key, name, m string) 
 	// The schema carries the role's marker ($2).
 	fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", r)
 	fmt.Fprintf(&b, "ALTER ROLE %s SET search_path TO %s;\n", r, r)
+	if p.allowCreate {
+		// The trigger first, in this transaction: no grant is committed
+		// without it.
+		if err := p.ensureConfined(ctx, tx); err != nil {
+			return err
+		}
+	}
+	var privs []string
 	if !s.connectGrant {
+		privs = append(privs, "CONNECT")
+	}
+	if p.allowCreate && !s.createGrant {
+		privs = append(privs, "CREATE")
+	}
+	if len(privs) > 0 {
 		b.WriteString(sqlGlobalLock)
-		fmt.Fprintf(&b, "GRANT CONNECT ON DATABASE %s TO %s;\n", ident(p.adminDB), r)
+		fmt.Fprintf(&b, "GRANT %s ON DATABASE %s TO %s;\n", strings.Join(privs, ", "), ident(p.adminDB), r)
+	}
+	if !p.allowCreate && s.createGrant {
+		// AllowCreateSchema was turned off.
+		if len(privs) == 0 {
+			b.WriteString(sqlGlobalLock)
+		}
+		fmt.Fprintf(&b, "REVOKE CREATE ON DATABASE %s FROM %s;\n", ident(p.adminDB), r)
 	}
 	if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
@@ -77,6 +104,13 @@ func (p *Provider) ensureSchemaMarked(ctx context.Context, key, name, m string) 
 		return fmt.Errorf("postgres: creating role and schema %s: %w", name, err)
 	}
 	return nil
+}
+
+// takenBy reports whether owner, the owner of key's schema, is the role of
+// another environment (not key's own role or auxiliary role).
+func takenBy(key, owner string) bool {
+	k, _, ok := ownerKey(owner)
+	return ok && k != key
 }
 
 // checkNoCreateElsewhere fails (and so rolls back) if role may create
@@ -140,9 +174,17 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 		}
 		fmt.Fprintf(&b, "DROP SCHEMA IF EXISTS %s CASCADE;\n", r)
 	}
+	var made []string // schemas the role owns besides its own
 	if role && s.roleExists {
-		// DROP OWNED also revokes the role's CONNECT on this database,
-		// which rewrites its pg_database row.
+		err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(nspname::text ORDER BY nspname), '{}') FROM pg_namespace
+			WHERE nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1) AND nspname <> $1`, name).Scan(&made)
+		if err != nil {
+			return fmt.Errorf("postgres: listing %s's schemas: %w", name, err)
+		}
+		// DROP OWNED drops them (every object the role owns in this
+		// database, found as pg_namespace.nspowner is), and also revokes
+		// the role's CONNECT and CREATE on this database, which rewrites
+		// its pg_database row.
 		b.WriteString(sqlGlobalLock)
 		fmt.Fprintf(&b, "DROP OWNED BY %s CASCADE;\n", r)
 		fmt.Fprintf(&b, "DROP ROLE IF EXISTS %s;\n", r)
@@ -156,7 +198,7 @@ func (p *Provider) dropRoleAndSchema(ctx context.Context, key, name string, role
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: dropping %s: %w", name, err)
 	}
-	p.log.Info("dropped", "name", name, "role", role, "schema", schema)
+	p.log.Info("dropped", "name", name, "role", role, "schema", schema, "owned", made)
 	return nil
 }
 
