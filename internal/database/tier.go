@@ -40,7 +40,7 @@ var (
 
 // NewTiered returns a provider over tiers, the first being the default.
 // unavailable says, by tier name, why a known tier is not offered (for
-// Resolve's message), e.g. "no database.postgres.template".
+// Resolve's error), e.g. "no database.postgres.template".
 func NewTiered(tiers []Tier, unavailable map[string]string) (*Tiered, error) {
 	if len(tiers) == 0 {
 		return nil, errors.New("database: a tiered provider needs at least one tier")
@@ -94,26 +94,25 @@ func (d *Tiered) tier(name string) *Tier {
 }
 
 // Resolve returns the tier a source asking for asked (env.Source.DBTier)
-// gets: asked when it is offered, else the default, with a note for the
-// pull request saying why (an unknown tier, several asked at once, a tier
-// not offered). Empty asks for the default, without a note.
-func (d *Tiered) Resolve(asked string) (tier, note string) {
-	def := d.Default()
+// gets: the default for empty, asked when it is offered, and otherwise an
+// error for the pull request saying why (an unknown tier, several asked
+// at once, a tier not offered here).
+func (d *Tiered) Resolve(asked string) (string, error) {
 	switch {
 	case asked == "":
-		return def, ""
+		return d.Default(), nil
 	case d.tier(asked) != nil:
-		return asked, ""
+		return asked, nil
 	case strings.Contains(asked, ","):
-		return def, fmt.Sprintf("the labels ask for several database tiers (%s): using the default, %s", asked, def)
+		return "", fmt.Errorf("the labels ask for several database tiers (%s)", asked)
 	case !env.KnownDBTier(asked):
-		return def, fmt.Sprintf("unknown database tier %q: want %s, %s or %s; using the default, %s", asked, env.DBTierSchema, env.DBTierClone, env.DBTierEmpty, def)
+		return "", fmt.Errorf("unknown database tier %q: want %s, %s or %s", asked, env.DBTierSchema, env.DBTierClone, env.DBTierEmpty)
 	}
 	why := d.unavailable[asked]
 	if why == "" {
 		why = "not configured"
 	}
-	return def, fmt.Sprintf("database tier %s is not offered (%s): using the default, %s", asked, why, def)
+	return "", fmt.Errorf("database tier %s is not offered: %s", asked, why)
 }
 
 // Items implements Provider: t.Tier's items; none for a tier it does not

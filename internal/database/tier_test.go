@@ -199,8 +199,8 @@ func TestTieredRouting(t *testing.T) {
 	}
 }
 
-// TestTieredResolve: what a source's DBTier resolves to, and the note the
-// pull request gets when it is not what was asked.
+// TestTieredResolve: what a source's DBTier resolves to, and the error
+// the pull request gets when it cannot have it.
 func TestTieredResolve(t *testing.T) {
 	d, err := database.NewTiered([]database.Tier{
 		{Name: env.DBTierSchema, Provider: database.None{}, Kinds: []env.ItemKind{env.ItemSchema}},
@@ -209,17 +209,21 @@ func TestTieredResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for asked, want := range map[string]struct{ tier, note string }{
+	for asked, want := range map[string]struct{ tier, err string }{
 		"":              {env.DBTierSchema, ""},
 		"schema":        {env.DBTierSchema, ""},
 		"empty":         {env.DBTierEmpty, ""},
-		"clone":         {env.DBTierSchema, "database tier clone is not offered (no database.postgres.template): using the default, schema"},
-		"clnoe":         {env.DBTierSchema, `unknown database tier "clnoe": want schema, clone or empty; using the default, schema`},
-		"empty, schema": {env.DBTierSchema, "the labels ask for several database tiers (empty, schema): using the default, schema"},
+		"clone":         {"", "database tier clone is not offered: no database.postgres.template"},
+		"clnoe":         {"", `unknown database tier "clnoe": want schema, clone or empty`},
+		"empty, schema": {"", "the labels ask for several database tiers (empty, schema)"},
 	} {
-		tier, note := d.Resolve(asked)
-		if tier != want.tier || note != want.note {
-			t.Errorf("Resolve(%q) = %q, %q; want %q, %q", asked, tier, note, want.tier, want.note)
+		tier, err := d.Resolve(asked)
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		if tier != want.tier || msg != want.err {
+			t.Errorf("Resolve(%q) = %q, %q; want %q, %q", asked, tier, msg, want.tier, want.err)
 		}
 	}
 	for name, tiers := range map[string][]database.Tier{
