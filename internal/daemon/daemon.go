@@ -180,7 +180,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	}
 	if sz, ok := d.db.(database.Sizer); ok {
 		so.DatabaseSize = func(ctx context.Context, key string) (int64, error) {
-			return sz.Size(ctx, database.Target{Key: key, Production: key == env.ProductionKey})
+			t := database.Target{Key: key, Production: key == env.ProductionKey}
+			// A tiered provider sizes the tier the database was made with.
+			if r, err := st.GetRecord(ctx, key); err == nil && !t.Production {
+				t.Tier = r.DBTier
+			}
+			return sz.Size(ctx, t)
 		}
 	}
 	rd := readiness{synced: d.synced}

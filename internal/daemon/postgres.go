@@ -12,14 +12,30 @@ import (
 )
 
 // openPostgres returns the postgres provider for database.postgres;
-// owner is postgres.OwnerCLI for the db commands.
+// owner is postgres.OwnerCLI for the db commands. Serve's is tiered
+// (postgres.NewTiered: schema, clone, empty; the default is what
+// isolation and template say), so a pull request's preview:db=<tier>
+// label can choose; the db commands make the default tier's.
 func openPostgres(ctx context.Context, cfg *config.Config, owner string) (database.Provider, error) {
 	o, err := postgresOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	o.Owner = owner
+	if owner == "" {
+		return postgres.NewTiered(ctx, o)
+	}
 	return postgres.New(ctx, o)
+}
+
+// pgProvider returns db's postgres provider: db itself, or a tiered
+// provider's default tier's (whose isolation is the configured one).
+func pgProvider(db database.Provider) (*postgres.Provider, bool) {
+	if t, ok := db.(*database.Tiered); ok {
+		db = t.Provider("")
+	}
+	p, ok := db.(*postgres.Provider)
+	return p, ok
 }
 
 // postgresOptions maps database.postgres to the provider's options. Role
@@ -59,6 +75,9 @@ type poolingChecker interface {
 // CheckPooling runs db's pooling check (`previewd db check`, and serve at
 // start). ok is false for a provider without one (sqlite, none).
 func CheckPooling(ctx context.Context, db database.Provider) (c postgres.PoolingCheck, ok bool, err error) {
+	if p, isPG := pgProvider(db); isPG {
+		db = p
+	}
 	pc, ok := db.(poolingChecker)
 	if !ok {
 		return postgres.PoolingCheck{}, false, nil
@@ -80,7 +99,7 @@ func LogPoolingCheck(ctx context.Context, db database.Provider, log *slog.Logger
 	// the admin database (often production's); there a leaked
 	// search_path stays inside the environment's own database anyway, so
 	// only `previewd db check`, run on purpose, looks.
-	if p, ok := db.(*postgres.Provider); ok && p.Isolation() == postgres.IsolationDatabase {
+	if p, ok := pgProvider(db); ok && p.Isolation() == postgres.IsolationDatabase {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, poolingCheckTimeout)
@@ -105,7 +124,7 @@ func LogPoolingCheck(ctx context.Context, db database.Provider, log *slog.Logger
 // warnPublicConnect logs, once at start, postgres.Provider.PublicConnect's
 // warning, or why it could not check.
 func warnPublicConnect(ctx context.Context, db database.Provider, log *slog.Logger) {
-	p, ok := db.(*postgres.Provider)
+	p, ok := pgProvider(db)
 	if !ok {
 		return
 	}

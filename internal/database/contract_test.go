@@ -39,8 +39,9 @@ type kind struct {
 func TestContract(t *testing.T) {
 	for name, open := range map[string]func(t *testing.T) kind{
 		"sqlite":            openSQLite,
-		"postgres/schema":   func(t *testing.T) kind { return openPostgres(t, postgres.IsolationSchema) },
-		"postgres/database": func(t *testing.T) kind { return openPostgres(t, postgres.IsolationDatabase) },
+		"postgres/schema":   func(t *testing.T) kind { return openPostgres(t, postgres.IsolationSchema, false) },
+		"postgres/database": func(t *testing.T) kind { return openPostgres(t, postgres.IsolationDatabase, false) },
+		"postgres/tiered":   func(t *testing.T) kind { return openPostgres(t, postgres.IsolationSchema, true) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			k := open(t)
@@ -136,22 +137,34 @@ func openSQLite(t *testing.T) kind {
 	}
 }
 
-func openPostgres(t *testing.T, isolation string) kind {
+// openPostgres returns the postgres provider of isolation or, when
+// tiered, the tiered provider whose default that is.
+func openPostgres(t *testing.T, isolation string, tiered bool) kind {
 	c := pgtest.Shared(t)
 	db := c.NewDatabase(t)
 	ctx := t.Context()
 	if err := c.Exec(ctx, db, "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
-	p, err := postgres.New(ctx, postgres.Options{
+	o := postgres.Options{
 		AdminURL:       c.AdminURLFor(db),
 		Isolation:      isolation,
 		PasswordSecret: []byte("contract-test"),
-	})
+	}
+	p, err := postgres.New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
+	var under database.Provider = p
+	if tiered {
+		d, err := postgres.NewTiered(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		under = d
+	}
 	t.Cleanup(func() { // roles are the cluster's: leave none to the next test
 		if _, err := p.Collect(context.WithoutCancel(ctx), nil); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -170,7 +183,7 @@ func openPostgres(t *testing.T, isolation string) kind {
 		return n
 	}
 	return kind{
-		p: p,
+		p: under,
 		prodItems: []env.Item{
 			{Kind: env.ItemRole, Name: pgtest.AdminUser},
 			{Kind: env.ItemDatabase, Name: db},
@@ -201,7 +214,7 @@ func openPostgres(t *testing.T, isolation string) kind {
 					t.Errorf("dropping the foreign object: %v", err)
 				}
 			})
-			return p.Items(database.Target{Key: key}), func() bool { return count(q, name) == 1 }
+			return under.Items(database.Target{Key: key}), func() bool { return count(q, name) == 1 }
 		},
 	}
 }

@@ -15,6 +15,10 @@ import (
 type Target struct {
 	Key        string
 	Production bool
+	// Tier is the database tier (env.DBTierSchema...) a Tiered provider
+	// uses; empty is its default. Other providers have one tier and
+	// ignore it.
+	Tier string
 }
 
 // Conn is what an environment's processes need to reach its database.

@@ -3,6 +3,10 @@
 // in sub-packages: sqlite (one file each) and postgres (one schema or one
 // database, each with its own role).
 //
+// A Tiered provider holds one Provider per database tier (a schema, a
+// database cloned from the template, an empty database) and routes by
+// Target.Tier, so a pull request can choose its tier (preview:db=<tier>).
+//
 // Production is special everywhere: a provider returns no inventory items
 // for production and refuses to drop anything that is production's, so no
 // code path can drop it.

@@ -61,6 +61,26 @@ type Source struct {
 	// Keep is true when the change carries lifecycle.keepLabel: its
 	// preview never sleeps or expires.
 	Keep bool `json:"keep,omitempty"`
+	// DBTier is the database tier the change asks for (a preview:db=<tier>
+	// label): one of the DBTier constants, or empty for the configured
+	// default. Anything else is what the labels said, kept so that the
+	// reconciler can say why it used the default instead.
+	DBTier string `json:"dbTier,omitempty"`
+}
+
+// The database tiers a pull request can ask for (label preview:db=<tier>).
+const (
+	// DBTierSchema is a schema of its own in the shared database.
+	DBTierSchema = "schema"
+	// DBTierClone is a database of its own cloned from the template.
+	DBTierClone = "clone"
+	// DBTierEmpty is an empty database of its own.
+	DBTierEmpty = "empty"
+)
+
+// KnownDBTier reports whether tier is one of the DBTier constants.
+func KnownDBTier(tier string) bool {
+	return tier == DBTierSchema || tier == DBTierClone || tier == DBTierEmpty
 }
 
 // Production reports whether the source is the production branch.

@@ -238,6 +238,9 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	}
 
 	target := database.Target{Key: key, Production: src.Production()}
+	if err := r.provisionTier(ctx, o, plan, &target, rel); err != nil {
+		return Result{}, err
+	}
 	for _, it := range r.o.Database.Items(target) {
 		if err := r.o.Store.PutItem(ctx, key, it); err != nil {
 			return Result{}, err

@@ -145,6 +145,8 @@ type Observed struct {
 	// Now is when the state was gathered; restarts older than
 	// RestartWindow do not count towards MaxRestarts.
 	Now time.Time
+	// Tier is the database tier asked for and the one made (tier.go).
+	Tier Tiers
 }
 
 // live reports whether the stored environment exists and is not removed.
@@ -237,6 +239,9 @@ func decide(o Observed) Plan {
 			return queue(o)
 		}
 		return Plan{Action: Deploy, Source: d, Reason: ReasonNewCommit, Message: fmt.Sprintf("new commit %s (was %s)", short, env.ShortSHA(rec.SHA))}
+	}
+	if p, ok := tierChange(o); ok {
+		return p
 	}
 	switch rec.Status {
 	case env.StatusSleeping:

@@ -499,6 +499,7 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 	default:
 		o.Record = &rec
 	}
+	o.Tier = r.tiersOf(o)
 	if o.Items, err = r.o.Store.Items(ctx, key); err != nil {
 		return o, req, err
 	}

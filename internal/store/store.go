@@ -129,6 +129,10 @@ type Record struct {
 	ExtendUntil time.Time
 	// WarnedFor is the expiry the last TTL warning was about.
 	WarnedFor time.Time
+	// DBTier is the database tier (env.DBTierSchema...) the environment's
+	// database was made with; empty before one was, or when the provider
+	// has one tier.
+	DBTier string
 }
 
 // GetRecord returns the environment with its private fields, or
@@ -163,7 +167,7 @@ func (s *Store) LiveRecords(ctx context.Context) ([]Record, error) {
 	return out, rows.Err()
 }
 
-const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for`
+const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for, db_tier`
 
 // scanRecord reads a row of recordColumns.
 func scanRecord(row scanner) (Record, error) {
@@ -173,7 +177,7 @@ func scanRecord(row scanner) (Record, error) {
 		err                       error
 		queued, extend, warnedFor sql.NullInt64
 	)
-	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor)
+	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor, &r.DBTier)
 	if err != nil {
 		return r, err
 	}
@@ -219,6 +223,7 @@ ON CONFLICT (key) DO UPDATE SET
 	queued_at    = CASE WHEN environments.deleted_at IS NULL THEN environments.queued_at ELSE NULL END,
 	extend_until = CASE WHEN environments.deleted_at IS NULL THEN environments.extend_until ELSE NULL END,
 	warned_for   = CASE WHEN environments.deleted_at IS NULL THEN environments.warned_for ELSE NULL END,
+	db_tier      = CASE WHEN environments.deleted_at IS NULL THEN environments.db_tier ELSE '' END,
 	kept         = CASE WHEN environments.deleted_at IS NULL THEN environments.kept ELSE 0 END,
 	run_s        = CASE WHEN environments.deleted_at IS NULL THEN environments.run_s ELSE 0 END,
 	cpu_s        = CASE WHEN environments.deleted_at IS NULL THEN environments.cpu_s ELSE 0 END,
@@ -252,6 +257,8 @@ type Update struct {
 	ExtendUntil *time.Time
 	WarnedFor   *time.Time
 	Kept        *bool
+	// DBTier is the tier the database was made with (Record.DBTier).
+	DBTier *string
 }
 
 // Set applies u to the environment.
@@ -310,6 +317,9 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 			k = 1
 		}
 		add("kept", k)
+	}
+	if u.DBTier != nil {
+		add("db_tier", *u.DBTier)
 	}
 	q += ` WHERE key = ?`
 	args = append(args, key)

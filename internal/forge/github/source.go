@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -529,7 +530,31 @@ func (s *Source) toSource(pr *pull) (env.Source, bool) {
 		Fork:    s.isFork(pr),
 		Trusted: d.Trusted,
 		Keep:    s.o.KeepLabel != "" && hasLabel(pr, s.o.KeepLabel),
+		DBTier:  dbTierOf(pr),
 	}, true
+}
+
+// DBTierLabel is the prefix of the labels that choose a pull request's
+// database tier: preview:db=schema, preview:db=clone, preview:db=empty.
+const DBTierLabel = "preview:db="
+
+// dbTierOf returns the tier pr's DBTierLabel labels ask for (any case),
+// or "" when none does. Several different ones, or an unknown tier, are
+// returned as written (joined with ", "): the reconciler then uses the
+// default tier and says why on the PR, rather than guessing.
+func dbTierOf(pr *pull) string {
+	var tiers []string
+	for _, l := range pr.Labels {
+		if len(l.Name) < len(DBTierLabel) || !strings.EqualFold(l.Name[:len(DBTierLabel)], DBTierLabel) {
+			continue
+		}
+		t := strings.ToLower(strings.TrimSpace(l.Name[len(DBTierLabel):]))
+		if !slices.Contains(tiers, t) {
+			tiers = append(tiers, t)
+		}
+	}
+	sort.Strings(tiers)
+	return strings.Join(tiers, ", ")
 }
 
 // hasLabel reports whether pr carries the label name (any case).

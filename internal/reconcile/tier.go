@@ -1,0 +1,144 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/inventory"
+	"github.com/previewd/previewd/internal/store"
+)
+
+// ReasonDBTierChanged (Deploy): the pull request asks for another
+// database tier (a preview:db=<tier> label) than its database was made
+// with; it is re-provisioned.
+const ReasonDBTierChanged = "DBTierChanged"
+
+// Tiers is what Decide knows of a key's database tier. Both are empty
+// when the database provider has one tier, and for production, which
+// never changes tier.
+type Tiers struct {
+	// Want is the tier the desired source gets: its label's, the default
+	// without one, and Made when the provider cannot give what the label
+	// asks (a typo must not re-create the data).
+	Want string
+	// Made is the tier the database was made with (store.Record.DBTier),
+	// or the default when none is recorded (made before tiers, or not
+	// made yet).
+	Made string
+}
+
+// tiered is a database provider with several tiers (database.Tiered).
+type tiered interface {
+	Default() string
+	Resolve(asked string) (string, error)
+}
+
+// tiersOf returns o's Tiers, for gather, from the provider's tiers and
+// the desired source and record already in o.
+func (r *Reconciler) tiersOf(o Observed) Tiers {
+	td, ok := r.o.Database.(tiered)
+	if !ok || o.production() {
+		return Tiers{}
+	}
+	t := Tiers{Made: td.Default()}
+	if o.Record != nil && o.Record.DBTier != "" {
+		t.Made = o.Record.DBTier
+	}
+	t.Want = t.Made
+	if o.Desired != nil {
+		if want, err := td.Resolve(o.Desired.DBTier); err == nil {
+			t.Want = want
+		}
+	}
+	return t
+}
+
+// tierChange is Decide's plan for a live preview, ready or failed at its
+// desired SHA, whose database tier is not the one asked for: deploy it
+// again, which re-provisions the database (see provisionTier). A preview
+// in another state gets the new tier at its next deploy (a sleeping one
+// wakes at its old tier, and is then re-deployed). Production never
+// changes tier.
+func tierChange(o Observed) (Plan, bool) {
+	t := o.Tier
+	if t.Want == t.Made || !o.live() || o.production() || o.Desired == nil {
+		return Plan{}, false
+	}
+	switch o.Record.Status {
+	case env.StatusReady, env.StatusFailed:
+	default:
+		return Plan{}, false
+	}
+	return Plan{Action: Deploy, Source: *o.Desired, Reason: ReasonDBTierChanged,
+		Message: fmt.Sprintf("database tier changed: %s → %s", t.Made, t.Want)}, true
+}
+
+// provisionTier chooses target's tier for a deploy, before the database
+// is ensured, and says on rel what the pull request should know. A
+// restart or wake keeps the tier the database was made with (it does not
+// migrate). A deploy at another tier first drops the old tier's database
+// items (through the provider, then from the inventory; what is left
+// stays recorded and the deploy fails, to be retried), and records the
+// new tier, so that Ensure then makes the new database and migrate fills
+// it. Production never changes tier, and nothing of it is dropped.
+func (r *Reconciler) provisionTier(ctx context.Context, o Observed, plan Plan, target *database.Target, rel *env.Release) error {
+	src := plan.Source
+	if target.Production || src.Production() || src.Key == env.ProductionKey {
+		target.Tier = ""
+		return nil
+	}
+	td, ok := r.o.Database.(tiered)
+	if !ok {
+		if src.DBTier != "" {
+			rel.Warnings = append(rel.Warnings, fmt.Sprintf("label preview:db=%s ignored: this database has one tier", src.DBTier))
+		}
+		return nil
+	}
+	made := o.Tier.Made
+	if made == "" {
+		made = td.Default()
+	}
+	want, err := td.Resolve(src.DBTier)
+	if err != nil {
+		want = made
+		rel.Warnings = append(rel.Warnings, fmt.Sprintf("label preview:db=%s ignored: %v; the database stays at tier %s", src.DBTier, err, made))
+	}
+	if plan.Action == Restart || plan.Action == Wake {
+		target.Tier = made
+		return nil
+	}
+	target.Tier = want
+	if want != made {
+		if old := dbItems(o.Items); len(old) > 0 {
+			r.log.Info("changing database tier", "env", src.Key, "from", made, "to", want)
+			if err := r.dropTier(ctx, src.Key, old); err != nil {
+				return fmt.Errorf("dropping the %s database to change tier: %w", made, err)
+			}
+			rel.Warnings = append(rel.Warnings, fmt.Sprintf("database tier changed from %s to %s; data re-created", made, want))
+		}
+	}
+	if o.Record == nil || o.Record.DBTier != want {
+		if err := r.o.Store.Set(ctx, src.Key, store.Update{DBTier: &want}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropTier drops items, a tier's database, and forgets in the inventory
+// those that are gone.
+func (r *Reconciler) dropTier(ctx context.Context, key string, items []env.Item) error {
+	err := r.o.Database.Drop(ctx, items)
+	left := database.Left(items, err)
+	for _, it := range items {
+		if inventory.Has(left, inventory.IDOf(it)) {
+			continue
+		}
+		if derr := r.o.Store.DeleteItem(ctx, key, it); derr != nil && err == nil {
+			err = derr
+		}
+	}
+	return err
+}
