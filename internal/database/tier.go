@@ -239,3 +239,30 @@ func (d *Tiered) Collect(ctx context.Context, live map[string]bool) ([]string, e
 	}
 	return removed, errors.Join(errs...)
 }
+
+// RehearsalItems implements Rehearser with t.Tier's provider, when it
+// rehearses.
+func (d *Tiered) RehearsalItems(t Target) []env.Item {
+	if tr := d.tier(t.Tier); tr != nil {
+		if rh, ok := tr.Provider.(Rehearser); ok {
+			return rh.RehearsalItems(t)
+		}
+	}
+	return nil
+}
+
+// Rehearse implements Rehearser with t.Tier's provider, when it
+// rehearses.
+func (d *Tiered) Rehearse(ctx context.Context, t Target, o RehearseOptions, migrate func(context.Context, Conn) error) (env.Rehearsal, error) {
+	tr := d.tier(t.Tier)
+	if tr == nil {
+		return env.Rehearsal{}, fmt.Errorf("database tier %q is not offered", t.Tier)
+	}
+	rh, ok := tr.Provider.(Rehearser)
+	if !ok {
+		return env.Rehearsal{}, fmt.Errorf("database tier %s does not rehearse migrations", tr.Name)
+	}
+	return rh.Rehearse(ctx, t, o, migrate)
+}
+
+var _ Rehearser = (*Tiered)(nil)
