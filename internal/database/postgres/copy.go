@@ -143,6 +143,8 @@ type seqInfo struct {
 	OwnerSchema, OwnerTable, OwnerCol, DepTyp string
 }
 
+// defInfo is an object the server defines: its schema, its table (for a
+// routine: its signature, regprocedure's output), name and definition.
 type defInfo struct{ Schema, Table, Name, Def string }
 
 type columnInfo struct {
@@ -282,7 +284,7 @@ func readCatalog(ctx context.Context, tx pgx.Tx, want map[string]string) (*catal
 		return nil, fmt.Errorf("sequences: %w", err)
 	}
 
-	if err := q(`SELECT n.nspname, '', p.proname, pg_get_functiondef(p.oid)
+	if err := q(`SELECT n.nspname, p.oid::regprocedure::text, p.proname, pg_get_functiondef(p.oid)
 		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = ANY($1) AND p.prokind IN ('f', 'p') AND `+notExt("pg_proc", "p.oid")+` ORDER BY p.oid`, func(r pgx.CollectableRow) error {
 		var d defInfo
@@ -638,11 +640,7 @@ func (c *copier) run(st *CopyStats) error {
 		}
 	}
 	for _, f := range cat.funcs {
-		// pg_get_functiondef's header names the routine with its
-		// arguments: "CREATE OR REPLACE FUNCTION s.f(args)".
-		if sig := routineSignature(c.rewrite(f.Def)); sig != "" {
-			c.owner("ROUTINE", sig)
-		}
+		c.owner("ROUTINE", c.rewrite(f.Table))
 	}
 	for _, sql := range c.own {
 		if sql == "" {
@@ -653,31 +651,6 @@ func (c *copier) run(st *CopyStats) error {
 		}
 	}
 	return nil
-}
-
-// routineSignature returns the name and argument list of a
-// pg_get_functiondef output's header.
-func routineSignature(def string) string {
-	line, _, _ := strings.Cut(def, "\n")
-	for _, p := range []string{"CREATE OR REPLACE FUNCTION ", "CREATE OR REPLACE PROCEDURE "} {
-		if rest, ok := strings.CutPrefix(line, p); ok {
-			// The header ends at the argument list's closing parenthesis
-			// at depth 0.
-			depth := 0
-			for i := 0; i < len(rest); i++ {
-				switch rest[i] {
-				case '(':
-					depth++
-				case ')':
-					depth--
-					if depth == 0 {
-						return rest[:i+1]
-					}
-				}
-			}
-		}
-	}
-	return ""
 }
 
 func (c *copier) tableSQL(t tableInfo) string {
