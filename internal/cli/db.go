@@ -197,6 +197,7 @@ prints its variables, in --format:
 			return nil
 		},
 	}
+	var unmasked bool
 	refresh := &cobra.Command{
 		Use:   "refresh-template",
 		Short: "Replace the template with a fresh copy of production, masked and verified",
@@ -231,6 +232,10 @@ swapped; the command waits up to 30s for them to end, then names them.`,
 			if !ok {
 				return fmt.Errorf("database.kind %s: the provider cannot refresh a template", cfg.Database.Kind)
 			}
+			if len(cfg.Database.Postgres.Masking) == 0 && !unmasked {
+				return errors.New("database.postgres.masking is empty: every production row would reach the previews as it is; " +
+					"add masking for the columns that hold personal data, or pass --unmasked to refresh anyway")
+			}
 			// The config's masking, whatever the provider was built with.
 			rep, err := r.RefreshTemplateWith(c.Context(), cfg.Database.Postgres.Masking)
 			if err != nil {
@@ -240,6 +245,7 @@ swapped; the command waits up to 30s for them to end, then names them.`,
 			return nil
 		},
 	}
+	refresh.Flags().BoolVar(&unmasked, "unmasked", false, "refresh even though database.postgres.masking is empty")
 	cmd.AddCommand(create, migrate, drop, check, refresh)
 	return cmd
 }

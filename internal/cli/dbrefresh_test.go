@@ -71,6 +71,22 @@ func TestDBRefreshTemplate(t *testing.T) {
 	if got := emails(tpl); got != masked {
 		t.Errorf("after a failed refresh, template emails %q; want %q", got, masked)
 	}
+	noMasking := writeConfig(t, "dataDir: "+t.TempDir()+"\nforge: {git: {url: /tmp/repo}}\n"+
+		"database: {kind: postgres, postgres: {adminURL: '${REFRESH_ADMIN}', isolation: database, template: "+tpl+", passwordSecret: refresh-secret}}\n")
+	code, out, errs = run(t, "db", "refresh-template", "--config", noMasking)
+	if code == 0 || !strings.Contains(errs, "pass --unmasked") {
+		t.Errorf("without masking: exit %d, %q %q; want a refusal", code, out, errs)
+	}
+	if got := emails(tpl); got != masked {
+		t.Errorf("after a refused refresh, template emails %q; want %q", got, masked)
+	}
+	code, out, errs = run(t, "db", "refresh-template", "--config", noMasking, "--unmasked")
+	if code != 0 || !strings.Contains(out, "masked: nothing") {
+		t.Errorf("--unmasked: exit %d, %q %q", code, out, errs)
+	}
+	if got := emails(tpl); got != original {
+		t.Errorf("after --unmasked, template emails %q; want production's", got)
+	}
 	if got := emails(prod); got != original {
 		t.Errorf("production emails %q; want %q", got, original)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/previewd/previewd/internal/database"
@@ -390,7 +391,7 @@ SELECT count(*) FILTER (WHERE nonnull), count(*) FILTER (WHERE same) FROM u`, t,
 		}
 		if err := sp.QueryRow(ctx, sql).Scan(&f.NonNull, &f.Unchanged); err != nil {
 			rollbackQuiet(ctx, sp)
-			f.Err = err
+			f.Err = redactValue(err)
 			fails = append(fails, f)
 			continue
 		}
@@ -518,4 +519,19 @@ func (p *Provider) swapTemplate(ctx context.Context, conn *pgxpool.Conn, next, o
 func maskingErr(m map[string]string) error {
 	_, err := parseMasking(m)
 	return err
+}
+
+// redactValue returns err without the production value a server message
+// may end with (`invalid input syntax for type integer: "…"`), so that a
+// masking failure can be logged. The SQLSTATE stays.
+func redactValue(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	msg := pe.Message
+	if i := strings.Index(msg, `: "`); i >= 0 && strings.HasSuffix(msg, `"`) {
+		msg = msg[:i] + `: "…"`
+	}
+	return fmt.Errorf("%s: %s (SQLSTATE %s)", pe.Severity, msg, pe.Code)
 }

@@ -157,6 +157,7 @@ func TestRefreshTemplateFailuresKeepOld(t *testing.T) {
 		"some unchanged": {map[string]string{"users.email": "CASE WHEN id < 5 THEN email ELSE 'x' || id END"}, []string{"users.email: 4 of 40 non-null values unchanged"}},
 		"no column":      {map[string]string{"users.nope": "'x'", "nope.users.email": "'x'"}, []string{"nope.users.email: no column nope.users.email", "users.nope: no column public.users.nope"}},
 		"type":           {map[string]string{"users.id": "'not a number'"}, []string{"users.id: ERROR: invalid input syntax for type integer"}},
+		"value redacted": {map[string]string{"users.name": "email::int"}, []string{`users.name: ERROR: invalid input syntax for type integer: "…" (SQLSTATE 22P02)`}},
 		"both":           {map[string]string{"users.email": "email", "users.phone": "phone || 1/0"}, []string{"users.email: every value", "users.phone: ERROR: division by zero"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -172,6 +173,9 @@ func TestRefreshTemplateFailuresKeepOld(t *testing.T) {
 			}
 			if len(me.Failures) != len(tc.want) {
 				t.Errorf("failures %v; want %d", me.Failures, len(tc.want))
+			}
+			if strings.Contains(err.Error(), "@real.test") {
+				t.Errorf("error %q holds a production value", err)
 			}
 			if !strings.Contains(err.Error(), fmt.Sprintf("template %q kept as it was", tpl)) {
 				t.Errorf("error %q does not say the template was kept", err)
