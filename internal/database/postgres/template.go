@@ -535,3 +535,25 @@ func redactValue(err error) error {
 	}
 	return fmt.Errorf("%s: %s (SQLSTATE %s)", pe.Severity, msg, pe.Code)
 }
+
+// ScheduledRefresh is one refresh for serve's ticker (config
+// database.postgres.refreshTemplate.every): RefreshTemplate, with its
+// report or its error logged. Its error is RefreshTemplate's; the old
+// template then stays, and the next tick tries again.
+func (p *Provider) ScheduledRefresh(ctx context.Context) error {
+	rep, err := p.RefreshTemplate(ctx)
+	if err != nil {
+		p.log.Error("template refresh failed; the old template stays", "template", p.template, "took", rep.Took, "err", err)
+		return err
+	}
+	masked := make([]string, len(rep.Masked))
+	for i, m := range rep.Masked {
+		masked[i] = m.Column
+	}
+	p.log.Info("template refreshed", "template", rep.Template, "source", rep.Source, "tables", rep.Tables, "rows", rep.Rows,
+		"masked", strings.Join(masked, ","), "took", rep.Took)
+	for _, w := range rep.Warnings {
+		p.log.Warn("template refresh", "template", rep.Template, "warning", w)
+	}
+	return nil
+}

@@ -1,12 +1,16 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,4 +330,44 @@ func TestRefreshTemplateFromProductionURL(t *testing.T) {
 	if n := scalar[int64](f, tpl, "SELECT count(*) FROM users WHERE email LIKE '%@real.test'"); n != 0 {
 		t.Errorf("%d emails not masked", n)
 	}
+}
+
+// TestScheduledRefresh: a tick logs the report, or the failure naming the
+// column, without a production value.
+func TestScheduledRefresh(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	f, p, tpl := refreshFixture(t, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil))
+	})
+	if err := p.ScheduledRefresh(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.masking = map[string]string{"users.email": "email"}
+	if err := p.ScheduledRefresh(f.ctx); err == nil {
+		t.Fatal("a refresh with an identity masking succeeded")
+	}
+	mu.Lock()
+	logs := buf.String()
+	mu.Unlock()
+	for _, want := range []string{"msg=\"template refreshed\" template=" + tpl, "masked=billing.cards.number,public.users.email,public.users.name,public.users.phone",
+		"msg=\"template refresh failed; the old template stays\"", "users.email: every value unchanged"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs do not say %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "@real.test") {
+		t.Errorf("logs hold a production value:\n%s", logs)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
