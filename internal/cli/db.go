@@ -1,24 +1,28 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/daemon"
 	"github.com/previewd/previewd/internal/database"
+	"github.com/previewd/previewd/internal/database/postgres"
 	"github.com/previewd/previewd/internal/env"
 )
 
 func newDB() *cobra.Command {
 	var path, key string
 	cmd := &cobra.Command{
-		Use:   "db create|migrate|drop|check --config FILE [--key KEY]",
+		Use:   "db create|migrate|drop|check|refresh-template --config FILE [--key KEY]",
 		Short: "One environment's database step on its own, for CI pipelines",
 		Long: `create makes the environment's database if it is missing and prints its
 variables (--format text, github, dotenv or json); migrate also runs the
@@ -27,7 +31,9 @@ idempotent, use only the config's database section (and migrate), and run
 the same code as serve. check (no key) probes the PostgreSQL setup, as
 serve does at start: whether session state leaks between clients of one
 role at appHost (a pooler without a reset query), and whether adminURL
-looks pooled without adminPooled; it exits 1 on a leak.`,
+looks pooled without adminPooled; it exits 1 on a leak. refresh-template
+(no key) replaces database.postgres.template with a masked copy of
+production.`,
 	}
 	cmd.PersistentFlags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
 	cmd.PersistentFlags().StringVar(&key, "key", "", "environment key, e.g. pr-42 (required)")
@@ -191,6 +197,88 @@ prints its variables, in --format:
 			return nil
 		},
 	}
-	cmd.AddCommand(create, migrate, drop, check)
+	var unmasked bool
+	refresh := &cobra.Command{
+		Use:   "refresh-template",
+		Short: "Replace the template with a fresh copy of production, masked and verified",
+		Long: `refresh-template copies production's database (productionURL's, or else
+adminURL's) into a new database, schema and rows, read in one read-only
+transaction; applies database.postgres.masking to it in one transaction,
+verifying that every non-null value of each masked column changed; and only
+then swaps it in place of database.postgres.template. A masking expression
+that errors or leaves a value unchanged is named, and the old template stays.
+Production is never written. The template must have no sessions while it is
+swapped; the command waits up to 30s for them to end, then names them.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return configError(c, err)
+			}
+			if cfg.Database.Kind != "postgres" {
+				return fmt.Errorf("database.kind %s: refresh-template needs postgres", cfg.Database.Kind)
+			}
+			if cfg.Database.Postgres.Template == "" {
+				return errors.New("database.postgres.template: not set; refresh-template replaces it")
+			}
+			p, err := daemon.OpenCLIDatabase(c.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if cl, ok := p.(interface{ Close() }); ok {
+				defer cl.Close()
+			}
+			r, ok := p.(templateRefresher)
+			if !ok {
+				return fmt.Errorf("database.kind %s: the provider cannot refresh a template", cfg.Database.Kind)
+			}
+			if len(cfg.Database.Postgres.Masking) == 0 && !unmasked {
+				return errors.New("database.postgres.masking is empty: every production row would reach the previews as it is; " +
+					"add masking for the columns that hold personal data, or pass --unmasked to refresh anyway")
+			}
+			// The config's masking, whatever the provider was built with.
+			rep, err := r.RefreshTemplateWith(c.Context(), cfg.Database.Postgres.Masking)
+			if err != nil {
+				return err
+			}
+			printRefresh(c.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	refresh.Flags().BoolVar(&unmasked, "unmasked", false, "refresh even though database.postgres.masking is empty")
+	cmd.AddCommand(create, migrate, drop, check, refresh)
 	return cmd
+}
+
+// templateRefresher is a provider that can refresh its template
+// (postgres.Provider).
+type templateRefresher interface {
+	RefreshTemplateWith(ctx context.Context, masking map[string]string) (postgres.RefreshReport, error)
+}
+
+// printRefresh prints what a template refresh did.
+func printRefresh(w io.Writer, r postgres.RefreshReport) {
+	fmt.Fprintf(w, "refreshed template %s from %s in %s\n", r.Template, r.Source, r.Took.Round(time.Millisecond))
+	fmt.Fprintf(w, "  copied: %d tables, %d rows, %s\n", r.Tables, r.Rows, humanBytes(r.Bytes))
+	if len(r.Masked) == 0 {
+		fmt.Fprintln(w, "  masked: nothing (database.postgres.masking is empty)")
+	}
+	for _, m := range r.Masked {
+		fmt.Fprintf(w, "  masked: %s (%d values)\n", m.Column, m.Values)
+	}
+	for _, s := range r.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", s)
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

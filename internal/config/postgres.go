@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Postgres configures the postgres database provider: each environment
@@ -72,10 +73,30 @@ type Postgres struct {
 	// in CI. A ${VAR} that expands to empty is an error. Default: a random
 	// secret kept in dataDir (written only when this is unset).
 	PasswordSecret string `yaml:"passwordSecret"`
+	// Masking maps a column, "table.column" (in schema public) or
+	// "schema.table.column" (names as in the catalog, unquoted), to the SQL
+	// expression that replaces its values in the template after each
+	// refresh from production, e.g. users.email: "'user' || id ||
+	// '@example.com'". The expression sees the row's original values. A
+	// refresh whose expression errors, or leaves a non-null value as it
+	// was, stops and keeps the old template. Needs template.
+	Masking map[string]string `yaml:"masking"`
+	// RefreshTemplate, if set, refreshes template from production
+	// (productionURL's database, or else adminURL's) every so often:
+	// schema and rows are copied, masked, verified and only then swapped
+	// in. `previewd db refresh-template` does it on demand. Needs
+	// template.
+	RefreshTemplate *TemplateRefresh `yaml:"refreshTemplate"`
 
 	// secretWritten is set by Parse when the file gives passwordSecret a
 	// value, so that one which expands to empty is an error.
 	secretWritten bool
+}
+
+// TemplateRefresh schedules template refreshes.
+type TemplateRefresh struct {
+	// Every is the time between refreshes, at least 1m. Required.
+	Every Duration `yaml:"every"`
 }
 
 func (p *Postgres) setDefaults() {
@@ -127,6 +148,69 @@ func (p *Postgres) validate(bad func(field, format string, a ...any)) {
 	if p.ConnectionLimit < 1 {
 		bad("database.postgres.connectionLimit", "%d is out of range; want at least 1", p.ConnectionLimit)
 	}
+	p.validateRefresh(adminDB, bad)
+}
+
+// validateRefresh checks masking and refreshTemplate.
+func (p *Postgres) validateRefresh(adminDB string, bad func(field, format string, a ...any)) {
+	for col, expr := range p.Masking {
+		if err := checkMaskColumn(col); err != nil {
+			bad("database.postgres.masking", "%q: %v", col, err)
+		}
+		if strings.TrimSpace(expr) == "" {
+			bad("database.postgres.masking", "%q: empty expression; want SQL such as \"'user' || id || '@example.com'\"", col)
+		}
+	}
+	if len(p.Masking) == 0 && p.RefreshTemplate == nil {
+		return
+	}
+	field := "database.postgres.masking"
+	if p.RefreshTemplate != nil {
+		field = "database.postgres.refreshTemplate"
+		if d := p.RefreshTemplate.Every.Duration; d < time.Minute {
+			bad("database.postgres.refreshTemplate.every", "%s is out of range; want at least 1m", d)
+		}
+	}
+	source := adminDB
+	if p.ProductionURL != "" {
+		db, err := checkPostgresURL(p.ProductionURL)
+		if err != nil {
+			return // reported above
+		}
+		source = db
+	}
+	switch {
+	case p.Template == "":
+		bad(field, "needs database.postgres.template: the database refreshed from production and cloned for previews")
+	case source == "":
+		bad(field, "needs a production database to copy from: set productionURL, or name a database in adminURL")
+	case p.Template == source:
+		bad("database.postgres.template", "%q is production's database; the template is refreshed by replacing it", p.Template)
+	case p.Template == adminDB:
+		bad("database.postgres.template", "%q is adminURL's database; the template is refreshed by replacing it", p.Template)
+	}
+}
+
+// checkMaskColumn accepts "table.column" and "schema.table.column", each
+// part a plain name (letters, digits, _ and $, not starting with a digit
+// or $).
+func checkMaskColumn(s string) error {
+	parts := strings.Split(s, ".")
+	if len(parts) != 2 && len(parts) != 3 {
+		return errors.New("want table.column or schema.table.column")
+	}
+	for _, part := range parts {
+		if part == "" || len(part) > 63 {
+			return fmt.Errorf("%q: want a name of 1 to 63 bytes", part)
+		}
+		for i, c := range part {
+			ok := c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || i > 0 && (c == '$' || c >= '0' && c <= '9')
+			if !ok {
+				return fmt.Errorf("%q: want letters, digits, _ and $ (quoted names are not supported)", part)
+			}
+		}
+	}
+	return nil
 }
 
 // AdminForProduction reports whether production gets the admin role:

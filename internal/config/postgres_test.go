@@ -71,3 +71,38 @@ func TestPasswordSecretEmpty(t *testing.T) {
 		})
 	}
 }
+
+// TestMaskingAndRefresh: masking names parse, expressions are not empty,
+// and masking or a refresh needs a template that is neither production's
+// database nor adminURL's, and a production database to copy from.
+func TestMaskingAndRefresh(t *testing.T) {
+	const base = "forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://a@db/shop', isolation: database"
+	for name, tc := range map[string]struct {
+		yaml string
+		bad  string // "" for valid
+	}{
+		"valid":              {base + `, template: shop_tpl, masking: {users.email: "'u' || id", billing.cards.number: "'x'"}, refreshTemplate: {every: 24h}}}`, ""},
+		"masking only":       {base + `, template: shop_tpl, masking: {users.email: "'u' || id"}}}`, ""},
+		"no template":        {base + `, masking: {users.email: "'u' || id"}}}`, "database.postgres.masking: needs database.postgres.template"},
+		"refresh, no tpl":    {base + `, refreshTemplate: {every: 1h}}}`, "database.postgres.refreshTemplate: needs database.postgres.template"},
+		"one part":           {base + `, template: t, masking: {email: "'x'"}}}`, `database.postgres.masking: "email": want table.column`},
+		"four parts":         {base + `, template: t, masking: {a.b.c.d: "'x'"}}}`, `"a.b.c.d": want table.column`},
+		"empty part":         {base + `, template: t, masking: {users..email: "'x'"}}}`, `"users..email": "": want a name`},
+		"quoted":             {base + `, template: t, masking: {'"Users".email': "'x'"}}}`, "quoted names are not supported"},
+		"empty expression":   {base + `, template: t, masking: {users.email: " "}}}`, `"users.email": empty expression`},
+		"too often":          {base + `, template: t, refreshTemplate: {every: 10s}}}`, "refreshTemplate.every: 10s is out of range"},
+		"template is prod":   {base + `, template: app, productionURL: 'postgres://app@db/app', masking: {users.email: "'x'"}}}`, `template: "app" is production's database`},
+		"template is admin":  {base + `, template: shop, productionURL: 'postgres://app@db/app', refreshTemplate: {every: 1h}}}`, `template: "shop" is adminURL's database`},
+		"no source database": {"forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://a@db', template: t, refreshTemplate: {every: 1h}}}", "needs a production database to copy from"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml+"\n"), "/x", lookup(nil))
+			switch {
+			case tc.bad == "" && err != nil:
+				t.Errorf("Parse: %v; want no error", err)
+			case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)):
+				t.Errorf("Parse: %v; want an error with %q", err, tc.bad)
+			}
+		})
+	}
+}

@@ -209,14 +209,21 @@ type Holder struct {
 // other sessions used it for as long as Ensure waited, and who they are.
 type TemplateBusyError struct {
 	Template string
-	Holders  []Holder
-	Waited   time.Duration
-	Err      error
+	// Op is what could not be done to the template: "" (cloned) or
+	// "renamed" (a refresh's swap).
+	Op      string
+	Holders []Holder
+	Waited  time.Duration
+	Err     error
 }
 
 func (e *TemplateBusyError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "postgres: template database %q is being accessed by other sessions, so it cannot be cloned (retried for %s)", e.Template, e.Waited.Round(time.Millisecond))
+	op := e.Op
+	if op == "" {
+		op = "cloned"
+	}
+	fmt.Fprintf(&b, "postgres: template database %q is being accessed by other sessions, so it cannot be %s (retried for %s)", e.Template, op, e.Waited.Round(time.Millisecond))
 	if len(e.Holders) == 0 {
 		b.WriteString("; the sessions had ended when they were looked up")
 	}

@@ -34,5 +34,14 @@
 // (cloning the template), createschema.go the event trigger that confines
 // preview roles given CREATE on the database (Options.AllowCreateSchema),
 // collect.go orphan collection, check.go the probe of appHost for session
-// state leaking through a pooler.
+// state leaking through a pooler, copy.go the catalog-based copy of a
+// database (CopyDatabase: no pg_dump), template.go the template's refresh
+// from production with masking (RefreshTemplate), rehearsal.go and
+// rehearsal_report.go the migration rehearsal (Rehearse).
+//
+// A refresh never writes production: it reads it in a READ ONLY
+// transaction, and every database it makes, renames or drops is checked
+// against production's, the admin database and the server's own names
+// (checkRefreshable). Its masking expressions are SQL from the config, run
+// as the admin role in the new copy only.
 package postgres

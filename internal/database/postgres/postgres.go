@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -95,6 +96,10 @@ type Options struct {
 	AllowCreateSchema bool
 	// MaxConns is the admin connection pool's size. Default 8.
 	MaxConns int32
+	// Masking maps "table.column" (schema public) or "schema.table.column"
+	// to the SQL expression RefreshTemplate replaces its values with in
+	// the template (config database.postgres.masking).
+	Masking map[string]string
 	// Instance is written into the marker of every object made, and
 	// Collect only collects objects that carry it (see config.Instance).
 	// Empty marks objects as a previewd before instances did, and
@@ -153,6 +158,7 @@ type Provider struct {
 	// noStatements makes Rehearse sample only, as on a server without
 	// pg_stat_statements (a test seam).
 	noStatements bool
+	masking map[string]string // Options.Masking
 }
 
 func (p *Provider) runHook(ctx context.Context, stage, name string) error {
@@ -184,6 +190,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		owner:       o.Owner,
 		pooled:      o.AdminPooled,
 		allowCreate: o.AllowCreateSchema,
+		masking:     maps.Clone(o.Masking),
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -216,6 +223,8 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		return nil, fmt.Errorf("postgres: Owner %q: want empty or %s", o.Owner, OwnerCLI)
 	case checkLiteral(o.Instance) != nil || strings.ContainsAny(o.Instance, "/="):
 		return nil, fmt.Errorf("postgres: Instance %q: want a DNS label", o.Instance)
+	case maskingErr(o.Masking) != nil:
+		return nil, maskingErr(o.Masking)
 	case len(p.secret) == 0:
 		return nil, errors.New("postgres: PasswordSecret is required")
 	case o.AdminURL == "":
