@@ -133,8 +133,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Lifecycle:    life,
 		Rehearsal: reconcile.Rehearsal{Enabled: cfg.Database.Rehearsal.On(), FailOn: cfg.Database.Rehearsal.Rules(),
 			RehearseOptions: database.RehearseOptions{LockTimeout: cfg.Database.Rehearsal.LockTimeout.Duration, StatementTimeout: cfg.Database.Rehearsal.StatementTimeout.Duration}},
-		Audit:        st.AddAudit,
-		Logger:       o.Logger,
+		Audit:  st.AddAudit,
+		Logger: o.Logger,
 	})
 	key, err := sessionKey(ctx, cfg, st)
 	if err != nil {

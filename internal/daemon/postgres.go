@@ -56,6 +56,7 @@ func postgresOptions(cfg *config.Config) (postgres.Options, error) {
 		AdminURL:          c.AdminURL,
 		AdminPooled:       c.AdminPooled,
 		AllowCreateSchema: c.AllowCreateSchema,
+		Masking:           c.Masking,
 		Isolation:         c.Isolation,
 		Template:          c.Template,
 		AppHost:           c.AppHost,

@@ -158,7 +158,7 @@ type Provider struct {
 	// noStatements makes Rehearse sample only, as on a server without
 	// pg_stat_statements (a test seam).
 	noStatements bool
-	masking map[string]string // Options.Masking
+	masking      map[string]string // Options.Masking
 }
 
 func (p *Provider) runHook(ctx context.Context, stage, name string) error {
