@@ -372,3 +372,49 @@ func TestInferLockOnServer(t *testing.T) {
 }
 
 var errRollback = errors.New("rollback")
+
+// TestRehearsalSchemaOnlyCopy: without a template the rehearsal database
+// is a schema-only copy of production made from the catalog, with the
+// migration tool's bookkeeping rows, so only the PR's new migrations run;
+// production is untouched. In schema isolation production's public
+// schema becomes the environment's.
+func TestRehearsalSchemaOnlyCopy(t *testing.T) {
+	for _, iso := range []string{IsolationDatabase, IsolationSchema} {
+		t.Run(iso, func(t *testing.T) {
+			f := setup(t)
+			f.admin(`CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL);
+				INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true)`)
+			p := f.provider(f.cfg(iso))
+			var applied, orders int64 = -1, -1
+			migrate := func(ctx context.Context, c database.Conn) error {
+				conn, err := pgx.Connect(ctx, c.Vars["DATABASE_URL"])
+				if err != nil {
+					return err
+				}
+				defer conn.Close(context.Background())
+				if err := conn.QueryRow(ctx, "SELECT count(*) FROM goose_db_version").Scan(&applied); err != nil {
+					return err
+				}
+				if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&orders); err != nil {
+					return err
+				}
+				_, err = conn.Exec(ctx, "ALTER TABLE orders DROP COLUMN total")
+				return err
+			}
+			rep := f.rehearse(p, key("rhcopy"), database.RehearseOptions{}, migrate)
+			if rep.Error != "" || !strings.HasPrefix(rep.From, "a schema-only copy of production's database") {
+				t.Fatalf("report %+v", rep)
+			}
+			if applied != 3 || orders != 0 {
+				t.Errorf("the copy had %d bookkeeping rows (want 3) and %d orders (want 0: schema only)", applied, orders)
+			}
+			if len(rep.Findings) == 0 || rep.Findings[0].Kind != env.FindingDropColumn || rep.Findings[0].Column != "total" {
+				t.Errorf("findings %+v", rep.Findings)
+			}
+			f.checkProduction()
+			if n := scalar[int64](f, f.db, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'total'"); n != 1 {
+				t.Error("production lost orders.total")
+			}
+		})
+	}
+}
