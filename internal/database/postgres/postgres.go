@@ -127,6 +127,8 @@ type Provider struct {
 	strategy string
 
 	hook func(ctx context.Context, stage, name string) error // Options.Hook
+
+	closeAfter int // see swapDatabase; a test seam
 }
 
 func (p *Provider) runHook(ctx context.Context, stage, name string) error {
@@ -157,6 +159,8 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		instance:  o.Instance,
 		owner:     o.Owner,
 		pooled:    o.AdminPooled,
+
+		closeAfter: closeAfter,
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -535,7 +539,7 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 	for n := range byName {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	sortAuxFirst(names)
 	for _, name := range names {
 		d := byName[name]
 		if l, err := p.dropOne(ctx, name, d); err != nil {
@@ -547,6 +551,18 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 		return nil
 	}
 	return &database.LeftError{Items: left, Err: errors.Join(errs...)}
+}
+
+// sortAuxFirst sorts names, auxiliary objects' first: the environment's
+// role owns its auxiliary databases, so they go before it.
+func sortAuxFirst(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		ai, aj := strings.Contains(names[i], "$"), strings.Contains(names[j], "$")
+		if ai != aj {
+			return ai
+		}
+		return names[i] < names[j]
+	})
 }
 
 // dropSet is what Drop was asked to drop of one name.

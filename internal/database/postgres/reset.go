@@ -76,15 +76,13 @@ func (p *Provider) resetNames(key string) (next, old string, err error) {
 // Database mode: the fresh database Name(key)$next is cloned from the
 // template (or empty), owned by the environment's role, and prepare
 // connects to it as that role. The swap cannot be one statement:
-// PostgreSQL renames only a database nobody is connected to. Reset stops
-// new connections to the current database (ALLOW_CONNECTIONS false), ends
-// its sessions and those of $next, renames the current one to $old and
-// $next to the environment's name in one transaction, and drops $old. The
-// app's connections are cut once: connection errors (SQLSTATE 57P01 for a
-// session ended, 55000 while the database refuses connections) for a
-// window of some milliseconds, then its pool reconnects to the fresh
-// database with the same URL. An app that does not reconnect must be
-// restarted.
+// PostgreSQL renames only a database nobody is connected to. In one
+// transaction Reset ends the sessions of the current database and of
+// $next, renames the current one to $old and $next to the environment's
+// name (see swapDatabase), and then drops $old. The
+// app's connections are cut once (SQLSTATE 57P01, or PgBouncer's 08P01
+// "server conn crashed?"): its pool reconnects to the fresh database with
+// the same URL. An app that does not reconnect must be restarted.
 func (p *Provider) Reset(ctx context.Context, t database.Target, prepare func(ctx context.Context, next database.Conn) error) (database.Conn, error) {
 	if isProduction(t) {
 		return database.Conn{}, fmt.Errorf("postgres: refusing to reset production: %w", database.ErrProduction)
@@ -197,6 +195,9 @@ func (p *Provider) swapSchema(ctx context.Context, key, name, next, old string) 
 	fmt.Fprintf(&b, "REASSIGN OWNED BY %s TO %s;\n", n, c)
 	fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $2;\n", c)
 	fmt.Fprintf(&b, "COMMENT ON SCHEMA %s IS $3;\n", o)
+	// Until it is dropped, the environment's role must not be able to
+	// create objects in it (Ensure's isolation check refuses that).
+	fmt.Fprintf(&b, "ALTER SCHEMA %s OWNER TO CURRENT_USER;\n", o)
 	// prepare's sessions (PgBouncer's server connections of the role).
 	b.WriteString("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid();\n")
 	b.WriteString(sqlGlobalLock) // DROP OWNED revokes its CONNECT
@@ -213,8 +214,8 @@ func (p *Provider) swapSchema(ctx context.Context, key, name, next, old string) 
 
 func (p *Provider) resetDatabase(ctx context.Context, key, name, next, old string, prepare func(context.Context, database.Conn) error) error {
 	t := database.Target{Key: key}
+	var super bool
 	err := p.withSessionLock(ctx, name, func(conn *pgxpool.Conn) error {
-		var super bool
 		if err := conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
@@ -236,7 +237,7 @@ func (p *Provider) resetDatabase(ctx context.Context, key, name, next, old strin
 		return err
 	}
 	if err := p.withSessionLock(ctx, name, func(conn *pgxpool.Conn) error {
-		return p.swapDatabase(ctx, conn, key, name, next, old)
+		return p.swapDatabase(ctx, conn, key, name, next, old, super)
 	}); err != nil {
 		return p.dropNext(ctx, t, err)
 	}
@@ -249,12 +250,16 @@ func (p *Provider) resetDatabase(ctx context.Context, key, name, next, old strin
 	return nil
 }
 
-// swapDatabase puts the database next in name's place: it stops new
-// connections to name, ends the sessions of both, and renames them in one
-// transaction, retrying while sessions remain (a pooler may open one just
-// before the connections stop) for at most swapWait. If it fails, name
-// accepts connections again and serves as before.
-func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, name, next, old string) (err error) {
+// swapDatabase puts the database next in name's place. In one
+// transaction it ends the sessions of both (waiting for them to exit) and
+// renames name to old and next to name; a session that a pooler opened in
+// between makes the rename fail (55006), and it tries again. After
+// closeAfter such failures it first stops new connections to name
+// (ALLOW_CONNECTIONS false), which always wins but costs more: a pooler
+// whose login is refused waits before it logs in again (PgBouncer's
+// server_login_retry, 15 s by default). It gives up after swapWait; name
+// then serves as before, accepting connections again.
+func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, name, next, old string, super bool) (err error) {
 	var comment string
 	err = conn.QueryRow(ctx, "SELECT COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1", name).Scan(&comment)
 	if err != nil {
@@ -269,12 +274,9 @@ func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, na
 		return err
 	}
 	c, n, o := ident(name), ident(next), ident(old)
-	if _, err := conn.Exec(ctx, "ALTER DATABASE "+c+" WITH ALLOW_CONNECTIONS false"); err != nil {
-		return fmt.Errorf("postgres: closing database %s: %w", name, err)
-	}
-	swapped := false
+	closed := false
 	defer func() {
-		if swapped {
+		if !closed || err == nil {
 			return
 		}
 		rctx, cancel := cleanupContext(ctx)
@@ -284,24 +286,39 @@ func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, na
 			err = errors.Join(err, fmt.Errorf("postgres: opening database %s again: %w", name, rerr))
 		}
 	}()
-	if err := p.runHook(ctx, "reset-closed", name); err != nil {
-		return err
-	}
 	start := time.Now()
-	backoff := 2 * time.Millisecond
-	for {
-		_, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ($1, $2) AND pid <> pg_backend_pid()", name, next)
-		if err != nil {
-			return fmt.Errorf("postgres: ending the sessions of %s: %w", name, err)
+	backoff := time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if attempt > p.closeAfter && !closed {
+			if _, err := conn.Exec(ctx, "ALTER DATABASE "+c+" WITH ALLOW_CONNECTIONS false"); err != nil {
+				return fmt.Errorf("postgres: closing database %s: %w", name, err)
+			}
+			closed = true
+			p.log.Warn("sessions kept coming back; refusing new connections to swap the database", "database", name, "attempts", attempt-1)
+			if err := p.runHook(ctx, "reset-closed", name); err != nil {
+				return err
+			}
 		}
-		_, err = conn.Exec(ctx, "BEGIN;\n"+
+		lock := ""
+		if super {
+			// Logins read pg_database before they join a database: they
+			// wait for this lock (a few milliseconds, on the whole
+			// server), and then find the fresh database under the name.
+			lock = "LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE;\n"
+		}
+		_, err := conn.Exec(ctx, "BEGIN;\n"+lock+
+			"SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname IN ($1, $2) AND pid <> pg_backend_pid();\n"+
 			"ALTER DATABASE "+c+" RENAME TO "+o+";\n"+
 			"ALTER DATABASE "+n+" RENAME TO "+c+";\n"+
-			"COMMENT ON DATABASE "+c+" IS $1;\n"+
-			"COMMENT ON DATABASE "+o+" IS $2;\n"+
-			"COMMIT;", pgx.QueryExecModeSimpleProtocol, comment, mOld)
+			"COMMENT ON DATABASE "+c+" IS $3;\n"+
+			"COMMENT ON DATABASE "+o+" IS $4;\n"+
+			"COMMIT;", pgx.QueryExecModeSimpleProtocol, name, next, comment, mOld)
 		if err == nil {
-			swapped = true
+			if closed {
+				// The fresh database was never closed; the old one is
+				// dropped next.
+				closed = false
+			}
 			return nil
 		}
 		rctx, cancel := cleanupContext(ctx)
@@ -311,8 +328,7 @@ func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, na
 			return fmt.Errorf("postgres: swapping in database %s: %w", next, errors.Join(err, rerr))
 		}
 		cancel()
-		// 55006: a session is still there (pg_terminate_backend only
-		// signals it).
+		// 55006: a session is (again) there.
 		if pgCode(err) != "55006" || time.Since(start) > swapWait || ctx.Err() != nil {
 			return fmt.Errorf("postgres: swapping in database %s: %w", next, errors.Join(err, ctx.Err()))
 		}
@@ -323,3 +339,8 @@ func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, na
 		backoff = min(backoff*2, 100*time.Millisecond)
 	}
 }
+
+// closeAfter is how many times swapDatabase tries to rename between
+// sessions before it refuses new ones (Provider.closeAfter, which tests
+// lower).
+const closeAfter = 5
