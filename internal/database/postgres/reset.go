@@ -274,6 +274,22 @@ func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, na
 		return err
 	}
 	c, n, o := ident(name), ident(next), ident(old)
+	// Ends the sessions of both and waits, in steps of a millisecond, until
+	// they are gone (pg_terminate_backend's own wait has steps of 100 ms
+	// per session). The names are checked preview names ([a-z0-9_$], no
+	// "$$"), so they can be literals in the block.
+	if err := errors.Join(checkLiteral(name), checkLiteral(next)); err != nil {
+		return err
+	}
+	endSessions := fmt.Sprintf(`DO $swap$ BEGIN
+  PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ('%[1]s', '%[2]s') AND pid <> pg_backend_pid();
+  FOR i IN 1..2000 LOOP
+    PERFORM pg_stat_clear_snapshot();
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname IN ('%[1]s', '%[2]s') AND pid <> pg_backend_pid());
+    PERFORM pg_sleep(0.001);
+  END LOOP;
+END $swap$;
+`, name, next)
 	closed := false
 	defer func() {
 		if !closed || err == nil {
@@ -307,12 +323,12 @@ func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, na
 			lock = "LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE;\n"
 		}
 		_, err := conn.Exec(ctx, "BEGIN;\n"+lock+
-			"SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname IN ($1, $2) AND pid <> pg_backend_pid();\n"+
+			endSessions+
 			"ALTER DATABASE "+c+" RENAME TO "+o+";\n"+
 			"ALTER DATABASE "+n+" RENAME TO "+c+";\n"+
-			"COMMENT ON DATABASE "+c+" IS $3;\n"+
-			"COMMENT ON DATABASE "+o+" IS $4;\n"+
-			"COMMIT;", pgx.QueryExecModeSimpleProtocol, name, next, comment, mOld)
+			"COMMENT ON DATABASE "+c+" IS $1;\n"+
+			"COMMENT ON DATABASE "+o+" IS $2;\n"+
+			"COMMIT;", pgx.QueryExecModeSimpleProtocol, comment, mOld)
 		if err == nil {
 			if closed {
 				// The fresh database was never closed; the old one is
