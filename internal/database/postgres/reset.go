@@ -252,13 +252,17 @@ func (p *Provider) resetDatabase(ctx context.Context, key, name, next, old strin
 
 // swapDatabase puts the database next in name's place. In one
 // transaction it ends the sessions of both (waiting for them to exit) and
-// renames name to old and next to name; a session that a pooler opened in
-// between makes the rename fail (55006), and it tries again. After
-// closeAfter such failures it first stops new connections to name
-// (ALLOW_CONNECTIONS false), which always wins but costs more: a pooler
-// whose login is refused waits before it logs in again (PgBouncer's
-// server_login_retry, 15 s by default). It gives up after swapWait; name
-// then serves as before, accepting connections again.
+// renames name to old and next to name. A superuser admin first locks
+// pg_database, which logins read before they join a database: they wait
+// (for the few milliseconds the transaction takes, on the whole server)
+// and then find the fresh database under the name. Without that lock, a
+// session a pooler opens in between makes the rename fail (55006, after
+// PostgreSQL waited 5 s for it). After closeAfter such failures it stops
+// new connections to name (ALLOW_CONNECTIONS false) and tries again, which
+// wins but costs more: a pooler whose login is refused fails its clients
+// for a while (PgBouncer's server_login_retry, 15 s by default; set it to
+// 1 s). It gives up after swapWait; name then serves as before, accepting
+// connections again.
 func (p *Provider) swapDatabase(ctx context.Context, conn *pgxpool.Conn, key, name, next, old string, super bool) (err error) {
 	var comment string
 	err = conn.QueryRow(ctx, "SELECT COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1", name).Scan(&comment)
@@ -358,5 +362,8 @@ END $swap$;
 
 // closeAfter is how many times swapDatabase tries to rename between
 // sessions before it refuses new ones (Provider.closeAfter, which tests
-// lower).
-const closeAfter = 5
+// lower). A try that loses the race costs 5 s (PostgreSQL waits that long
+// for the sessions to go before it fails the rename), and without the
+// lock of pg_database (an admin that is not a superuser) an app that
+// reconnects all the time wins it often, so one try is enough.
+const closeAfter = 1
