@@ -100,8 +100,17 @@ func (p *Provider) Reset(ctx context.Context, t database.Target, prepare func(ct
 		return database.Conn{}, err
 	}
 	// What a crashed Reset left.
-	if err := p.Drop(ctx, p.ResetItems(t)); err != nil {
-		return database.Conn{}, fmt.Errorf("postgres: removing what an earlier reset left: %w", err)
+	var left bool
+	err = p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ANY($1))
+		OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ANY($1))
+		OR EXISTS (SELECT 1 FROM pg_database WHERE datname = ANY($1))`, []string{next, old}).Scan(&left)
+	if err != nil {
+		return database.Conn{}, fmt.Errorf("postgres: looking for what an earlier reset left: %w", err)
+	}
+	if left {
+		if err := p.Drop(ctx, p.ResetItems(t)); err != nil {
+			return database.Conn{}, fmt.Errorf("postgres: removing what an earlier reset left: %w", err)
+		}
 	}
 	if p.isolation == IsolationDatabase {
 		err = p.resetDatabase(ctx, t.Key, name, next, old, prepare)
