@@ -333,7 +333,13 @@ END $swap$;
 			// Logins read pg_database before they join a database: they
 			// wait for this lock (a few milliseconds, on the whole
 			// server), and then find the fresh database under the name.
-			lock = "LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE;\n"
+			// While it waits for the lock (CREATE and DROP DATABASE hold
+			// pg_database for as long as they copy or remove files),
+			// logins queue behind it: it waits at most 50 ms, then tries
+			// again.
+			lock = "SET LOCAL lock_timeout = '50ms';\n" +
+				"LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE;\n" +
+				"SET LOCAL lock_timeout = 0;\n"
 		}
 		_, err := conn.Exec(ctx, "BEGIN;\n"+lock+
 			endSessions+
@@ -357,8 +363,13 @@ END $swap$;
 			return fmt.Errorf("postgres: swapping in database %s: %w", next, errors.Join(err, rerr))
 		}
 		cancel()
-		// 55006: a session is (again) there.
-		if pgCode(err) != "55006" || time.Since(start) > swapWait || ctx.Err() != nil {
+		// 55006: a session is (again) there; 55P03: pg_database is busy.
+		if code := pgCode(err); code == "55P03" {
+			attempt-- // not a lost race
+		} else if code != "55006" {
+			return fmt.Errorf("postgres: swapping in database %s: %w", next, err)
+		}
+		if time.Since(start) > swapWait || ctx.Err() != nil {
 			return fmt.Errorf("postgres: swapping in database %s: %w", next, errors.Join(err, ctx.Err()))
 		}
 		select {

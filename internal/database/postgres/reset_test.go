@@ -479,3 +479,65 @@ func BenchmarkResetSchema(b *testing.B) {
 	reportMedian(b, total, "ms-reset")
 	reportMedian(b, mig, "ms-migrate")
 }
+
+// TestResetDatabaseBusyCatalog: while another session holds pg_database
+// (as CREATE DATABASE of another environment does while it copies), the
+// swap waits without making the server's logins queue behind it, and
+// finishes once pg_database is free.
+func TestResetDatabaseBusyCatalog(t *testing.T) {
+	const hold = time.Second
+	var released time.Time
+	var login time.Duration
+	var loginErr error
+	var wg sync.WaitGroup
+	var f *fixture
+	hook := func(ctx context.Context, stage, _ string) error {
+		if stage != "reset-swap" {
+			return nil
+		}
+		blocker, err := f.c.Connect(ctx, f.db)
+		if err != nil {
+			return err
+		}
+		if _, err := blocker.Exec(ctx, "BEGIN; LOCK TABLE pg_catalog.pg_database IN ROW EXCLUSIVE MODE"); err != nil {
+			return err
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			time.Sleep(hold) // the other session's work, not a wait for a condition
+			released = time.Now()
+			blocker.Exec(context.Background(), "COMMIT")
+			blocker.Close(context.Background())
+		}()
+		go func() {
+			defer wg.Done()
+			time.Sleep(hold / 3)
+			start := time.Now()
+			c, err := f.c.Connect(context.Background(), f.db)
+			login, loginErr = time.Since(start), err
+			if err == nil {
+				c.Close(context.Background())
+			}
+		}()
+		return nil
+	}
+	f, p, k, cur := resetFixture(t, IsolationDatabase, hook)
+	if _, err := p.Reset(f.ctx, database.Target{Key: k}, fill("new")); err != nil {
+		t.Fatal(err)
+	}
+	done := time.Now()
+	wg.Wait()
+	if done.Before(released) {
+		t.Errorf("the swap finished while pg_database was held")
+	}
+	if loginErr != nil || login > hold/2 {
+		t.Errorf("a login during the wait took %s (%v); want it not queued behind the swap (< %s)", login, loginErr, hold/2)
+	}
+	t.Logf("a login while the swap waited took %s", login.Round(time.Millisecond))
+	var v string
+	c := connect(f.ctx, t, cur.Vars["DATABASE_URL"])
+	if err := c.QueryRow(f.ctx, "SELECT v FROM items").Scan(&v); err != nil || v != "new" {
+		t.Errorf("after the reset the app reads %q, %v; want new", v, err)
+	}
+}
