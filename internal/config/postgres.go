@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +89,12 @@ type Postgres struct {
 	// in. `previewd db refresh-template` does it on demand. Needs
 	// template.
 	RefreshTemplate *TemplateRefresh `yaml:"refreshTemplate"`
+	// Seed is an SQL file in the application's repository (a path relative
+	// to its root, read at the environment's commit) that runs after
+	// migrate in every fresh preview database (a new one, and on reset-db),
+	// as the environment's role, in one transaction. Never in production.
+	// Empty: no seed. Default empty.
+	Seed string `yaml:"seed"`
 
 	// secretWritten is set by Parse when the file gives passwordSecret a
 	// value, so that one which expands to empty is an error.
@@ -144,6 +152,11 @@ func (p *Postgres) validate(bad func(field, format string, a ...any)) {
 	if p.secretWritten && p.PasswordSecret == "" {
 		bad("database.postgres.passwordSecret", "empty once its ${VAR} is expanded; an empty secret would fall back to a random one in dataDir, "+
 			"and serve and db create would give the same environment different passwords; set the variable, or remove the field")
+	}
+	if p.Seed != "" {
+		if err := checkRepoFile(p.Seed); err != nil {
+			bad("database.postgres.seed", "%v", err)
+		}
 	}
 	if p.ConnectionLimit < 1 {
 		bad("database.postgres.connectionLimit", "%d is out of range; want at least 1", p.ConnectionLimit)
@@ -268,6 +281,20 @@ func checkPostgresURL(s string) (string, error) {
 		return "", fmt.Errorf("scheme %q: want postgres://", u.Scheme)
 	}
 	return strings.TrimPrefix(u.Path, "/"), nil
+}
+
+// checkRepoFile accepts a relative path inside a repository, without "..".
+func checkRepoFile(s string) error {
+	slashed := filepath.ToSlash(s)
+	switch {
+	case strings.HasPrefix(slashed, "/") || filepath.IsAbs(s):
+		return fmt.Errorf("%q is absolute; want a path relative to the repository's root", s)
+	case slices.Contains(strings.Split(slashed, "/"), ".."):
+		return fmt.Errorf("%q has a \"..\" element; want a path inside the repository", s)
+	case !filepath.IsLocal(s) || filepath.Clean(s) == ".":
+		return fmt.Errorf("%q is not a path inside the repository", s)
+	}
+	return nil
 }
 
 // checkAppHost accepts host or host:port.

@@ -106,3 +106,37 @@ func TestMaskingAndRefresh(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresSeed: database.postgres.seed is a path inside the
+// repository: relative, without "..".
+func TestPostgresSeed(t *testing.T) {
+	const base = "forge: {git: {url: x}}\ndatabase: {kind: postgres, postgres: {adminURL: 'postgres://u@h/db'"
+	for name, tc := range map[string]struct {
+		seed string
+		bad  string // "" when valid
+	}{
+		"unset":     {"", ""},
+		"file":      {"db/seed.sql", ""},
+		"dotted":    {"./seed.sql", ""},
+		"absolute":  {"/etc/seed.sql", "is absolute"},
+		"parent":    {"../seed.sql", `has a ".." element`},
+		"inner dot": {"db/../seed.sql", `has a ".." element`},
+		"root":      {".", "not a path inside"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse([]byte(base+", seed: '"+tc.seed+"'}}\n"), "/x", lookup(nil))
+			if tc.bad == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Database.Postgres.Seed != tc.seed {
+					t.Errorf("seed = %q; want %q", c.Database.Postgres.Seed, tc.seed)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "database.postgres.seed: ") || !strings.Contains(err.Error(), tc.bad) {
+				t.Errorf("err = %v; want database.postgres.seed: …%s", err, tc.bad)
+			}
+		})
+	}
+}

@@ -79,6 +79,9 @@ func TestContract(t *testing.T) {
 				t.Error("Drop removed an object previewd did not make")
 			}
 
+			if r, ok := k.p.(database.Resetter); ok {
+				checkReset(t, k, r)
+			}
 			if c, ok := k.p.(database.Collector); ok {
 				if _, err := k.p.Ensure(ctx, database.Target{Key: "pr-9"}); err != nil {
 					t.Fatal(err)
@@ -95,6 +98,57 @@ func TestContract(t *testing.T) {
 				t.Fatal("production's data is gone")
 			}
 		})
+	}
+}
+
+// checkReset holds a Resetter to its contract: production is refused and
+// has no reset items; a reset gives prepare another database than the
+// current one and returns the current variables; a failing prepare's
+// error is Reset's; and Drop of ResetItems afterwards finds nothing left
+// to refuse.
+func checkReset(t *testing.T, k kind, r database.Resetter) {
+	t.Helper()
+	ctx := t.Context()
+	for _, prod := range []database.Target{{Key: env.ProductionKey, Production: true}, {Key: env.ProductionKey}} {
+		called := false
+		if _, err := r.Reset(ctx, prod, func(context.Context, database.Conn) error { called = true; return nil }); !errors.Is(err, database.ErrProduction) || called {
+			t.Errorf("Reset(%+v) = %v, prepare called %v; want ErrProduction", prod, err, called)
+		}
+		if items := r.ResetItems(prod); len(items) != 0 {
+			t.Errorf("production has reset items: %v", items)
+		}
+	}
+	pr := database.Target{Key: "pr-6"}
+	cur, err := k.p.Ensure(ctx, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ResetItems(pr)) == 0 {
+		t.Error("no reset items for pr-6")
+	}
+	for _, it := range r.ResetItems(pr) {
+		if inventory.Has(k.p.Items(pr), inventory.IDOf(it)) {
+			t.Errorf("reset item %s is also one of Items", inventory.IDOf(it))
+		}
+	}
+	got, err := r.Reset(ctx, pr, func(_ context.Context, next database.Conn) error {
+		if next.Vars["DATABASE_URL"] == cur.Vars["DATABASE_URL"] && next.Name == cur.Name {
+			return errors.New("prepare got the current database")
+		}
+		return nil
+	})
+	if err != nil || !maps.Equal(got.Vars, cur.Vars) {
+		t.Errorf("Reset = %v, %v; want %v", got.Vars, err, cur.Vars)
+	}
+	boom := errors.New("boom")
+	if _, err := r.Reset(ctx, pr, func(context.Context, database.Conn) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("Reset with a failing prepare = %v; want its error", err)
+	}
+	if err := k.p.Drop(ctx, r.ResetItems(pr)); err != nil {
+		t.Errorf("Drop(ResetItems) after resets = %v", err)
+	}
+	if err := k.p.Drop(ctx, k.p.Items(pr)); err != nil {
+		t.Errorf("Drop after resets = %v", err)
 	}
 }
 

@@ -57,6 +57,29 @@ type Collector interface {
 	Collect(ctx context.Context, live map[string]bool) ([]string, error)
 }
 
+// Resetter is implemented by providers that can give an environment a
+// fresh database while the old one keeps serving.
+type Resetter interface {
+	// Reset builds a fresh database for t beside the current one (from
+	// the template or seed, or empty, as Ensure would), calls prepare with
+	// how to reach it (prepare runs migrate and the seed there), and only
+	// when prepare succeeds swaps it in for the current one, which is then
+	// dropped. When prepare fails, the fresh one is dropped and the
+	// current one is left as it was. It returns the Conn the app uses
+	// after the swap (the same variables as before). It refuses
+	// production (ErrProduction).
+	//
+	// The fresh database's objects are not the environment's Items until
+	// the swap: the caller records ResetItems first (see each provider)
+	// and passes them to Drop after Reset returns, whatever it returned,
+	// so what a crash left is removed.
+	Reset(ctx context.Context, t Target, prepare func(ctx context.Context, next Conn) error) (Conn, error)
+	// ResetItems returns, before anything exists, the inventory items of
+	// the objects Reset makes for t besides Items(t): all of them are gone
+	// when Reset returns, unless it crashed or failed to clean up.
+	ResetItems(t Target) []env.Item
+}
+
 // ErrProduction is returned by Drop when asked to drop production's data.
 var ErrProduction = errors.New("refusing to drop the production database")
 

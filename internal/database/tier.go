@@ -266,3 +266,28 @@ func (d *Tiered) Rehearse(ctx context.Context, t Target, o RehearseOptions, migr
 }
 
 var _ Rehearser = (*Tiered)(nil)
+
+// ResetItems implements Resetter with t.Tier's provider, when it resets.
+func (d *Tiered) ResetItems(t Target) []env.Item {
+	if tr := d.tier(t.Tier); tr != nil {
+		if rs, ok := tr.Provider.(Resetter); ok {
+			return rs.ResetItems(t)
+		}
+	}
+	return nil
+}
+
+// Reset implements Resetter with t.Tier's provider, when it resets.
+func (d *Tiered) Reset(ctx context.Context, t Target, prepare func(ctx context.Context, next Conn) error) (Conn, error) {
+	tr := d.tier(t.Tier)
+	if tr == nil {
+		return Conn{}, fmt.Errorf("database tier %q is not offered", t.Tier)
+	}
+	rs, ok := tr.Provider.(Resetter)
+	if !ok {
+		return Conn{}, fmt.Errorf("database tier %s cannot reset", tr.Name)
+	}
+	return rs.Reset(ctx, t, prepare)
+}
+
+var _ Resetter = (*Tiered)(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/previewd/previewd/internal/database"
@@ -58,7 +57,7 @@ SELECT 'database', d.datname, COALESCE(shobj_description(d.oid, 'pg_database'), 
 	for n := range dead {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	sortAuxFirst(names)
 	var removed []string
 	var errs []error
 	for _, name := range names {

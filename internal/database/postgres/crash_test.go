@@ -29,8 +29,13 @@ type crashRequest struct {
 	ConnectionLimit int
 	PasswordSecret  []byte
 
+	Instance string
+
 	Key   string
 	Stage string
+	Op    string // "" (Ensure) or "reset" (Reset, preparing with fill("new"))
+	// CloseAfter is the child's Provider.closeAfter (-1: the default).
+	CloseAfter int
 }
 
 func crashHelper() int {
@@ -47,6 +52,7 @@ func crashHelper() int {
 		Template:        req.Template,
 		ConnectionLimit: req.ConnectionLimit,
 		PasswordSecret:  req.PasswordSecret,
+		Instance:        req.Instance,
 		Hook: func(ctx context.Context, stage, name string) error {
 			if stage == req.Stage {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -59,18 +65,32 @@ func crashHelper() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	_, err = p.Ensure(ctx, database.Target{Key: req.Key})
-	fmt.Fprintf(os.Stderr, "Ensure returned without reaching stage %s: %v\n", req.Stage, err)
+	if req.CloseAfter >= 0 {
+		p.closeAfter = req.CloseAfter
+	}
+	if req.Op == "reset" {
+		_, err = p.Reset(ctx, database.Target{Key: req.Key}, fill("new"))
+	} else {
+		_, err = p.Ensure(ctx, database.Target{Key: req.Key})
+	}
+	fmt.Fprintf(os.Stderr, "Ensure or Reset returned without reaching stage %s: %v\n", req.Stage, err)
 	return 3
 }
 
 // crash runs Ensure(key) in a child process that is killed at stage.
 func crash(t *testing.T, o Options, key, stage string) {
 	t.Helper()
+	crashOp(t, o, key, stage, "", -1)
+}
+
+// crashOp runs Ensure(key) or Reset(key) (op "reset") in a child process
+// that is killed at stage.
+func crashOp(t *testing.T, o Options, key, stage, op string, closeAfter int) {
+	t.Helper()
 	req, err := json.Marshal(crashRequest{
 		AdminURL: o.AdminURL, Isolation: o.Isolation, Template: o.Template,
 		ConnectionLimit: o.ConnectionLimit, PasswordSecret: o.PasswordSecret,
-		Key: key, Stage: stage,
+		Instance: o.Instance, Key: key, Stage: stage, Op: op, CloseAfter: closeAfter,
 	})
 	if err != nil {
 		t.Fatal(err)

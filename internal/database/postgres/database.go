@@ -71,8 +71,9 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		}
 
 		var comment, owner string
-		err = conn.QueryRow(ctx, `SELECT COALESCE(shobj_description(oid, 'pg_database'), ''), pg_get_userbyid(datdba)
-			FROM pg_database WHERE datname = $1`, name).Scan(&comment, &owner)
+		allow := true
+		err = conn.QueryRow(ctx, `SELECT COALESCE(shobj_description(oid, 'pg_database'), ''), pg_get_userbyid(datdba), datallowconn
+			FROM pg_database WHERE datname = $1`, name).Scan(&comment, &owner, &allow)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			if err := p.createDatabase(ctx, conn, name, name); err != nil {
@@ -84,6 +85,13 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		case comment != "" && !p.ours(key, comment), comment == "" && owner != name:
 			return fmt.Errorf("postgres: database %q %w (owner %q, comment %q)", name, ErrForeign, owner, comment)
 		}
+		if !allow {
+			// A Reset that crashed while swapping databases (see
+			// resetDatabase) left it refusing connections.
+			if _, err := conn.Exec(ctx, "ALTER DATABASE "+ident(name)+" WITH ALLOW_CONNECTIONS true"); err != nil {
+				return fmt.Errorf("postgres: allowing connections to %s again: %w", name, err)
+			}
+		}
 		m := p.marker(key, comment)
 		if comment == m && owner == name {
 			return nil
@@ -91,53 +99,59 @@ func (p *Provider) ensureDatabase(ctx context.Context, key, name string) error {
 		if err := p.runHook(ctx, "database", name); err != nil {
 			return err
 		}
-		if !s.adminSuper {
-			// A non-superuser admin acts on public (owned by
-			// pg_database_owner) through its membership in the role, which
-			// only passes pg_database_owner's rights on while the role
-			// inherits. Ensure sets NOINHERIT again whatever happens here.
-			if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(name)+" INHERIT"); err != nil {
-				return fmt.Errorf("postgres: %w", err)
-			}
-		}
-		err = p.adoptObjects(ctx, name, name)
-		if !s.adminSuper {
-			rctx, cancel := cleanupContext(ctx)
-			_, nerr := conn.Exec(rctx, "ALTER ROLE "+ident(name)+" NOINHERIT")
-			cancel()
-			if nerr != nil {
-				err = errors.Join(err, fmt.Errorf("postgres: setting %s NOINHERIT again: %w", name, nerr))
-			}
-		}
-		if err != nil {
-			return err
-		}
-		if err := checkLiteral(m); err != nil {
-			return err
-		}
-		d := ident(name)
-		_, err = conn.Exec(ctx, "BEGIN;\n"+
-			"ALTER DATABASE "+d+" OWNER TO "+d+";\n"+
-			"REVOKE ALL ON DATABASE "+d+" FROM PUBLIC;\n"+
-			"COMMENT ON DATABASE "+d+" IS $1;\n"+
-			"COMMIT;", pgx.QueryExecModeSimpleProtocol, m)
-		if err != nil {
-			rctx, cancel := cleanupContext(ctx)
-			if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
-				// A session in an unknown transaction state must not go
-				// back to the pool.
-				p.closeConn(ctx, conn.Conn())
-			}
-			cancel()
-			return fmt.Errorf("postgres: finishing database %s: %w", name, err)
-		}
-		return nil
+		return p.finishDatabase(ctx, conn, name, name, s.adminSuper, m)
 	})
 }
 
-// createDatabase runs CREATE DATABASE name OWNER owner (from the
-// template, if any), retrying with backoff while the template is in use
-// (SQLSTATE 55006), for at most the template wait.
+// finishDatabase gives role the objects of db (cloned from the template),
+// then, in one transaction, db itself, revokes PUBLIC's access to it and
+// marks it with m.
+func (p *Provider) finishDatabase(ctx context.Context, conn *pgxpool.Conn, db, role string, adminSuper bool, m string) error {
+	if err := checkLiteral(m); err != nil {
+		return err
+	}
+	if !adminSuper {
+		// A non-superuser admin acts on public (owned by
+		// pg_database_owner) through its membership in the role, which
+		// only passes pg_database_owner's rights on while the role
+		// inherits. Ensure sets NOINHERIT again whatever happens here.
+		if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(role)+" INHERIT"); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+	}
+	err := p.adoptObjects(ctx, db, role)
+	if !adminSuper {
+		rctx, cancel := cleanupContext(ctx)
+		_, nerr := conn.Exec(rctx, "ALTER ROLE "+ident(role)+" NOINHERIT")
+		cancel()
+		if nerr != nil {
+			err = errors.Join(err, fmt.Errorf("postgres: setting %s NOINHERIT again: %w", role, nerr))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	d := ident(db)
+	_, err = conn.Exec(ctx, "BEGIN;\n"+
+		"ALTER DATABASE "+d+" OWNER TO "+ident(role)+";\n"+
+		"REVOKE ALL ON DATABASE "+d+" FROM PUBLIC;\n"+
+		"COMMENT ON DATABASE "+d+" IS $1;\n"+
+		"COMMIT;", pgx.QueryExecModeSimpleProtocol, m)
+	if err != nil {
+		rctx, cancel := cleanupContext(ctx)
+		if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
+			// A session in an unknown transaction state must not go
+			// back to the pool.
+			p.closeConn(ctx, conn.Conn())
+		}
+		cancel()
+		return fmt.Errorf("postgres: finishing database %s: %w", db, err)
+	}
+	return nil
+}
+
+// createDatabase runs CREATE DATABASE, retrying with backoff while the
+// template is in use (SQLSTATE 55006), for at most the template wait.
 func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name, owner string) error {
 	stmt := "CREATE DATABASE " + ident(name) + " OWNER " + ident(owner)
 	if p.template != "" {
@@ -254,22 +268,22 @@ func templateHolders(ctx context.Context, conn *pgxpool.Conn, template string) (
 	})
 }
 
-// adoptObjects gives the environment's role (name) ownership of what db cloned
-// from the template (schemas, including public, tables, views, sequences,
+// adoptObjects gives role (the environment's) ownership of what database
+// name cloned from the template (schemas, including public, tables, views, sequences,
 // routines, types), so its migrations can use and alter them. The public
 // schema is owned by pg_database_owner, but the role is NOINHERIT and so
 // does not get that role's rights from owning the database: it must own
 // public itself. Objects that belong to extensions, and sequences owned by
 // a table column (they follow their table), are left alone.
-func (p *Provider) adoptObjects(ctx context.Context, db, name string) error {
+func (p *Provider) adoptObjects(ctx context.Context, name, role string) error {
 	cfg := p.adminCfg.Copy()
-	cfg.Database = db
+	cfg.Database = name
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("postgres: connecting to %s: %w", db, err)
+		return fmt.Errorf("postgres: connecting to %s: %w", name, err)
 	}
 	defer p.closeConn(ctx, conn)
-	rows, err := conn.Query(ctx, sqlForeignOwned, name)
+	rows, err := conn.Query(ctx, sqlForeignOwned, role)
 	if err != nil {
 		return fmt.Errorf("postgres: listing objects of %s: %w", name, err)
 	}
@@ -293,7 +307,7 @@ func (p *Provider) adoptObjects(ctx context.Context, db, name string) error {
 		case o.Kind != "SCHEMA":
 			target = ident(o.Schema, o.Name)
 		}
-		fmt.Fprintf(&b, "ALTER %s %s OWNER TO %s;\n", o.Kind, target, ident(name))
+		fmt.Fprintf(&b, "ALTER %s %s OWNER TO %s;\n", o.Kind, target, ident(role))
 	}
 	b.WriteString("COMMIT;")
 	if _, err := conn.Exec(ctx, b.String()); err != nil {

@@ -13,7 +13,9 @@
 //     literals in utility statements (which take no bind parameters) are
 //     marker comments and SCRAM verifiers: they are checked against a small
 //     alphabet and then quoted by pgx's literal sanitizer as simple-protocol
-//     arguments (see checkLiteral).
+//     arguments (see checkLiteral). The one exception, the DO block with
+//     which a database-mode reset waits for sessions to end, holds only
+//     preview names, checked the same way.
 //   - Each environment has its own LOGIN role (NOSUPERUSER NOCREATEDB
 //     NOCREATEROLE NOINHERIT, a connection limit) whose search_path is set on
 //     the role, so apps need no session SET and PgBouncer (which pools per
@@ -44,4 +46,8 @@
 // against production's, the admin database and the server's own names
 // (checkRefreshable). Its masking expressions are SQL from the config, run
 // as the admin role in the new copy only.
+//
+// reset.go is reset-db (a fresh schema or database built beside the
+// current one and swapped in), seed.go the runner of
+// database.postgres.seed.
 package postgres

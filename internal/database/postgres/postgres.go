@@ -159,6 +159,7 @@ type Provider struct {
 	// pg_stat_statements (a test seam).
 	noStatements bool
 	masking      map[string]string // Options.Masking
+	closeAfter   int               // see swapDatabase; a test seam
 }
 
 func (p *Provider) runHook(ctx context.Context, stage, name string) error {
@@ -191,6 +192,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		pooled:      o.AdminPooled,
 		allowCreate: o.AllowCreateSchema,
 		masking:     maps.Clone(o.Masking),
+		closeAfter:  closeAfter,
 	}
 	if p.isolation == "" {
 		p.isolation = IsolationSchema
@@ -576,7 +578,7 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 	for n := range byName {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	sortAuxFirst(names)
 	for _, name := range names {
 		d := byName[name]
 		if l, err := p.dropOne(ctx, name, d); err != nil {
@@ -588,6 +590,18 @@ func (p *Provider) Drop(ctx context.Context, items []env.Item) error {
 		return nil
 	}
 	return &database.LeftError{Items: left, Err: errors.Join(errs...)}
+}
+
+// sortAuxFirst sorts names, auxiliary objects' first: the environment's
+// role owns its auxiliary databases, so they go before it.
+func sortAuxFirst(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		ai, aj := strings.Contains(names[i], "$"), strings.Contains(names[j], "$")
+		if ai != aj {
+			return ai
+		}
+		return names[i] < names[j]
+	})
 }
 
 // dropSet is what Drop was asked to drop of one name.

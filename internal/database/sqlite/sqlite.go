@@ -162,6 +162,13 @@ func (p *Provider) drop(it env.Item) error {
 		d.Path = p.Path(it.Name)
 	}
 	base := filepath.Base(d.Path)
+	if key, ok := strings.CutSuffix(it.Name, nextSuffix); ok {
+		// A Reset's fresh file.
+		if k, ok := nextKey(base); !ok || k != key || !filepath.IsAbs(d.Path) {
+			return fmt.Errorf("sqlite: %s is not the reset file of %q, so it %w", d.Path, key, database.ErrForeign)
+		}
+		return removeAll(d.Path)
+	}
 	switch {
 	case it.Name == env.ProductionKey || base == env.ProductionKey+".sqlite":
 		return fmt.Errorf("sqlite: %s: %w", d.Path, database.ErrProduction)
@@ -198,6 +205,18 @@ func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string,
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
+		if key, ok := nextKey(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "-wal"), "-shm"), "-journal")); ok {
+			// A Reset's fresh file: only a live environment's can be in
+			// progress.
+			if !live[key] {
+				if err := removeAll(filepath.Join(p.dir, name), ""); err != nil {
+					errs = append(errs, err)
+				} else {
+					removed = append(removed, name)
+				}
+			}
+			continue
+		}
 		if filepath.Ext(name) == "" || name[0] == '.' {
 			if strings.HasPrefix(name, ".new-") {
 				if err := removeStaleTemp(filepath.Join(p.dir, name)); err != nil {
