@@ -93,6 +93,10 @@ func newActions() []*cobra.Command {
 			do: func(ctx context.Context, c *client.Client, a []string) (client.Answer, error) {
 				return c.Redeploy(ctx, a[0])
 			}},
+		{use: "reset-db KEY", short: "Give a preview a fresh database (template or seed, then its migrations), built while the old one serves", say: accepted("reset-db"),
+			do: func(ctx context.Context, c *client.Client, a []string) (client.Answer, error) {
+				return c.ResetDB(ctx, a[0])
+			}},
 		{use: "wake KEY", short: "Start a sleeping (or queued) preview again, and show the steps", wait: true,
 			do: func(ctx context.Context, c *client.Client, a []string) (client.Answer, error) {
 				return c.Wake(ctx, a[0])

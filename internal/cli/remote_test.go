@@ -289,6 +289,33 @@ auth:
 		}
 	})
 
+	t.Run("reset-db", func(t *testing.T) {
+		code, out, errs := run(t, "reset-db", key)
+		if code != 0 || !strings.Contains(out, "reset-db of "+key+" accepted") {
+			t.Fatalf("reset-db: exit %d %q %q", code, out, errs)
+		}
+		waitEnv(t, key, func(e client.Environment) bool {
+			for _, ev := range e.Events {
+				if ev.Reason == "DatabaseReset" || ev.Reason == "DatabaseResetFailed" {
+					return true
+				}
+			}
+			return false
+		}, "its database reset")
+		e, _, _ := getJSON(t, key)
+		for _, ev := range e.Events {
+			if ev.Reason == "DatabaseResetFailed" {
+				t.Errorf("reset-db failed: %s", ev.Message)
+			}
+		}
+		if e.Status != env.StatusReady {
+			t.Errorf("after reset-db %s is %s", key, e.Status)
+		}
+		if code, _, errs := run(t, "reset-db", "production"); code != 1 || !strings.Contains(errs, "production") {
+			t.Errorf("reset-db production: exit %d %q", code, errs)
+		}
+	})
+
 	t.Run("extend", func(t *testing.T) {
 		code, out, errs := run(t, "extend", key, "5d")
 		if code != 0 || !strings.Contains(out, key+" now expires at ") {

@@ -141,6 +141,12 @@ func (c *Client) Redeploy(ctx context.Context, key string) (Answer, error) {
 	return c.act(ctx, key, "redeploy", nil)
 }
 
+// ResetDB asks for key's preview to get a fresh database (the template or
+// seed, then its migrations), built while the old one serves.
+func (c *Client) ResetDB(ctx context.Context, key string) (Answer, error) {
+	return c.act(ctx, key, "reset-db", nil)
+}
+
 // Sleep puts key's preview to sleep.
 func (c *Client) Sleep(ctx context.Context, key string) (Answer, error) {
 	return c.act(ctx, key, "sleep", nil)

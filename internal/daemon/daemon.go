@@ -133,8 +133,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Lifecycle:    life,
 		Rehearsal: reconcile.Rehearsal{Enabled: cfg.Database.Rehearsal.On(), FailOn: cfg.Database.Rehearsal.Rules(),
 			RehearseOptions: database.RehearseOptions{LockTimeout: cfg.Database.Rehearsal.LockTimeout.Duration, StatementTimeout: cfg.Database.Rehearsal.StatementTimeout.Duration}},
-		Audit:  st.AddAudit,
-		Logger: o.Logger,
+		SeedPath: seedPath(cfg),
+		Audit:    st.AddAudit,
+		Logger:   o.Logger,
 	})
 	key, err := sessionKey(ctx, cfg, st)
 	if err != nil {
@@ -154,6 +155,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Domain:       cfg.Domain,
 		Plugin:       d.kube.plugin,
 		Redeploy:     d.rec.Redeploy,
+		ResetDB:      d.rec.ResetDB,
 		Resync:       d.rec.Resync,
 		Down:         d.rec.Down,
 		Up:           d.rec.Up,
@@ -475,4 +477,13 @@ func (r readiness) Ready(ctx context.Context) error {
 		return r.rt.Ready(ctx)
 	}
 	return nil
+}
+
+// seedPath is the seed the reconciler runs in fresh databases: postgres's
+// SQL file (SQLite's seed is a database file its provider copies).
+func seedPath(cfg *config.Config) string {
+	if cfg.Database.Kind != "postgres" {
+		return ""
+	}
+	return cfg.Database.Postgres.Seed
 }

@@ -76,8 +76,9 @@ func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts,
 	cmds := ghforge.NewCommands(ghforge.CommandOptions{
 		Client: s.Client(), Source: s, Ledger: d.store, Reply: n,
 		Redeploy: func(key string) { d.rec.Redeploy(key) }, Enqueue: enqueue, Logger: d.log,
-		Down: func(ctx context.Context, key, actor string) error { return d.rec.Down(ctx, key, actor) },
-		Up:   func(ctx context.Context, key string) (bool, error) { return d.rec.Up(ctx, key) },
+		ResetDB: func(key string) { d.rec.ResetDB(key) },
+		Down:    func(ctx context.Context, key, actor string) error { return d.rec.Down(ctx, key, actor) },
+		Up:      func(ctx context.Context, key string) (bool, error) { return d.rec.Up(ctx, key) },
 		// The reconciler is made after the forge: these call it late.
 		Sleep: func(ctx context.Context, key, actor string) error { return d.rec.Sleep(ctx, key, actor) },
 		Wake:  func(key string) { d.rec.Wake(key) },

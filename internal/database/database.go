@@ -176,3 +176,10 @@ type Rehearser interface {
 	// refuses production.
 	Rehearse(ctx context.Context, t Target, o RehearseOptions, migrate func(context.Context, Conn) error) (env.Rehearsal, error)
 }
+
+// Seeder is implemented by providers that can run a seed (an SQL file of
+// the repository, database.postgres.seed) in an environment's fresh
+// database, as its role.
+type Seeder interface {
+	Seed(ctx context.Context, conn Conn, sql string) error
+}

@@ -291,3 +291,16 @@ func (d *Tiered) Reset(ctx context.Context, t Target, prepare func(ctx context.C
 }
 
 var _ Resetter = (*Tiered)(nil)
+
+// Seed implements Seeder with the first tier that seeds (a seed runs as the
+// environment's role on the connection it is given, whatever the tier).
+func (d *Tiered) Seed(ctx context.Context, conn Conn, sql string) error {
+	for _, tr := range d.tiers {
+		if s, ok := tr.Provider.(Seeder); ok {
+			return s.Seed(ctx, conn, sql)
+		}
+	}
+	return errors.New("no database tier runs seeds")
+}
+
+var _ Seeder = (*Tiered)(nil)

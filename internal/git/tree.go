@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/previewd/previewd/internal/env"
@@ -94,4 +95,39 @@ func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
 		}
 		files[path.Clean(h.Name)] = b
 	}
+}
+
+// ErrNoFile is ReadFile's error for a path the commit does not hold.
+var ErrNoFile = errors.New("no such file in the commit")
+
+// ReadFile returns the file at p (a slash-separated path inside the
+// repository) in commit sha, from the cache's objects: no checkout is
+// needed. A path the commit does not hold, or that is not a regular file,
+// is ErrNoFile.
+func (c *Cache) ReadFile(ctx context.Context, sha, p string) ([]byte, error) {
+	if err := CheckSHA(sha); err != nil {
+		return nil, err
+	}
+	p = path.Clean(strings.TrimPrefix(p, "/"))
+	if p == "." || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsAny(p, ":\n") {
+		return nil, fmt.Errorf("%q is not a file path inside the repository", p)
+	}
+	// One entry: "<mode> <type> <object> <size>\t<path>"; a regular
+	// file's mode is 100644 or 100755 (a link's is 120000).
+	out, err := Run(ctx, c.dir, "ls-tree", "-l", "--end-of-options", sha, "--", p)
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	meta, name, _ := strings.Cut(strings.TrimSuffix(string(out), "\n"), "\t")
+	f := strings.Fields(meta)
+	if len(f) != 4 || name != p || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
+		return nil, fmt.Errorf("%s at %s: %w", p, env.ShortSHA(sha), ErrNoFile)
+	}
+	if n, _ := strconv.Atoi(f[3]); n > maxTreeBytes {
+		return nil, fmt.Errorf("%s at %s is %d bytes; at most %d are read", p, env.ShortSHA(sha), n, maxTreeBytes)
+	}
+	return Run(ctx, c.dir, "cat-file", "blob", f[2])
 }

@@ -60,6 +60,8 @@ func (r *Reconciler) act(ctx context.Context, o Observed, plan Plan) (Result, er
 		return r.expire(ctx, o, plan)
 	case Warn:
 		return r.warn(ctx, o, plan)
+	case ResetDB:
+		return r.resetDB(ctx, o, plan)
 	}
 	return Result{}, nil
 }
@@ -241,7 +243,10 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	if err := r.provisionTier(ctx, o, plan, &target, rel); err != nil {
 		return Result{}, err
 	}
+	// A database not recorded before is made now: fresh, so seeded.
+	fresh := false
 	for _, it := range r.o.Database.Items(target) {
+		fresh = fresh || !inventory.Has(o.Items, inventory.IDOf(it))
 		if err := r.o.Store.PutItem(ctx, key, it); err != nil {
 			return Result{}, err
 		}
@@ -269,6 +274,12 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 		if err := r.o.Runtime.Migrate(ctx, rel); err != nil {
 			out, err = r.stepFailed(src, err, oldSHA)
 			return Result{}, err
+		}
+		if fresh {
+			if err := r.seed(ctx, rel, conn); err != nil {
+				out, err = r.stepFailed(src, err, oldSHA)
+				return Result{}, err
+			}
 		}
 		if err := p.set(ctx, env.StatusStarting, ReasonStarting, "starting "+short, store.Update{}); err != nil {
 			return Result{}, err

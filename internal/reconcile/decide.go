@@ -42,10 +42,13 @@ const (
 	Expire
 	// Warn: say on the PR when the TTL will remove the preview.
 	Warn
+	// ResetDB: give the preview a fresh database (template or seed, then
+	// its migrations) while the old one serves, then swap.
+	ResetDB
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn"}[a]
+	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn", "reset-db"}[a]
 }
 
 // Reasons a plan gives for its action (logged, and compared by tests).
@@ -74,6 +77,8 @@ const (
 	ReasonInterrupted = "Interrupted"
 	ReasonRevived     = "Revived"  // a new commit after the TTL removed it
 	ReasonDequeued    = "Dequeued" // its turn in the queue came
+	// ResetDB
+	ReasonResetRequested = "ResetRequested"
 	// Restart
 	ReasonExited = "ProcessExited"
 	// GiveUp
@@ -116,6 +121,8 @@ type Observed struct {
 	RunningSHA string
 	// Redeploy is true when someone asked for the SHA to be tried again.
 	Redeploy bool
+	// ResetDB is true when someone asked for a fresh database.
+	ResetDB bool
 	// ExitedAt is when the runtime last reported that the environment's
 	// process exited on its own; zero when it has not since start.
 	ExitedAt time.Time
@@ -242,6 +249,15 @@ func decide(o Observed) Plan {
 	}
 	if p, ok := tierChange(o); ok {
 		return p
+	}
+	if o.ResetDB && !d.Production() {
+		switch {
+		case rec.Status == env.StatusReady && o.Running && o.RunningSHA == d.SHA,
+			rec.Status == env.StatusSleeping, rec.Status == env.StatusFailed:
+			return Plan{Action: ResetDB, Source: d, Reason: ReasonResetRequested, Message: "resetting the database on request"}
+		}
+		// Anything else (a rollout under way, a crash) first; the
+		// request waits.
 	}
 	switch rec.Status {
 	case env.StatusSleeping:

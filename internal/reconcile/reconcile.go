@@ -75,6 +75,10 @@ type Options struct {
 	// Rehearsal is the migration rehearsal's policy; it applies when the
 	// database provider is a database.Rehearser.
 	Rehearsal Rehearsal
+	// SeedPath is database.postgres.seed: an SQL file of the repository
+	// run after the migrations in every fresh preview database (a new
+	// preview, a new tier, a reset), read at the preview's commit.
+	SeedPath string
 }
 
 // Rehearsal is the migration rehearsal's policy (database.rehearsal).
@@ -134,6 +138,7 @@ type request struct {
 	wake     uint64 // sequence number of the last wake asked; 0 none
 	sleep    string // why a sleep was asked; "" none
 	evicted  bool   // the sleep makes room for another preview
+	reset    uint64 // sequence number of the last reset-db asked; 0 none
 }
 
 // New returns a Reconciler. Call Run to start it.
@@ -203,6 +208,19 @@ func (r *Reconciler) Redeploy(key string) {
 	q.redeploy = r.seq
 	r.requests[key] = q
 	r.fresh[key] = true
+	r.mu.Unlock()
+	r.queue.Add(key)
+}
+
+// ResetDB asks for key's preview to get a fresh database (reset-db). The
+// request waits until the preview is ready, sleeping or failed, and is
+// dropped if the preview goes away.
+func (r *Reconciler) ResetDB(key string) {
+	r.mu.Lock()
+	r.seq++
+	q := r.requests[key]
+	q.reset = r.seq
+	r.requests[key] = q
 	r.mu.Unlock()
 	r.queue.Add(key)
 }
@@ -488,7 +506,7 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 	r.mu.Lock()
 	req := r.requests[key]
 	r.mu.Unlock()
-	o.Redeploy, o.ExitedAt = req.redeploy != 0, req.exited
+	o.Redeploy, o.ExitedAt, o.ResetDB = req.redeploy != 0, req.exited, req.reset != 0
 	o.Wake, o.SleepAsked, o.Evicted = req.wake != 0, req.sleep, req.evicted
 	o.Life = r.o.Lifecycle
 	rec, err := r.o.Store.GetRecord(ctx, key)
@@ -535,6 +553,10 @@ func (r *Reconciler) handled(key string, seen request, plan Plan) {
 	}
 	if q.sleep == seen.sleep {
 		q.sleep = ""
+	}
+	// A reset waits for a state it can run in, unless the preview goes.
+	if q.reset == seen.reset && (plan.Action == ResetDB || plan.Action == Teardown || plan.Action == Expire || plan.Reason == ReasonGone) {
+		q.reset = 0
 	}
 	// A backoff still needs the time of the exit.
 	if plan.Action != Wait && q.exited.Equal(seen.exited) {

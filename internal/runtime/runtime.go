@@ -43,6 +43,14 @@ type Logs interface {
 	Logs(ctx context.Context, key string, n int) (string, error)
 }
 
+// FileReader is implemented by runtimes that hold the commits they deploy
+// (in an object cache): the reconciler reads files of the repository at a
+// release's SHA through it (database.postgres.seed). A path the commit does
+// not hold wraps git.ErrNoFile.
+type FileReader interface {
+	ReadFile(ctx context.Context, src env.Source, path string) ([]byte, error)
+}
+
 // Router is implemented by runtimes whose environments previewd's own
 // proxy serves.
 type Router interface {

@@ -14,6 +14,7 @@ import (
 // Audited actions.
 const (
 	ActionRedeploy = "redeploy"
+	ActionResetDB  = "reset-db"
 	ActionSync     = "sync"
 	ActionSignIn   = "sign-in"
 	ActionSignOut  = "sign-out"
@@ -270,6 +271,20 @@ func (s *Server) redeployPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.o.Redeploy(key)
+	http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
+}
+
+// resetPage is the dashboard's reset-db button.
+func (s *Server) resetPage(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := s.checkReset(r.Context(), key); err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	if !s.record(w, r, auth.FromContext(r.Context()), ActionResetDB, key) {
+		return
+	}
+	s.o.ResetDB(key)
 	http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
 }
 

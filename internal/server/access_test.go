@@ -58,6 +58,7 @@ type fixture struct {
 	log        *syncLog
 	mu         sync.Mutex
 	redeployed []string
+	reset      []string
 	synced     int
 }
 
@@ -87,6 +88,7 @@ func newFixture(t *testing.T, anonymous auth.Role, metricsToken bool) *fixture {
 		Gatherer: prometheus.NewRegistry(),
 		Redeploy: func(k string) { f.mu.Lock(); f.redeployed = append(f.redeployed, k); f.mu.Unlock() },
 		Resync:   func() { f.mu.Lock(); f.synced++; f.mu.Unlock() },
+		ResetDB:  func(k string) { f.mu.Lock(); f.reset = append(f.reset, k); f.mu.Unlock() },
 		Down:     func(ctx context.Context, k, actor string) error { return st.SetDown(ctx, k, actor) },
 		Up:       st.ClearDown,
 		Revoke:   st.Untrust,
@@ -157,6 +159,10 @@ func TestRoles(t *testing.T) {
 		{"GET", "/api/v1/whoami", [5]int{200, 401, 200, 200, 200}},
 		{"POST", "/api/v1/environments/pr-3/redeploy", [5]int{401, 401, 403, 202, 202}},
 		{"POST", "/api/v1/sync", [5]int{401, 401, 403, 202, 202}},
+		{"POST", "/api/v1/environments/pr-3/reset-db", [5]int{401, 401, 403, 202, 202}},
+		{"POST", "/api/v1/environments/nope/reset-db", [5]int{401, 401, 403, 404, 404}},
+		{"POST", "/environments/pr-3/reset-db", [5]int{401, 401, 403, 303, 303}},
+		{"GET", "/api/v1/environments/pr-3/rehearsal", [5]int{401, 401, 404, 404, 404}}, // none yet: past auth
 		{"POST", "/api/v1/environments/pr-3/down", [5]int{401, 401, 403, 403, 202}},
 		{"POST", "/api/v1/environments/pr-3/up", [5]int{401, 401, 403, 202, 202}},
 		{"GET", "/api/v1/trusted", [5]int{401, 401, 200, 200, 200}},
@@ -192,6 +198,11 @@ func TestRoles(t *testing.T) {
 	if r, s := f.counts(); r != 4 || s != 2 {
 		t.Errorf("redeployed %d times, synced %d; want 4 and 2", r, s)
 	}
+	f.mu.Lock()
+	if strings.Join(f.reset, ",") != "pr-3,pr-3,pr-3,pr-3" {
+		t.Errorf("reset %v; want pr-3 four times (API and dashboard, operator and admin)", f.reset)
+	}
+	f.mu.Unlock()
 	// A 401 page is the sign-in page, never the environments.
 	page := body(t, f.do("GET", "/", "", nil, nil))
 	if !strings.Contains(page, `id="signin-form"`) || strings.Contains(page, "pr-3") {

@@ -289,7 +289,7 @@ func TestDashboardRender(t *testing.T) {
 		`<td>Failed</td><td>previewd</td>`,
 		`<dd id="db-kind">SQLite file</dd>`, `<code id="db-name">pr-4.sqlite</code>`, `<dd id="db-size">49 kB</dd>`,
 		`<td>sqlite</td><td><code>pr-4</code></td>`,
-		`id="redeploy"`, `id="reset-db" disabled`, `not available in this version`, `name="keep"`,
+		`id="redeploy"`, `name="keep"`,
 	} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("environment page lacks %q", want)

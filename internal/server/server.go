@@ -52,6 +52,9 @@ type Options struct {
 	// writes an environment's state itself.
 	Redeploy func(key string)
 	Resync   func()
+	// ResetDB asks for an environment's fresh database (reset-db); nil
+	// when the database cannot be reset.
+	ResetDB func(key string)
 	// Down puts an environment down on actor's request (removed, and
 	// kept down across pushes and restarts); Up brings it back and
 	// reports whether it was down. Nil: the actions answer 503.
@@ -157,6 +160,8 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /api/v1/environments", s.api(auth.Viewer, s.listEnvironments))
 	s.mux.Handle("GET /api/v1/environments/{key}", s.api(auth.Viewer, s.getEnvironment))
 	s.mux.Handle("POST /api/v1/environments/{key}/redeploy", s.api(auth.Operator, s.redeploy))
+	s.mux.Handle("POST /api/v1/environments/{key}/reset-db", s.api(auth.Operator, s.resetDB))
+	s.mux.Handle("POST /environments/{key}/reset-db", s.page(auth.Operator, s.resetPage))
 	s.mux.Handle("POST /api/v1/environments/{key}/down", s.api(auth.Admin, s.down))
 	s.mux.Handle("POST /api/v1/environments/{key}/up", s.api(auth.Operator, s.up))
 	for _, a := range []string{ActionSleep, ActionWake, ActionExtend, ActionKeep, ActionUnkeep} {
@@ -377,9 +382,12 @@ type badRequest struct{ error }
 
 func statusOf(err error) int {
 	var br badRequest
+	var un unavailable
 	switch {
 	case errors.As(err, &br):
 		return http.StatusBadRequest
+	case errors.As(err, &un):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
 	}
@@ -402,6 +410,39 @@ func (s *Server) redeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.o.Redeploy(key)
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+// unavailable is the error of an action this server cannot carry out.
+type unavailable struct{ error }
+
+// checkReset refuses a reset-db of an environment that does not exist, of
+// production, or where nothing can reset.
+func (s *Server) checkReset(ctx context.Context, key string) error {
+	e, err := s.environment(ctx, key)
+	switch {
+	case err != nil:
+		return err
+	case e.Production():
+		return badRequest{errors.New("refusing to reset production's database")}
+	case s.o.ResetDB == nil:
+		return unavailable{errors.New("reset-db is not available here: the database cannot be reset, or no reconciler runs here")}
+	}
+	return nil
+}
+
+// resetDB asks the reconciler for a fresh database for the environment:
+// built and migrated while the old one serves, then swapped in.
+func (s *Server) resetDB(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := s.checkReset(r.Context(), key); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if !s.record(w, r, auth.FromContext(r.Context()), ActionResetDB, key) {
+		return
+	}
+	s.o.ResetDB(key)
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
 }
 

@@ -236,3 +236,11 @@ func dollarTag(s string) (string, bool) {
 	}
 	return "", false
 }
+
+var _ database.Seeder = (*Provider)(nil)
+
+// Seed implements database.Seeder with the package's Seed: the file runs
+// as the role conn names, not as the admin.
+func (p *Provider) Seed(ctx context.Context, conn database.Conn, sql string) error {
+	return Seed(ctx, conn, sql)
+}

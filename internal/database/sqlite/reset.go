@@ -132,3 +132,7 @@ func nextKey(base string) (string, bool) {
 	}
 	return key, true
 }
+
+// RestartAfterReset reports that an app must be restarted after Reset: a
+// connection it holds keeps the old file open until it reopens the path.
+func (p *Provider) RestartAfterReset() bool { return true }

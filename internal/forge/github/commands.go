@@ -45,6 +45,9 @@ type CommandOptions struct {
 	// nothing else.
 	Redeploy func(key string)
 	Enqueue  func(key string)
+	// ResetDB asks for a fresh database (reset-db); nil: refused as
+	// unavailable here.
+	ResetDB func(key string)
 	// Down and Up put an environment down (kept removed until up) and
 	// bring it back; nil: the commands are refused as unavailable.
 	Down func(ctx context.Context, key, actor string) error
@@ -211,6 +214,18 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 		}
 		c.o.Redeploy(key)
 		return true, "redeploy accepted"
+	case cmd.Name == command.ResetDB:
+		if c.o.ResetDB == nil {
+			return false, "`reset-db` is not available here: the database cannot be reset"
+		}
+		if _, err := c.o.Ledger.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+			return false, "reset-db refused: this pull request has no environment"
+		} else if err != nil {
+			c.log.Error("reading environment failed", "key", key, "err", err)
+			return false, "reset-db failed, try again"
+		}
+		c.o.ResetDB(key)
+		return true, "reset-db accepted: a fresh database is built and migrated while the old one serves, then swapped in"
 	case cmd.Name == command.Down || cmd.Name == command.Up:
 		return c.downUp(ctx, key, actor, cmd.Name)
 	case cmd.Name == command.Sleep || cmd.Name == command.Wake || cmd.Name == command.Extend ||

@@ -48,6 +48,7 @@ type cmdRig struct {
 	st        *store.Store
 	reply     *replier
 	redeploys *recorder
+	resets    *recorder
 	enqueued  *recorder
 	srv       *httptest.Server
 	cmds      *Commands
@@ -123,10 +124,10 @@ func newCmdRig(t *testing.T) *cmdRig {
 	c := newClient(t, fake)
 	src := NewSource(c, SourceOptions{CloneURL: "https://example.invalid/x.git", ProductionBranch: "main", Filter: Filter{ForkLabel: "preview"}, KeepLabel: "preview:keep"})
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := &cmdRig{t: t, fake: fake, src: src, st: st, reply: &replier{c: c}, redeploys: &recorder{}, enqueued: &recorder{}, life: newLifecycle(now), now: now}
+	g := &cmdRig{t: t, fake: fake, src: src, st: st, reply: &replier{c: c}, redeploys: &recorder{}, resets: &recorder{}, enqueued: &recorder{}, life: newLifecycle(now), now: now}
 	cmds := NewCommands(CommandOptions{
 		Client: c, Source: src, Ledger: st, Reply: g.reply, Self: "previewd-bot",
-		Redeploy: g.redeploys.enqueue, Enqueue: g.enqueued.enqueue,
+		Redeploy: g.redeploys.enqueue, Enqueue: g.enqueued.enqueue, ResetDB: g.resets.enqueue,
 		Down: func(ctx context.Context, key, actor string) error { return st.SetDown(ctx, key, actor) }, Up: st.ClearDown,
 		Sleep: g.life.Sleep, Wake: g.life.Wake, Extend: g.life.Extend, Keep: g.life.Keep,
 		Now: func() time.Time { return g.now },
@@ -278,11 +279,31 @@ func TestCommandHelpAndUnavailable(t *testing.T) {
 		t.Errorf("unknown: reactions %v", got)
 	}
 	g.comment(2, "alice", "/preview help")
-	g.comment(2, "alice", "/preview reset-db")
 	said := g.reply.said()
-	if len(said) != 3 || !strings.Contains(said[0], "unknown command `dance`") || !strings.Contains(said[0], "/preview redeploy") ||
-		!strings.Contains(said[1], "/preview approve") || !strings.Contains(said[2], "`reset-db` is not available in this version") {
+	if len(said) != 2 || !strings.Contains(said[0], "unknown command `dance`") || !strings.Contains(said[0], "/preview redeploy") ||
+		!strings.Contains(said[1], "/preview approve") || !strings.Contains(said[1], "/preview reset-db") {
 		t.Errorf("said %q", said)
+	}
+}
+
+// TestCommandResetDB: /preview reset-db asks the reconciler for a fresh
+// database of a preview that exists, and refuses one that does not.
+func TestCommandResetDB(t *testing.T) {
+	g := newCmdRig(t)
+	g.fake.OpenPR(ghtest.PR{Number: 2, HeadSHA: sha(2)})
+	g.fake.OpenPR(ghtest.PR{Number: 3, HeadSHA: sha(3)})
+	g.fake.SetPermission("alice", "write")
+	if err := g.st.Upsert(context.Background(), env.Source{Key: "pr-2", Kind: env.KindPullRequest, Number: 2, Branch: "x", SHA: sha(2)}); err != nil {
+		t.Fatal(err)
+	}
+	g.comment(2, "alice", "/preview reset-db")
+	g.comment(3, "alice", "/preview reset-db")
+	said := g.reply.said()
+	if len(said) != 2 || !strings.Contains(said[0], "reset-db accepted") || !strings.Contains(said[1], "reset-db refused: this pull request has no environment") {
+		t.Errorf("said %q", said)
+	}
+	if got := g.resets.got(); !slices.Equal(got, []string{"pr-2"}) {
+		t.Errorf("reset %v; want pr-2", got)
 	}
 }
 

@@ -198,3 +198,9 @@ func (r *Runtime) forget(ctx context.Context, key string, it env.Item) {
 		r.log.Error("forgetting inventory item", "env", key, "kind", it.Kind, "name", it.Name, "err", err)
 	}
 }
+
+// ReadFile implements runtime.FileReader from the object cache, which
+// holds src's commit once Prepare has fetched it.
+func (r *Runtime) ReadFile(ctx context.Context, src env.Source, path string) ([]byte, error) {
+	return r.cache.ReadFile(ctx, src.SHA, path)
+}
