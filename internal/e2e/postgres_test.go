@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/pgtest"
@@ -81,7 +82,7 @@ func testPostgres(t *testing.T, isolation string) {
 	if code, body := a.preview(branch, "POST", "/api/documents", `{"title":"branch only","content":"x"}`); code != http.StatusCreated {
 		t.Fatalf("create: %d %s", code, body)
 	}
-	_, docs := a.preview(branch, "GET", "/api/documents", "")
+	code, docs := a.preview(branch, "GET", "/api/documents", "")
 	if !strings.Contains(docs, "branch only") {
 		t.Errorf("branch does not see its document: %s", docs)
 	}
@@ -90,6 +91,45 @@ func testPostgres(t *testing.T, isolation string) {
 	}
 	if _, prod := a.preview("production", "GET", "/api/documents", ""); strings.Contains(prod, "branch only") {
 		t.Errorf("production sees the branch's document: %s", prod)
+	}
+
+	// The migrations were rehearsed first, on a clone of the template or
+	// a schema-only copy of production, and the rehearsal database is
+	// gone.
+	var rh env.Rehearsal
+	if code := a.getJSON("/api/v1/environments/"+branch+"/rehearsal", &rh); code != http.StatusOK || rh.Engine != "postgres" || rh.Error != "" || rh.Skipped != "" || rh.SHA != sha {
+		t.Errorf("rehearsal: %d %+v", code, rh)
+	}
+	wantFrom := "a schema-only copy of production's database"
+	if isolation == "database" {
+		wantFrom = "a clone of template"
+	}
+	if !strings.HasPrefix(rh.From, wantFrom) {
+		t.Errorf("rehearsed on %q; want %q…", rh.From, wantFrom)
+	}
+
+	// reset-db: a fresh database (the template's, or an empty schema),
+	// migrated while the old one serves; the branch's own row is gone and
+	// the app answers from the fresh one.
+	if code, body := a.post("/api/v1/environments/"+branch+"/reset-db", ""); code != http.StatusAccepted {
+		t.Fatalf("reset-db: %d %s", code, body)
+	}
+	eventually(t, 60*time.Second, func() string {
+		if a.hasEvent(branch, "DatabaseReset") || a.hasEvent(branch, "DatabaseResetFailed") {
+			return ""
+		}
+		return "no reset yet"
+	})
+	if a.hasEvent(branch, "DatabaseResetFailed") {
+		e, _ := a.environment(branch)
+		t.Fatalf("reset-db failed: %s", e.Message)
+	}
+	code, docs = a.preview(branch, "GET", "/api/documents", "")
+	if code != http.StatusOK || strings.Contains(docs, "branch only") {
+		t.Errorf("after reset-db: %d %s; want the branch's document gone", code, docs)
+	}
+	if isolation == "database" && !strings.Contains(docs, "from the template") {
+		t.Errorf("after reset-db the database lacks the template's row: %s", docs)
 	}
 
 	exists := func(query string) bool {
