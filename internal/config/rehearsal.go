@@ -6,14 +6,15 @@ import (
 	"github.com/previewd/previewd/internal/env"
 )
 
-// Rehearsal configures the migration rehearsal (database kind postgres):
-// before a preview's migrations run against its own database they run
-// against a copy of the reference data (database.postgres.template, or a
-// schema-only copy of production), and what they did is reported on the
-// pull request, the dashboard and the API.
+// Rehearsal configures the migration rehearsal: before a preview's
+// migrations run against its own database they run against a copy of the
+// reference data (postgres: database.postgres.template, or a schema-only
+// copy of production; sqlite: a copy of production's file), and what they
+// did is reported on the pull request, the dashboard and the API. With
+// sqlite the report has the time and what was dropped only.
 type Rehearsal struct {
-	// Enabled turns the rehearsal on. Default true with database kind
-	// postgres (false for the others).
+	// Enabled turns the rehearsal on. Default true with database kinds
+	// postgres and sqlite.
 	Enabled *bool `yaml:"enabled"`
 	// LockTimeout and StatementTimeout are set on the rehearsal database:
 	// a statement that waits longer for a lock, or runs longer, fails the
@@ -29,7 +30,7 @@ type Rehearsal struct {
 
 func (r *Rehearsal) setDefaults(kind string) {
 	if r.Enabled == nil {
-		on := kind == "postgres"
+		on := kind == "postgres" || kind == "sqlite"
 		r.Enabled = &on
 	}
 	if !r.LockTimeout.set {
@@ -50,8 +51,8 @@ func (r *Rehearsal) validate(kind string, bad func(string, string, ...any)) {
 	if _, err := env.ParseFailOn(r.FailOn); err != nil {
 		bad("database.rehearsal.failOn", "%v", err)
 	}
-	if r.Enabled != nil && *r.Enabled && kind != "postgres" {
-		bad("database.rehearsal.enabled", "the rehearsal needs database kind postgres (sqlite has none)")
+	if r.Enabled != nil && *r.Enabled && kind != "postgres" && kind != "sqlite" {
+		bad("database.rehearsal.enabled", "the rehearsal needs database kind postgres or sqlite")
 	}
 }
 

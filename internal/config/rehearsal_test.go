@@ -26,8 +26,8 @@ func TestRehearsalConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Database.Rehearsal.On() {
-		t.Error("the rehearsal is on with sqlite")
+	if !c.Database.Rehearsal.On() {
+		t.Error("the rehearsal is off with sqlite")
 	}
 	for yaml, want := range map[string]string{
 		pgDatabase + ", rehearsal: {failOn: [drops]}}":         `database.rehearsal.failOn: failOn "drops": want drop, rewrite`,

@@ -162,6 +162,13 @@ func (p *Provider) drop(it env.Item) error {
 		d.Path = p.Path(it.Name)
 	}
 	base := filepath.Base(d.Path)
+	if key, ok := strings.CutSuffix(it.Name, rehearsalSuffix); ok {
+		// A rehearsal's file.
+		if base != rehearsalPrefix+key+".sqlite" || env.CheckKey(key) != nil || !filepath.IsAbs(d.Path) {
+			return fmt.Errorf("sqlite: %s is not the rehearsal file of %q, so it %w", d.Path, key, database.ErrForeign)
+		}
+		return removeAll(d.Path)
+	}
 	if key, ok := strings.CutSuffix(it.Name, nextSuffix); ok {
 		// A Reset's fresh file.
 		if k, ok := nextKey(base); !ok || k != key || !filepath.IsAbs(d.Path) {
