@@ -30,10 +30,10 @@ func TestRehearsalConfig(t *testing.T) {
 		t.Error("the rehearsal is off with sqlite")
 	}
 	for yaml, want := range map[string]string{
-		pgDatabase + ", rehearsal: {failOn: [drops]}}":         `database.rehearsal.failOn: failOn "drops": want drop, rewrite`,
-		pgDatabase + ", rehearsal: {failOn: ['lock>soon']}}":   `failOn "lock>soon": want lock>DURATION`,
-		pgDatabase + ", rehearsal: {lockTimeout: never}}":      `database.rehearsal.lockTimeout: "never" is not a duration`,
-		"database: {kind: sqlite, rehearsal: {enabled: true}}": "database.rehearsal.enabled: the rehearsal needs database kind postgres",
+		pgDatabase + ", rehearsal: {failOn: [drops]}}":       `database.rehearsal.failOn: failOn "drops": want drop, rewrite`,
+		pgDatabase + ", rehearsal: {failOn: ['lock>soon']}}": `failOn "lock>soon": want lock>DURATION`,
+		pgDatabase + ", rehearsal: {lockTimeout: never}}":    `database.rehearsal.lockTimeout: "never" is not a duration`,
+		"database: {kind: none, rehearsal: {enabled: true}}": "database.rehearsal.enabled: the rehearsal needs database kind postgres or sqlite",
 	} {
 		_, err := Parse([]byte("forge: {git: {url: x}}\n"+yaml+"\n"), "/x", lookup(nil))
 		if err == nil || !strings.Contains(err.Error(), want) {
