@@ -383,6 +383,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.rec.Run(ctx)
 		})
 	}()
+	if every := d.refreshEvery(); every > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			whenLeading(ctx, leading, func(ctx context.Context) { d.refreshTemplates(ctx, every) })
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -486,4 +493,32 @@ func seedPath(cfg *config.Config) string {
 		return ""
 	}
 	return cfg.Database.Postgres.Seed
+}
+
+// refreshEvery is database.postgres.refreshTemplate.every, or 0.
+func (d *Daemon) refreshEvery() time.Duration {
+	if d.cfg.Database.Kind != "postgres" || d.cfg.Database.Postgres.RefreshTemplate == nil {
+		return 0
+	}
+	return d.cfg.Database.Postgres.RefreshTemplate.Every.Duration
+}
+
+// refreshTemplates refreshes the template from production, masked, every
+// period while this replica leads; a failed refresh keeps the old
+// template, is logged, and is tried again at the next tick.
+func (d *Daemon) refreshTemplates(ctx context.Context, every time.Duration) {
+	p, ok := pgProvider(d.db)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = p.ScheduledRefresh(ctx) // it logs what happened
+		}
+	}
 }

@@ -153,14 +153,20 @@ func (p *Provider) finishDatabase(ctx context.Context, conn *pgxpool.Conn, db, r
 // createDatabase runs CREATE DATABASE, retrying with backoff while the
 // template is in use (SQLSTATE 55006), for at most the template wait.
 func (p *Provider) createDatabase(ctx context.Context, conn *pgxpool.Conn, name, owner string) error {
+	return p.createDatabaseFrom(ctx, conn, name, owner, p.template)
+}
+
+// createDatabaseFrom is createDatabase from template ("" for an empty
+// database).
+func (p *Provider) createDatabaseFrom(ctx context.Context, conn *pgxpool.Conn, name, owner, template string) error {
 	stmt := "CREATE DATABASE " + ident(name) + " OWNER " + ident(owner)
-	if p.template != "" {
-		stmt += " TEMPLATE " + ident(p.template)
+	if template != "" {
+		stmt += " TEMPLATE " + ident(template)
 		if major(conn.Conn().PgConn()) >= 15 && p.strategy != "" {
 			stmt += " STRATEGY " + p.strategy
 		}
 	}
-	tmpl := p.template
+	tmpl := template
 	if tmpl == "" {
 		tmpl = "template1"
 	}

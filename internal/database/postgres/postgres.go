@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -48,6 +49,11 @@ type Options struct {
 	// Template is the database cloned for each environment in database
 	// isolation. Empty means a new empty database.
 	Template string
+	// Reference is the database the migration rehearsal clones and
+	// RefreshTemplate refreshes: the configured template, also for
+	// providers that do not clone it for environments (the schema and
+	// empty tiers). Default Template.
+	Reference string
 	// AppHost, if set (host or host:port, port 5432 by default), is where
 	// the DATABASE_URL given to apps points, instead of AdminURL's host.
 	AppHost string
@@ -124,6 +130,7 @@ type Options struct {
 type Provider struct {
 	isolation string
 	template  string
+	reference string // Options.Reference
 	connLimit int
 	secret    []byte
 	wait      time.Duration
@@ -192,6 +199,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		pooled:      o.AdminPooled,
 		allowCreate: o.AllowCreateSchema,
 		masking:     maps.Clone(o.Masking),
+		reference:   cmp.Or(o.Reference, o.Template),
 		closeAfter:  closeAfter,
 	}
 	if p.isolation == "" {
@@ -338,7 +346,7 @@ func (p *Provider) checkOwned(name string) error {
 		return fmt.Errorf("%w: %q is not a %s name", database.ErrProduction, name, Prefix)
 	case key == env.ProductionKey,
 		name == p.prodDB, name == p.prodUser, name == p.adminDB, name == p.adminUser,
-		name == p.template, name == "public", name == "information_schema",
+		name == p.template, name == p.reference, name == "public", name == "information_schema",
 		strings.HasPrefix(name, "pg_"), name == "template0", name == "template1", name == "postgres":
 		return fmt.Errorf("%w: %q is production's or the server's", database.ErrProduction, name)
 	}

@@ -35,7 +35,8 @@ func (p *Provider) RehearsalItems(t database.Target) []env.Item {
 
 // Rehearse implements database.Rehearser.
 //
-// The rehearsal database is a clone of the template when there is one
+// The rehearsal database is a clone of the template (Options.Reference)
+// when there is one
 // (CREATE DATABASE … TEMPLATE, as database isolation clones), or else an
 // empty database given a schema-only copy of production read from the
 // catalog (CopyDatabase; the rows of migration bookkeeping tables are
@@ -162,7 +163,7 @@ func (p *Provider) makeRehearsal(ctx context.Context, key, base, name, schema st
 		if p.isolation == IsolationSchema {
 			owner = p.adminUser
 		}
-		if err := p.createDatabase(ctx, conn, name, owner); err != nil {
+		if err := p.createDatabaseFrom(ctx, conn, name, owner, p.reference); err != nil {
 			return err
 		}
 		m := p.marker(key, "")
@@ -196,8 +197,8 @@ func (p *Provider) makeRehearsal(ctx context.Context, key, base, name, schema st
 		return fmt.Errorf("postgres: connecting to %s: %w", name, err)
 	}
 	defer p.closeConn(ctx, c)
-	if p.template != "" {
-		rep.From = "a clone of template " + p.template
+	if p.reference != "" {
+		rep.From = "a clone of template " + p.reference
 		if schema != "public" {
 			// The template's tables are in public; the role's search_path
 			// names its own schema.

@@ -174,18 +174,18 @@ func (p *Provider) RefreshTemplate(ctx context.Context) (RefreshReport, error) {
 // over.
 func (p *Provider) RefreshTemplateWith(ctx context.Context, masking map[string]string) (RefreshReport, error) {
 	start := time.Now()
-	rep := RefreshReport{Template: p.template, Source: p.prodDB}
+	rep := RefreshReport{Template: p.reference, Source: p.prodDB}
 	cols, err := parseMasking(masking)
 	if err != nil {
 		return rep, err
 	}
-	next, old := p.template+refreshNext, p.template+refreshOld
-	for _, n := range []string{p.template, next, old} {
+	next, old := p.reference+refreshNext, p.reference+refreshOld
+	for _, n := range []string{p.reference, next, old} {
 		if err := p.checkRefreshable(n); err != nil {
 			return rep, err
 		}
 	}
-	err = p.withSessionLock(ctx, "template-refresh:"+p.template, func(conn *pgxpool.Conn) error {
+	err = p.withSessionLock(ctx, "template-refresh:"+p.reference, func(conn *pgxpool.Conn) error {
 		if err := p.dropRefreshLeftover(ctx, conn, next); err != nil {
 			return err
 		}
@@ -247,7 +247,7 @@ func (p *Provider) dropRefreshed(ctx context.Context, conn *pgxpool.Conn, name s
 	if err := p.checkRefreshable(name); err != nil {
 		return err
 	}
-	if name == p.template {
+	if name == p.reference {
 		return fmt.Errorf("postgres: refusing to drop the template %q", name)
 	}
 	// A template flag would make DROP fail.
@@ -314,7 +314,7 @@ func (p *Provider) buildTemplate(ctx context.Context, next string, cols []maskCo
 	if err != nil {
 		var me *MaskError
 		if errors.As(err, &me) {
-			me.Template = p.template
+			me.Template = p.reference
 		}
 		return err
 	}
@@ -438,7 +438,7 @@ SELECT count(*) FILTER (WHERE nonnull), count(*) FILTER (WHERE same) FROM u`, t,
 // old one's owner and template flag. It retries while either database
 // has sessions (55006), for at most the template wait.
 func (p *Provider) swapTemplate(ctx context.Context, conn *pgxpool.Conn, next, old string) error {
-	tpl := p.template
+	tpl := p.reference
 	var exists, isTemplate bool
 	var owner, comment string
 	err := conn.QueryRow(ctx, `SELECT true, datistemplate, pg_get_userbyid(datdba), COALESCE(shobj_description(oid, 'pg_database'), '')
@@ -543,7 +543,7 @@ func redactValue(err error) error {
 func (p *Provider) ScheduledRefresh(ctx context.Context) error {
 	rep, err := p.RefreshTemplate(ctx)
 	if err != nil {
-		p.log.Error("template refresh failed; the old template stays", "template", p.template, "took", rep.Took, "err", err)
+		p.log.Error("template refresh failed; the old template stays", "template", p.reference, "took", rep.Took, "err", err)
 		return err
 	}
 	masked := make([]string, len(rep.Masked))

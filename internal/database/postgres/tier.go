@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -53,6 +54,8 @@ func NewTiered(ctx context.Context, o Options) (*database.Tiered, error) {
 	}
 	for _, name := range order {
 		to := o
+		// Every tier rehearses on, and refreshes, the configured template.
+		to.Reference = cmp.Or(o.Reference, o.Template)
 		switch name {
 		case env.DBTierSchema:
 			to.Isolation, to.Template = IsolationSchema, ""
