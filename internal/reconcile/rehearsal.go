@@ -34,11 +34,13 @@ func (r *Reconciler) rehearse(ctx context.Context, p *progress, target database.
 			return err
 		}
 	}
+	var merr error // the migrate step's own error, with its output
 	migrate := func(ctx context.Context, c database.Conn) error {
 		rr := *rel
 		rr.Vars = maps.Clone(rel.Vars)
 		maps.Copy(rr.Vars, c.Vars)
-		return r.o.Runtime.Migrate(ctx, &rr)
+		merr = r.o.Runtime.Migrate(ctx, &rr)
+		return merr
 	}
 	rep, err := rh.Rehearse(ctx, target, r.o.Rehearsal.RehearseOptions, migrate)
 	if ctx.Err() != nil {
@@ -65,7 +67,12 @@ func (r *Reconciler) rehearse(ctx context.Context, p *progress, target database.
 		return err
 	}
 	if rep.Error != "" {
-		return &env.StepError{Step: "migration rehearsal", Err: errors.New(rep.Error)}
+		se := &env.StepError{Step: "migration rehearsal", Err: errors.New(rep.Error)}
+		var me *env.StepError
+		if errors.As(merr, &me) {
+			se.Tail = me.Tail
+		}
+		return se
 	}
 	return nil
 }
