@@ -94,6 +94,7 @@ type Runtime struct {
 	// web is the HTTP process; others the rest, by name.
 	web    Process
 	others []Process
+	awk    string // the command that tags the others' lines
 }
 
 // New returns a runtime keeping its files under o.Dir and recording what
@@ -136,6 +137,9 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 		signal:   killGroup,
 		web:      web,
 		others:   others,
+	}
+	if len(others) > 0 {
+		r.awk = awkCommand()
 	}
 	r.proxy = r.newProxy()
 	return r, nil

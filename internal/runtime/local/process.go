@@ -161,7 +161,7 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release, spec Process) (*p
 	cmd := exec.Command("/bin/sh", "-c", spec.Run)
 	if !spec.HTTP {
 		tag = "[" + spec.Name + "] "
-		cmd = exec.Command("/bin/sh", "-c", tagScript, "previewd-"+spec.Name, spec.Run, spec.Name)
+		cmd = exec.Command("/bin/sh", "-c", tagScript, "previewd-"+spec.Name, spec.Run, spec.Name, r.awk)
 	}
 	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s%s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), tag, spec.Run)
 	cmd.Dir = dir

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 
 	"github.com/previewd/previewd/internal/env"
@@ -44,6 +45,29 @@ const defaultProcess = "web"
 // splitProcesses returns the HTTP process and the others, from
 // Options.Processes, or Run when there are none.
 func splitProcesses(run string, ps []Process) (Process, []Process, error) {
+	web, others, err := checkProcesses(run, ps)
+	if err != nil || len(others) == 0 {
+		return web, others, err
+	}
+	if _, err := exec.LookPath("awk"); err != nil {
+		return Process{}, nil, fmt.Errorf("processes besides the HTTP one need awk to tag their output: %w", err)
+	}
+	return web, others, nil
+}
+
+// awkCommand is the awk that tags a worker's lines: mawk reads a pipe a
+// whole buffer at a time unless told it is interactive, which would hold
+// a quiet worker's lines back; the others (gawk, busybox, BWK) pass on
+// what a read returns.
+func awkCommand() string {
+	out, _ := exec.Command("awk", "-W", "version").CombinedOutput()
+	if strings.HasPrefix(string(out), "mawk") {
+		return "awk -W interactive"
+	}
+	return "awk"
+}
+
+func checkProcesses(run string, ps []Process) (Process, []Process, error) {
 	if len(ps) == 0 {
 		return Process{Name: defaultProcess, Run: run, HTTP: true}, nil, nil
 	}
@@ -64,24 +88,19 @@ func splitProcesses(run string, ps []Process) (Process, []Process, error) {
 	if len(web) != 1 {
 		return Process{}, nil, fmt.Errorf("processes: %d are HTTP, want exactly one", len(web))
 	}
-	if len(others) > 0 {
-		if _, err := exec.LookPath("awk"); err != nil {
-			return Process{}, nil, fmt.Errorf("processes besides the HTTP one need awk to tag their output: %w", err)
-		}
-	}
 	return web[0], others, nil
 }
 
 // tagScript runs a worker: its command ($1) with its output piped
-// through awk, which prefixes each line with "[name] " ($2) and writes it
-// to the environment's log at once. Both run in the worker's process
+// through awk ($3, see awkCommand), which prefixes each line with
+// "[name] " ($2) and writes it to the environment's log at once. Both run in the worker's process
 // group, so the output goes on to the log when previewd is gone (and the
 // worker is adopted). On SIGTERM to the group the shell and awk wait for
 // the command: the shell traps it (and waits, as POSIX says, for the
 // pipeline), awk ignores it, so what the command writes as it stops still
 // reaches the log, and the group's leader exits when the command has.
 const tagScript = `trap : TERM
-{ /bin/sh -c "$1"; } 2>&1 | { trap '' TERM; exec awk -v p="[$2] " '{ print p $0; fflush() }'; }`
+{ /bin/sh -c "$1"; } 2>&1 | { trap '' TERM; exec $3 -v p="[$2] " '{ print p $0; fflush() }'; }`
 
 // isCurrent reports whether p is its environment's current process (of
 // its name). r.mu is held.
