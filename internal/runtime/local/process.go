@@ -32,6 +32,9 @@ type proc struct {
 	Dir    string `json:"dir"`
 	Start  uint64 `json:"start"` // kernel start time, to tell a reused pid apart
 
+	// vars sums the variables it was started with (see varsSum), so a
+	// restart with others is a whole deploy; empty for an adopted one.
+	vars      string
 	done      chan struct{}   // closed when the process has exited
 	transport *http.Transport // the proxy's connections to it
 
@@ -173,6 +176,7 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release, spec Process) (*p
 	}
 	p := newProc(rel.Key, cmd.Process.Pid, port, rel.SHA, dir, startTime(cmd.Process.Pid))
 	p.Name, p.Worker = spec.Name, !spec.HTTP
+	p.vars = varsSum(r.environ(rel, 0))
 	go func() {
 		// Its exit status is of no interest: an exit is an exit.
 		_ = cmd.Wait()

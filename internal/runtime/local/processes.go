@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -193,15 +195,17 @@ func (r *Runtime) isWorker(name string) bool {
 // restartWorkers restarts, when rel is what key's HTTP process runs and
 // serves, only the workers that exited (the reconciler's restart after a
 // worker's crash), and reports true. It reports false when a whole deploy
-// is needed: nothing runs, another SHA runs, the HTTP process is gone, or
-// every process runs (a redeploy).
+// is needed: nothing runs, another SHA runs, the HTTP process is gone, its
+// variables differ from rel's (a database tier changed), or every process
+// runs (a redeploy).
 func (r *Runtime) restartWorkers(ctx context.Context, rel *env.Release) (bool, error) {
 	if len(r.others) == 0 {
 		return false, nil
 	}
+	vars := varsSum(r.environ(rel, 0))
 	r.mu.Lock()
 	p := r.procs[rel.Key]
-	if p == nil || p.stopping || !p.alive() || p.SHA != rel.SHA {
+	if p == nil || p.stopping || !p.alive() || p.SHA != rel.SHA || (p.vars != "" && p.vars != vars) {
 		r.mu.Unlock()
 		return false, nil
 	}
@@ -251,6 +255,17 @@ func (r *Runtime) reportExited(p *proc, ws []*proc) {
 			r.o.OnExit(ws[0].Key)
 		}
 	}
+}
+
+// varsSum sums a process's variables, to tell whether a release would
+// start it with other ones; only the sum is kept, never the values.
+func varsSum(environ []string) string {
+	h := sha256.New()
+	for _, kv := range environ {
+		h.Write([]byte(kv))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // stopAll stops ps all at once (see stop).

@@ -160,6 +160,32 @@ func TestProcesses(t *testing.T) {
 	if len(items) != 2 || !strings.Contains(strings.Join(items, " "), strconv.Itoa(w2.PID)) {
 		t.Errorf("process items %v, want web %d and worker %d", items, web.PID, w2.PID)
 	}
+
+	// A restart whose variables changed (a database tier) is a whole
+	// deploy: the web process is replaced too.
+	if err := syscall.Kill(-w2.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		if running, _, _ := f.r.Running(ctx, "feat"); running {
+			return "Running with the worker killed again"
+		}
+		return ""
+	})
+	rel := f.releaseWithDB(sha)
+	rel.Vars["DATABASE_URL"] = "postgres://db/feat"
+	if err := f.r.Deploy(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.r.current("feat"); p == web || p == nil || !p.alive() {
+		t.Errorf("web after a restart with other variables: %+v, want a new process", p)
+	}
+	if w3 := f.worker(); w3 == nil || w3 == w2 || !w3.alive() {
+		t.Errorf("worker after a restart with other variables: %+v", w3)
+	}
+	if items := processItems(t, f.st); len(items) != 2 {
+		t.Errorf("process items %v after the whole deploy, want two", items)
+	}
 }
 
 // TestProcessesAdopted: a new runtime on the same directory and
