@@ -9,6 +9,7 @@ import (
 
 func newServe() *cobra.Command {
 	var path string
+	var stopApps bool
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Run the controller, API, dashboard, webhooks and preview proxy",
@@ -29,7 +30,7 @@ func newServe() *cobra.Command {
 			for _, w := range cfg.Warnings() {
 				log.Warn("config", "warning", w)
 			}
-			d, err := daemon.New(cmd.Context(), cfg, daemon.Options{Version: version(), Logger: log})
+			d, err := daemon.New(cmd.Context(), cfg, daemon.Options{Version: version(), Logger: log, StopOnExit: stopApps})
 			if err != nil {
 				return err
 			}
@@ -37,5 +38,6 @@ func newServe() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
+	cmd.Flags().BoolVar(&stopApps, "stop-apps-on-exit", false, "on SIGTERM or SIGINT, stop every app (SIGTERM, then SIGKILL after a grace period) instead of leaving them running for the next previewd to adopt (also runtime.local.stopAppsOnExit)")
 	return cmd
 }

@@ -117,6 +117,15 @@ type Local struct {
 	Run string `yaml:"run"`
 	// HealthPath is polled until it answers 2xx. Default /healthz.
 	HealthPath string `yaml:"healthPath"`
+	// Processes, instead of Run and HealthPath, are the environment's
+	// processes by name, exactly one of them http (see Process). Run is
+	// the shorthand for one process, "web", with http: true.
+	Processes map[string]Process `yaml:"processes"`
+	// StopAppsOnExit stops every app's processes when serve ends
+	// (SIGTERM, then SIGKILL after a grace period), as serve
+	// --stop-apps-on-exit does. Default false: they keep running and the
+	// next previewd adopts them.
+	StopAppsOnExit bool `yaml:"stopAppsOnExit"`
 	// StartTimeout bounds the wait for the first healthy answer.
 	// Default 60s.
 	StartTimeout Duration `yaml:"startTimeout"`
@@ -413,8 +422,7 @@ func (c *Config) SetDefaults() {
 		c.Forge.GitHub.setDefaults(c)
 	}
 	def(&c.Runtime.Kind, "local")
-	def(&c.Runtime.Local.Run, "./app")
-	def(&c.Runtime.Local.HealthPath, "/healthz")
+	c.Runtime.Local.setProcessDefaults()
 	defDur(&c.Runtime.Local.StartTimeout, 60*time.Second)
 	defDur(&c.Runtime.Local.BuildTimeout, 10*time.Minute)
 	if c.Runtime.Local.MaxRestarts == 0 {
@@ -536,12 +544,7 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.Kind == "local" {
 		l := c.Runtime.Local
-		if strings.TrimSpace(l.Run) == "" {
-			bad("runtime.local.run", "required: the command that starts the app")
-		}
-		if !strings.HasPrefix(l.HealthPath, "/") {
-			bad("runtime.local.healthPath", "%q must start with /", l.HealthPath)
-		}
+		l.validateProcesses(bad)
 		if l.StartTimeout.Duration <= 0 {
 			bad("runtime.local.startTimeout", "must be positive")
 		}

@@ -44,8 +44,9 @@ type Options struct {
 	// address (tests pass one on a free port).
 	Listener net.Listener
 	// StopOnExit stops every environment's processes when the daemon
-	// ends (previewd demo). Without it they keep running and are adopted
-	// by the next start.
+	// ends (serve --stop-apps-on-exit, previewd demo), as does the config's
+	// runtime.local.stopAppsOnExit. Without either they keep running and
+	// are adopted by the next start.
 	StopOnExit bool
 	// Ready, if set, is called once the HTTP server listens.
 	Ready func(addr string)
@@ -237,7 +238,8 @@ func (d *Daemon) openRuntime(src reconcile.Source) (runtime.Runtime, error) {
 		Build:        cfg.Runtime.Local.Build,
 		Migrate:      cfg.Migrate,
 		Run:          cfg.Runtime.Local.Run,
-		HealthPath:   cfg.Runtime.Local.HealthPath,
+		Processes:    localProcesses(cfg.Runtime.Local),
+		HealthPath:   cfg.Runtime.Local.HTTPProcess().HealthPath,
 		StartTimeout: cfg.Runtime.Local.StartTimeout.Duration,
 		StepTimeout:  cfg.Runtime.Local.BuildTimeout.Duration,
 		Env:          cfg.Runtime.Local.Env,
@@ -408,9 +410,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	d.gh.wait()
-	if d.o.StopOnExit {
-		d.stopAll(sctx)
-	}
+	d.leaveOrStop(context.WithoutCancel(ctx), d.o.StopOnExit || d.cfg.Runtime.Local.StopAppsOnExit)
 	select {
 	case err := <-errc:
 		return err
@@ -437,23 +437,64 @@ func httpServer(h http.Handler, idle time.Duration) *http.Server {
 // idleTimeout closes keep-alive connections that stay idle this long.
 const idleTimeout = 2 * time.Minute
 
-// stopAll stops every environment's processes (serve
-// --stop-apps-on-exit, demo), when the runtime can.
-func (d *Daemon) stopAll(ctx context.Context) {
+// leaveOrStop, as previewd ends, stops every environment's processes
+// when stop is set (serve --stop-apps-on-exit, runtime.local.stopAppsOnExit,
+// demo), all at once, each SIGTERM then SIGKILL after the runtime's grace
+// period, and waits for them; otherwise it leaves them running for the
+// next previewd to adopt. Either way it logs how many apps run. Only a
+// runtime whose apps previewd stops (a runtime.Stopper: local) has any.
+func (d *Daemon) leaveOrStop(ctx context.Context, stop bool) {
 	st, ok := d.rt.(runtime.Stopper)
 	if !ok {
 		return
 	}
+	// Stopping gets long enough for SIGTERM, the grace period and SIGKILL.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	live, err := d.store.Live(ctx)
 	if err != nil {
 		d.log.Warn("listing environments to stop", "err", err)
 		return
 	}
+	var keys []string
 	for _, e := range live {
-		if err := st.Stop(ctx, e.Key); err != nil {
-			d.log.Warn("stopping", "env", e.Key, "err", err)
+		if running, _, err := d.rt.Running(ctx, e.Key); err == nil && running {
+			keys = append(keys, e.Key)
 		}
 	}
+	if !stop {
+		d.log.Info("leaving apps running for adoption by the next previewd", "apps", len(keys))
+		return
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	// Every live one is stopped (one with a process that exited may still
+	// have others); the count is of those that ran.
+	for _, e := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := st.Stop(ctx, e.Key); err != nil {
+				failed.Add(1)
+				d.log.Warn("stopping", "env", e.Key, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	d.log.Info("stopped apps on exit", "apps", len(keys), "failed", failed.Load())
+}
+
+// localProcesses is runtime.local.processes for the local runtime; nil
+// for the one process of runtime.local.run.
+func localProcesses(l config.Local) []local.Process {
+	if len(l.Processes) == 0 {
+		return nil
+	}
+	var out []local.Process
+	for _, p := range l.AppProcesses() {
+		out = append(out, local.Process{Name: p.Name, Run: p.Run, HTTP: p.HTTP})
+	}
+	return out
 }
 
 // synced reports whether the store can be trusted to list every

@@ -7,7 +7,11 @@
 // the route only once it is healthy, and the process it replaces drains: it
 // is stopped once the requests it serves are done, and a request that
 // cannot reach its process is retried on the current one when that is
-// safe. A process that dies is reported so the reconciler restarts it.
+// safe. An environment may have more processes than the routed one
+// (workers, processes.go): each in its own process group, its lines in the
+// log tagged with its name, started, stopped, slept and adopted with the
+// routed one. A process that dies is reported so the reconciler restarts
+// it; a worker alone is restarted while the routed one serves on.
 // Sleep stops an environment's process group and keeps its work dir,
 // build and data, so Deploy of the same release wakes it without a fetch
 // or a build (sleep.go); Usage meters every process group's CPU time and

@@ -37,7 +37,11 @@ type Options struct {
 	// Build, Migrate and Run are shell commands (Run must listen on
 	// $HOST:$PORT).
 	Build, Migrate, Run string
-	// HealthPath is polled until it answers 2xx.
+	// Processes, if set, are the environment's processes instead of Run:
+	// exactly one is HTTP (it runs as Run would); see Process. Empty is
+	// one HTTP process "web" running Run.
+	Processes []Process
+	// HealthPath is polled until it answers 2xx (on the HTTP process).
 	HealthPath string
 	// StartTimeout bounds the wait for health; StepTimeout bounds build,
 	// migrate and fetching the SHA (default 10m).
@@ -60,8 +64,8 @@ type Options struct {
 	// beyond loopback (reachable around previewd's proxy) instead of
 	// warning about it.
 	RequireLoopback bool
-	// OnExit is called when an environment's current process exits
-	// without being asked to.
+	// OnExit is called when one of an environment's current processes
+	// exits without being asked to.
 	OnExit func(key string)
 	// GitEnv, if set, returns environment variables that give git fetch
 	// its credentials (the forge's token, as GIT_CONFIG_* settings).
@@ -84,6 +88,13 @@ type Runtime struct {
 
 	mu    sync.Mutex
 	procs map[string]*proc // key -> current (routed) process
+	// workers are the current processes that are not routed: key ->
+	// process name -> process.
+	workers map[string]map[string]*proc
+	// web is the HTTP process; others the rest, by name.
+	web    Process
+	others []Process
+	awk    string // the command that tags the others' lines
 }
 
 // New returns a runtime keeping its files under o.Dir and recording what
@@ -106,6 +117,11 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	web, others, err := splitProcesses(o.Run, o.Processes)
+	if err != nil {
+		return nil, err
+	}
+	o.Run = web.Run
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating runtime directory: %w", err)
 	}
@@ -117,7 +133,13 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 		client:   &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 		cache:    git.NewCache(filepath.Join(dir, "cache.git")),
 		procs:    map[string]*proc{},
+		workers:  map[string]map[string]*proc{},
 		signal:   killGroup,
+		web:      web,
+		others:   others,
+	}
+	if len(others) > 0 {
+		r.awk = awkCommand()
 	}
 	r.proxy = r.newProxy()
 	return r, nil
@@ -129,14 +151,18 @@ func (r *Runtime) logPath(key string) string { return filepath.Join(r.envDir(key
 // LogPath returns the file an environment's output goes to.
 func (r *Runtime) LogPath(key string) string { return r.logPath(key) }
 
-// Running reports whether the environment's process runs, and at which
-// SHA.
+// Running reports whether the environment runs, and at which SHA: its
+// HTTP process and every other process of its, at that SHA. One that
+// exited (and was reported to OnExit) makes it not run, so the
+// reconciler restarts it after a backoff, or gives up.
 func (r *Runtime) Running(ctx context.Context, key string) (bool, string, error) {
 	p := r.current(key)
 	if p == nil {
 		return false, "", nil
 	}
-	return p.alive(), p.SHA, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return p.alive() && len(r.missingWorkers(key, p.SHA)) == 0, p.SHA, nil
 }
 
 func (r *Runtime) current(key string) *proc {
@@ -150,10 +176,8 @@ func (r *Runtime) current(key string) *proc {
 // recorded.
 func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) error {
 	var errs []error
-	if p := r.current(key); p != nil {
-		if err := r.stop(ctx, p); err != nil {
-			errs = append(errs, err)
-		}
+	if err := r.Stop(ctx, key); err != nil {
+		errs = append(errs, err)
 	}
 	for _, it := range env.Find(items, env.ItemProcess) {
 		var q proc
@@ -182,13 +206,19 @@ func (r *Runtime) Delete(ctx context.Context, key string, items []env.Item) erro
 	return errors.Join(errs...)
 }
 
-// Stop stops the environment's process at once (no drain), leaving its
-// files and their inventory alone.
+// Stop stops the environment's processes at once (no drain), all
+// together, leaving its files and their inventory alone.
 func (r *Runtime) Stop(ctx context.Context, key string) error {
-	if p := r.current(key); p != nil {
-		return r.stop(ctx, p)
+	r.mu.Lock()
+	var ps []*proc
+	if p := r.procs[key]; p != nil {
+		ps = append(ps, p)
 	}
-	return nil
+	for _, w := range r.workers[key] {
+		ps = append(ps, w)
+	}
+	r.mu.Unlock()
+	return r.stopAll(ctx, ps)
 }
 
 // forget removes it from the inventory, logging a failure (the item stays

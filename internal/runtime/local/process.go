@@ -20,13 +20,21 @@ import (
 
 // proc is one running app process group.
 type proc struct {
-	Key   string `json:"key"`
-	PID   int    `json:"pid"`
-	Port  int    `json:"port"`
-	SHA   string `json:"sha"`
-	Dir   string `json:"dir"`
-	Start uint64 `json:"start"` // kernel start time, to tell a reused pid apart
+	Key string `json:"key"`
+	// Name is the process's (Process.Name); Worker is true for the
+	// processes that are not HTTP. A process recorded before there were
+	// several has neither: it is the HTTP one.
+	Name   string `json:"name,omitempty"`
+	Worker bool   `json:"worker,omitempty"`
+	PID    int    `json:"pid"`
+	Port   int    `json:"port"`
+	SHA    string `json:"sha"`
+	Dir    string `json:"dir"`
+	Start  uint64 `json:"start"` // kernel start time, to tell a reused pid apart
 
+	// vars sums the variables it was started with (see varsSum), so a
+	// restart with others is a whole deploy; empty for an adopted one.
+	vars      string
 	done      chan struct{}   // closed when the process has exited
 	transport *http.Transport // the proxy's connections to it
 
@@ -74,17 +82,23 @@ func (p *proc) item() env.Item {
 }
 
 // Deploy starts the release's app on a free port, waits until it is
-// healthy, checks that it listens on loopback only (checkListen), routes
-// the environment to it and retires the process it replaces: that one is
-// stopped once the requests it is serving are done (at most
-// Options.DrainTimeout). If the new process never gets healthy (or
-// listens beyond loopback when that is refused), the old one keeps
-// serving. When the check can only warn (no RequireLoopback) it runs once
+// healthy, checks that it listens on loopback only (checkListen), starts
+// the environment's other processes, routes the environment to the new
+// one and retires the process it replaces: that one is stopped once the
+// requests it is serving are done (at most Options.DrainTimeout); the
+// other processes it replaces are stopped at once. If the new process
+// never gets healthy (or listens beyond loopback when that is refused),
+// the old ones keep running. Deploy of the release that runs, when only
+// processes other than the HTTP one exited, starts just those
+// (restartWorkers). When the check can only warn (no RequireLoopback) it runs once
 // the new process is routed: reading the socket tables is the slowest
 // part of a start of a prebuilt app (~15 ms with a few hundred sockets),
 // and requests held for a preview that wakes need not wait for it.
 func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
-	p, err := r.start(ctx, rel)
+	if done, err := r.restartWorkers(ctx, rel); done {
+		return err
+	}
+	p, err := r.start(ctx, rel, r.web)
 	if err != nil {
 		return err
 	}
@@ -102,17 +116,24 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 			return err
 		}
 	}
-	old := r.route(p)
-	if !p.alive() {
-		// It died between its health check and becoming current, when
-		// exited did not count it as current: report it now.
-		if r.o.OnExit != nil {
-			r.o.OnExit(p.Key)
+	ws, err := r.startWorkers(ctx, rel, r.others)
+	if err != nil {
+		if serr := r.stop(ctx, p); serr != nil {
+			r.log.Error("stopping process of a failed start", "env", p.Key, "pid", p.PID, "err", serr)
 		}
+		return err
 	}
+	old := r.route(p)
+	oldWorkers := r.swapWorkers(rel.Key, ws)
+	// One that died between its start (or health check) and becoming
+	// current, when exited did not count it as current, is reported now.
+	r.reportExited(p, ws)
 	if !r.o.RequireLoopback {
 		// Without RequireLoopback it only warns, and returns no error.
 		_ = r.checkListen(p, rel)
+	}
+	if err := r.stopAll(ctx, oldWorkers); err != nil {
+		r.log.Error("stopping replaced processes", "env", rel.Key, "err", err)
 	}
 	if old != nil && old != p {
 		if err := r.retire(ctx, old); err != nil {
@@ -123,7 +144,9 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	return nil
 }
 
-func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
+// start starts one process of rel, in a process group of its own, and
+// records it.
+func (r *Runtime) start(ctx context.Context, rel *env.Release, spec Process) (*proc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -134,10 +157,16 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), r.o.Run)
 	// The run command may be any shell command line; the app runs in its
-	// own process group, which is what is signalled and watched.
-	cmd := exec.Command("/bin/sh", "-c", r.o.Run)
+	// own process group, which is what is signalled and watched. A
+	// worker's lines are tagged with its name.
+	tag := ""
+	cmd := exec.Command("/bin/sh", "-c", spec.Run)
+	if !spec.HTTP {
+		tag = "[" + spec.Name + "] "
+		cmd = exec.Command("/bin/sh", "-c", tagScript, "previewd-"+spec.Name, spec.Run, spec.Name, r.awk)
+	}
+	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s%s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), tag, spec.Run)
 	cmd.Dir = dir
 	cmd.Env = r.environ(rel, port)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -146,6 +175,8 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 		return nil, &env.StepError{Step: "start", Err: err}
 	}
 	p := newProc(rel.Key, cmd.Process.Pid, port, rel.SHA, dir, startTime(cmd.Process.Pid))
+	p.Name, p.Worker = spec.Name, !spec.HTTP
+	p.vars = varsSum(r.environ(rel, 0))
 	go func() {
 		// Its exit status is of no interest: an exit is an exit.
 		_ = cmd.Wait()
@@ -156,7 +187,7 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 		<-p.done
 		return nil, err
 	}
-	r.log.Debug("process started", "env", rel.Key, "sha", env.ShortSHA(rel.SHA), "pid", p.PID, "port", port)
+	r.log.Debug("process started", "env", rel.Key, "process", spec.Name, "sha", env.ShortSHA(rel.SHA), "pid", p.PID, "port", port)
 	return p, nil
 }
 
@@ -166,10 +197,10 @@ func (r *Runtime) exited(p *proc) {
 	killGroup(p.PID, syscall.SIGKILL)
 	close(p.done)
 	r.mu.Lock()
-	current := r.procs[p.Key] == p && !p.stopping
+	current := r.isCurrent(p) && !p.stopping
 	r.mu.Unlock()
 	if current {
-		r.log.Warn("process exited", "env", p.Key, "pid", p.PID, "sha", env.ShortSHA(p.SHA))
+		r.log.Warn("process exited", "env", p.Key, "process", p.Name, "pid", p.PID, "sha", env.ShortSHA(p.SHA))
 		if r.o.OnExit != nil {
 			r.o.OnExit(p.Key)
 		}
@@ -221,9 +252,7 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 func (r *Runtime) stop(ctx context.Context, p *proc) error {
 	r.mu.Lock()
 	p.stopping = true
-	if r.procs[p.Key] == p {
-		delete(r.procs, p.Key)
-	}
+	r.unset(p)
 	r.mu.Unlock()
 	// A process that has exited is not signalled: its pid may be
 	// another's by now.

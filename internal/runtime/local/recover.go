@@ -16,10 +16,11 @@ import (
 )
 
 // Recover is called once at start-up with every environment's inventory.
-// It adopts app processes that still run and answer their health check,
-// stops every process of this instance that it cannot account for (so no
-// second copy of an app is left running), and removes files no inventory
-// names.
+// It adopts app processes that still run and answer their health check
+// (the HTTP one), with the environment's other processes that still run
+// at the same SHA (the newest of each name), stops every process of this
+// instance that it cannot account for (so no second copy of an app is
+// left running), and removes files no inventory names.
 func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) error {
 	adopted := map[int]bool{}
 	keepDirs := map[string]bool{}
@@ -28,10 +29,15 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 			keepDirs[it.Name] = true
 		}
 		var newest *proc
+		var workers []proc
 		for _, it := range env.Find(items, env.ItemProcess) {
 			var p proc
 			if err := json.Unmarshal(it.Data, &p); err != nil || p.PID <= 0 {
 				r.forget(ctx, key, it)
+				continue
+			}
+			if p.Worker {
+				workers = append(workers, p)
 				continue
 			}
 			if !sameProcess(p.PID, p.Start) || !r.healthy(ctx, p.Port) {
@@ -55,19 +61,65 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 		if newest != nil {
 			r.adopt(newest)
 		}
+		for _, w := range r.recoverWorkers(ctx, key, newest, workers) {
+			adopted[w.PID] = true
+			r.adopt(w)
+		}
 	}
 	r.stopStrays(adopted)
 	r.removeStrayFiles(keepDirs, inventory)
 	return nil
 }
 
+// recoverWorkers returns, of the recorded workers of key, those to adopt:
+// the newest that runs of each name still configured, at the SHA of web
+// (the adopted HTTP process). The others are stopped and forgotten; with
+// no web, all are.
+func (r *Runtime) recoverWorkers(ctx context.Context, key string, web *proc, recorded []proc) []*proc {
+	keep := map[string]*proc{}
+	var drop []proc
+	for _, w := range recorded {
+		if !sameProcess(w.PID, w.Start) || web == nil || w.SHA != web.SHA || !r.isWorker(w.Name) {
+			drop = append(drop, w)
+			continue
+		}
+		if k := keep[w.Name]; k != nil {
+			if k.Start > w.Start {
+				drop = append(drop, w)
+				continue
+			}
+			drop = append(drop, *k)
+		}
+		q := w
+		keep[w.Name] = &q
+	}
+	for _, w := range drop {
+		if sameProcess(w.PID, w.Start) {
+			stopDetached(w.PID, r.o.StopTimeout)
+		}
+		r.forget(ctx, key, w.item())
+	}
+	out := make([]*proc, 0, len(keep))
+	for _, w := range keep {
+		out = append(out, w)
+	}
+	return out
+}
+
 // adopt takes over a process a previous previewd started.
 func (r *Runtime) adopt(p *proc) {
 	p.init()
 	r.mu.Lock()
-	r.procs[p.Key] = p
+	if p.Worker {
+		if r.workers[p.Key] == nil {
+			r.workers[p.Key] = map[string]*proc{}
+		}
+		r.workers[p.Key][p.Name] = p
+	} else {
+		r.procs[p.Key] = p
+	}
 	r.mu.Unlock()
-	r.log.Info("process adopted", "env", p.Key, "pid", p.PID, "sha", env.ShortSHA(p.SHA))
+	r.log.Info("process adopted", "env", p.Key, "process", p.Name, "pid", p.PID, "sha", env.ShortSHA(p.SHA))
 	go func() {
 		for sameProcess(p.PID, p.Start) {
 			time.Sleep(250 * time.Millisecond)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 // stops being routed to at once; once the requests it is serving are done
 // (at most DrainTimeout) its process group is stopped as Stop does
 // (SIGTERM, then SIGKILL after StopTimeout) and its inventory item goes.
+// Its other processes are stopped at once, all together, the same way.
 // The work dir, its build (the ".ok" mark Prepare reuses) and the
 // database stay, so Deploy of the same release wakes it without fetching
 // or building. A process recorded for key that is not the current one (one
@@ -32,15 +35,33 @@ func (r *Runtime) Sleep(ctx context.Context, key string) error {
 	if p != nil {
 		delete(r.procs, key)
 	}
+	ws := r.workers[key]
+	delete(r.workers, key)
 	r.mu.Unlock()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sleep := func(q *proc, stop func(context.Context, *proc) error) {
+		defer wg.Done()
+		err := stop(ctx, q)
+		if err == nil {
+			err = r.waitGroupGone(q.PID)
+		}
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	if p != nil {
 		tried[p.PID] = true
-		if err := r.retire(ctx, p); err != nil {
-			errs = append(errs, err)
-		} else if err := r.waitGroupGone(p.PID); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		go sleep(p, r.retire)
 	}
+	for _, w := range ws {
+		tried[w.PID] = true
+		wg.Add(1)
+		go sleep(w, r.stop)
+	}
+	wg.Wait()
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 	items, err := r.inv.Items(ctx, key)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("reading the inventory of %s: %w", key, err))...)

@@ -1,11 +1,14 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -18,15 +21,16 @@ import (
 // answers), so it is a constant here rather than a cgo call.
 const userHZ = 100
 
-// Usage implements runtime.Meter: for each environment's current
-// process, the CPU time and resident memory of every process of its
-// process group, from one scan of /proc for all environments. CPU time is
+// Usage implements runtime.Meter: for each environment, the CPU time and
+// resident memory of every process of the process groups of its current
+// processes (the HTTP one and the others), summed, from one scan of
+// /proc for all environments. CPU time is
 // utime+stime+cutime+cstime of each, so what the group's children used
 // before they exited and were reaped counts too; memory is each one's
 // resident set (field 24 of /proc/<pid>/stat, the same count of pages as
 // the second field of /proc/<pid>/statm, read here without a second file
-// per process). Instance is the leader's pid and kernel start time, so a
-// restarted process starts a new count. Where there is no /proc (not
+// per process). Instance is each group leader's pid and kernel start time,
+// so a restarted process starts a new count. Where there is no /proc (not
 // Linux) the map is empty.
 func (r *Runtime) Usage(ctx context.Context) (map[string]runtime.Sample, error) {
 	out := map[string]runtime.Sample{}
@@ -38,6 +42,13 @@ func (r *Runtime) Usage(ctx context.Context) (map[string]runtime.Sample, error) 
 	for _, p := range r.procs {
 		if !p.stopping && p.alive() {
 			groups[p.PID] = p
+		}
+	}
+	for _, ws := range r.workers {
+		for _, p := range ws {
+			if !p.stopping && p.alive() {
+				groups[p.PID] = p
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -70,15 +81,34 @@ func (r *Runtime) Usage(ctx context.Context) (map[string]runtime.Sample, error) 
 		return nil, err
 	}
 	page := int64(os.Getpagesize())
-	for pgrp, t := range totals {
+	// The groups of each key in one order (the HTTP one first, then by
+	// name), so its Instance stays the same while they run.
+	pgrps := slices.Collect(maps.Keys(totals))
+	slices.SortFunc(pgrps, func(a, b int) int {
+		pa, pb := groups[a], groups[b]
+		if pa.Worker != pb.Worker {
+			if pb.Worker {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(pa.Name, pb.Name)
+	})
+	for _, pgrp := range pgrps {
+		t := totals[pgrp]
 		if !t.leader {
 			continue // its leader is gone (or its pid is another's)
 		}
 		p := groups[pgrp]
+		s := out[p.Key]
+		inst := strconv.Itoa(p.PID) + ":" + strconv.FormatUint(p.Start, 10)
+		if s.Instance != "" {
+			inst = s.Instance + "," + inst
+		}
 		out[p.Key] = runtime.Sample{
-			Instance:    strconv.Itoa(p.PID) + ":" + strconv.FormatUint(p.Start, 10),
-			CPUSeconds:  float64(t.ticks) / userHZ,
-			MemoryBytes: t.pages * page,
+			Instance:    inst,
+			CPUSeconds:  s.CPUSeconds + float64(t.ticks)/userHZ,
+			MemoryBytes: s.MemoryBytes + t.pages*page,
 		}
 	}
 	return out, nil
