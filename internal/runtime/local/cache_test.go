@@ -613,3 +613,56 @@ func TestBuildWithoutOutputsNotReused(t *testing.T) {
 		t.Errorf("built %d times, want 2", n)
 	}
 }
+
+// TestCacheShareMethods: share copy gives each checkout its own writable
+// files, symlink one link to the entry; a fork's (untrusted) change gets
+// an entry of its own.
+func TestCacheShareMethods(t *testing.T) {
+	repo := newTestRepo(t)
+	sha := repo.commit("main", map[string]string{"lock.txt": "v1\n"})
+	run := "mkdir -p deps && echo x > deps/x"
+	r, _ := newRuntime(t, Options{Caching: Caching{Caches: []CacheSpec{
+		{Path: "copied", Key: []string{"lock.txt"}, Run: "mkdir -p copied && echo x > copied/x", Share: shareCopy},
+		{Path: "linked", Key: []string{"lock.txt"}, Run: "mkdir -p linked && echo x > linked/x", Share: shareSymlink},
+		{Path: "deps", Key: []string{"*.txt"}, Run: run},
+	}}})
+	ctx := context.Background()
+	a, b := repo.release("a", "main", sha), repo.release("b", "main", sha)
+	for _, rel := range []*env.Release{a, b} {
+		if err := r.Prepare(ctx, rel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	da, db := r.workDir("a", sha), r.workDir("b", sha)
+	sa, err := os.Stat(filepath.Join(da, "copied", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := os.Stat(filepath.Join(db, "copied", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(sa, sb) || sa.Mode().Perm()&0o200 == 0 {
+		t.Errorf("share copy: same file %v, mode %v; want separate writable files", os.SameFile(sa, sb), sa.Mode())
+	}
+	if err := os.WriteFile(filepath.Join(da, "copied", "x"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(db, "copied", "x")); got != "x\n" {
+		t.Errorf("a write into a's copy reached b: %q", got)
+	}
+	if target, err := os.Readlink(filepath.Join(da, "linked")); err != nil || !strings.HasPrefix(target, r.depsDir()) {
+		t.Errorf("share symlink: %q, %v; want a link into the cache", target, err)
+	}
+	if n := len(entries(t, r.depsDir())); n != 3 {
+		t.Errorf("%d entries, want 3", n)
+	}
+	fork := repo.release("pr-1", "main", sha)
+	fork.Trusted = false
+	if err := r.Prepare(ctx, fork); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(entries(t, r.depsDir())); n != 6 {
+		t.Errorf("%d entries after an untrusted change, want 6 (its own three)", n)
+	}
+}
