@@ -52,13 +52,13 @@ func (r *Runtime) build(ctx context.Context, rel *env.Release, dir string) error
 	defer cancel()
 	lock, err := lockEntry(lctx, store, id)
 	if err != nil {
-		return &env.StepError{Step: "build", Err: err}
+		return err // not the change's fault: retried
 	}
 	defer lock.Close()
 	entry := filepath.Join(store, id)
 	if exists(entry) {
 		if err := r.restoreOutputs(entry, dir, outputs); err != nil {
-			return &env.StepError{Step: "build", Err: err}
+			return err
 		}
 		if err := useEntry(store, id, dir); err != nil {
 			return err
@@ -101,7 +101,7 @@ func (r *Runtime) build(ctx context.Context, rel *env.Release, dir string) error
 		return err
 	}
 	if err := r.restoreOutputs(entry, dir, outputs); err != nil {
-		return &env.StepError{Step: "build", Err: err}
+		return err
 	}
 	if err := useEntry(store, id, dir); err != nil {
 		return err

@@ -140,7 +140,7 @@ func (r *Runtime) useCache(ctx context.Context, rel *env.Release, dir string, c 
 	defer cancel()
 	lock, err := lockEntry(lctx, store, id)
 	if err != nil {
-		return "", &env.StepError{Step: step, Err: err}
+		return "", err // not the change's fault: retried
 	}
 	defer lock.Close()
 	entry := filepath.Join(store, id)
@@ -182,7 +182,7 @@ func (r *Runtime) useCache(ctx context.Context, rel *env.Release, dir string, c 
 		return "", fmt.Errorf("clearing %s: %w", c.Path, err)
 	}
 	if err := materialize(filepath.Join(entry, "data"), target, method); err != nil {
-		return "", &env.StepError{Step: step, Err: fmt.Errorf("sharing cache entry %s into the checkout: %w", id[:12], err)}
+		return "", fmt.Errorf("sharing cache entry %s into the checkout: %w", id[:12], err)
 	}
 	return id, nil
 }
