@@ -40,6 +40,7 @@ benchtime() {
   BenchmarkWakeOnRequest | BenchmarkWake | BenchmarkEventToDashboard) echo 50x ;;
   BenchmarkEventsFanout) echo 500x ;;
   BenchmarkEventToDOM) echo 100x ;;
+  BenchmarkMaterialize) echo 3x ;;
   *) echo 1s ;;
   esac
 }
@@ -68,6 +69,9 @@ BenchmarkIdle200|200 previews, 190 asleep: previewd serve resident memory|≤ 15
 BenchmarkIdle200|the same: its CPU over six idle minutes, share of one core|≤ 1 %|{idle-cpu-%} %
 BenchmarkAdmit|the cap decision with 1,000 previews queued and 10 running|≤ 5 ms|{ms/decision} ms
 BenchmarkUsage|the local meter: one /proc scan for 10 process groups||{ms/scan} ms
+BenchmarkMaterialize/hard|a cache entry of 20,000 files (78 MiB, node_modules-shaped) into a checkout by hard links (share: link on ext4)||{ms/entry} ms
+BenchmarkMaterialize/copy|the same by copying (copy_file_range)||{ms/entry} ms
+BenchmarkMaterialize/symlink|the same by one symbolic link||{ns/op} ns
 BenchmarkEventsFanout|200 subscribers of GET /api/v1/events over loopback: a change to every subscriber having parsed it|p99 ≤ 50 ms|p50 {p50-ms} ms, p99 {p99-ms} ms
 BenchmarkEventsFanout|the same: memory for 200 subscribers (both ends in one process)|≤ 20 MB|heap {heap-MB} MB, RSS {rss-MB} MB
 BenchmarkEventToDashboard|a change saved to the open dashboard showing it (real previewd, headless Chromium)|p50 ≤ 100 ms|p50 {p50-ms} ms, p90 {p90-ms} ms, max {max-ms} ms

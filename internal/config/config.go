@@ -143,6 +143,8 @@ type Local struct {
 	// TLS and Go toolchain variables. Nothing else of previewd's
 	// environment (its tokens, passwords) reaches them.
 	InheritEnv []string `yaml:"inheritEnv"`
+	// Caching: caches, outputs, cacheMaxAge, cacheMaxBytes (caches.go).
+	Caching `yaml:",inline"`
 }
 
 // Previews configures how previews may be reached.
@@ -428,6 +430,7 @@ func (c *Config) SetDefaults() {
 	if c.Runtime.Local.MaxRestarts == 0 {
 		c.Runtime.Local.MaxRestarts = 5
 	}
+	c.Runtime.Local.Caching.setDefaults()
 	def(&c.Database.Kind, "sqlite")
 	def(&c.Store.Kind, "sqlite")
 	c.Database.Postgres.setDefaults()
@@ -556,6 +559,7 @@ func (c *Config) Validate() error {
 				bad("runtime.local.env."+k, "not a valid variable name; want [A-Za-z_][A-Za-z0-9_]*")
 			}
 		}
+		l.Caching.validate(bad)
 	}
 
 	c.validatePreviews(bad)

@@ -250,6 +250,7 @@ func (d *Daemon) openRuntime(src reconcile.Source) (runtime.Runtime, error) {
 		Logger: d.log,
 
 		RequireLoopback: cfg.Previews.RequireLoopback,
+		Caching:         localCaching(cfg.Runtime.Local.Caching),
 	}, d.store)
 	if err != nil {
 		return nil, err

@@ -39,10 +39,8 @@ func (r *Runtime) Prepare(ctx context.Context, rel *env.Release) error {
 	if err := r.checkout(ctx, rel, dir); err != nil {
 		return err
 	}
-	if r.o.Build != "" {
-		if err := r.step(ctx, "build", r.o.Build, dir, rel); err != nil {
-			return err
-		}
+	if err := r.build(ctx, rel, dir); err != nil { // caches, then build or reuse (buildcache.go)
+		return err
 	}
 	if err := os.WriteFile(done, nil, 0o644); err != nil {
 		return fmt.Errorf("marking work dir built: %w", err)

@@ -21,4 +21,7 @@
 // git runs through internal/git. Everything it makes is recorded in the
 // environment's inventory, and after a restart of previewd it adopts the
 // processes that still run and stops the ones it cannot account for.
+// Dependency caches, built once per content of their key files, and
+// builds kept by tree are shared between environments under
+// <dir>/caches (cache.go, store.go, buildcache.go).
 package local

@@ -71,6 +71,9 @@ type Options struct {
 	// its credentials (the forge's token, as GIT_CONFIG_* settings).
 	GitEnv func(ctx context.Context) ([]string, error)
 	Logger *slog.Logger
+
+	// Caching configures dependency caches and build reuse (cache.go).
+	Caching Caching
 }
 
 // Runtime runs environments as local processes.
