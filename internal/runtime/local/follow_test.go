@@ -247,11 +247,12 @@ func TestTailStart(t *testing.T) {
 
 func TestHeaderStep(t *testing.T) {
 	for line, want := range map[string]string{
-		"==> build 1a2b3c4 at 2026-01-02T03:04:05Z: go build -o app .": "build",
-		"==> migrate 1a2b3c4 at 2026-01-02T03:04:05Z: ./app migrate":   "migrate",
-		"==> run 1a2b3c4 on port 41234 at 2026-01-02T03:04:05Z: ./app": "run",
-		"==> run  at 2026-01-02T03:04:05Z: ./app":                      "run", // no SHA
-		"==> deploy 1a2b3c4 at 2026-01-02T03:04:05Z: x":                "",
+		"==> build 1a2b3c4 at 2026-01-02T03:04:05Z: go build -o app .":   "build",
+		"==> migrate 1a2b3c4 at 2026-01-02T03:04:05Z: ./app migrate":     "migrate",
+		"==> run 1a2b3c4 on port 41234 at 2026-01-02T03:04:05Z: ./app":   "run",
+		"==> run  at 2026-01-02T03:04:05Z: ./app":                        "run", // no SHA
+		"==> cache node_modules 1a2b3c4 at 2026-01-02T03:04:05Z: npm ci": "cache node_modules",
+		"==> deploy 1a2b3c4 at 2026-01-02T03:04:05Z: x":                  "",
 		"==> build started":                             "",
 		" ==> build 1a2b3c4 at 2026-01-02T03:04:05Z: x": "",
 		"==> /var/log/syslog <==":                       "",
