@@ -82,7 +82,7 @@ func testPostgres(t *testing.T, isolation string) {
 	if code, body := a.preview(branch, "POST", "/api/documents", `{"title":"branch only","content":"x"}`); code != http.StatusCreated {
 		t.Fatalf("create: %d %s", code, body)
 	}
-	code, docs := a.preview(branch, "GET", "/api/documents", "")
+	_, docs := a.preview(branch, "GET", "/api/documents", "")
 	if !strings.Contains(docs, "branch only") {
 		t.Errorf("branch does not see its document: %s", docs)
 	}

@@ -19,8 +19,7 @@ import (
 type resettingDatabase struct {
 	*fakeDatabase
 	mu        sync.Mutex
-	resets    int // swaps done
-	prepared  []string
+	resets    int      // swaps done
 	seeded    []string // the seeds run, by database URL
 	seedErr   error
 	itemsSeen func() []env.Item

@@ -781,8 +781,11 @@ func (c *copier) sequenceValues() error {
 		if s.DepTyp == "i" {
 			ts, tn := s.OwnerSchema, s.OwnerTable
 			var seq *string
-			if err := c.dst.QueryRow(c.ctx, "SELECT pg_get_serial_sequence($1, $2)", c.name(ts, tn), s.OwnerCol).Scan(&seq); err != nil || seq == nil {
-				return fmt.Errorf("postgres: copy: finding the identity sequence of %s.%s.%s: %v", s.OwnerSchema, s.OwnerTable, s.OwnerCol, err)
+			if err := c.dst.QueryRow(c.ctx, "SELECT pg_get_serial_sequence($1, $2)", c.name(ts, tn), s.OwnerCol).Scan(&seq); err != nil {
+				return fmt.Errorf("postgres: copy: finding the identity sequence of %s.%s.%s: %w", s.OwnerSchema, s.OwnerTable, s.OwnerCol, err)
+			}
+			if seq == nil {
+				return fmt.Errorf("postgres: copy: %s.%s.%s has no identity sequence", s.OwnerSchema, s.OwnerTable, s.OwnerCol)
 			}
 			target = *seq
 		}

@@ -146,7 +146,7 @@ func (p *Provider) ensureConfined(ctx context.Context, tx pgx.Tx) error {
 	}
 	if _, err := tx.Exec(ctx, confineSQL()); err != nil {
 		if pgCode(err) == "42501" {
-			return fmt.Errorf("postgres: %w (%v)", errConfine, err)
+			return fmt.Errorf("postgres: %w (%w)", errConfine, err)
 		}
 		return fmt.Errorf("postgres: installing the event trigger %s: %w", confineTrigger, err)
 	}
