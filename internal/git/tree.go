@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/previewd/previewd/internal/env"
@@ -94,4 +95,67 @@ func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
 		}
 		files[path.Clean(h.Name)] = b
 	}
+}
+
+// ErrNoFile is returned by File when the commit has no regular file at
+// the path asked for.
+var ErrNoFile = errors.New("no such file in the commit")
+
+// maxFileBytes bounds what File reads into memory.
+const maxFileBytes = 1 << 20
+
+// File returns the content of the regular file at name (a slash-separated
+// path inside the repository) in commit sha, read from the object cache
+// without a checkout. A path the commit holds no regular file at (none, a
+// directory, a symbolic link) is ErrNoFile.
+func (c *Cache) File(ctx context.Context, sha, name string) ([]byte, error) {
+	if err := CheckSHA(sha); err != nil {
+		return nil, err
+	}
+	name = path.Clean(strings.TrimPrefix(name, "/"))
+	if name == "." || name == ".." || strings.HasPrefix(name, "../") || strings.ContainsAny(name, ":\n") {
+		return nil, fmt.Errorf("%q is not a file path inside the repository", name)
+	}
+	// ls-tree says what the path is without reading it: mode, type, id,
+	// size.
+	out, err := Run(ctx, c.dir, "ls-tree", "--long", "--full-tree", "-z", "--end-of-options", sha, "--", name)
+	if err != nil {
+		return nil, err
+	}
+	meta, _, ok := strings.Cut(strings.TrimSuffix(string(out), "\x00"), "\t")
+	f := strings.Fields(meta)
+	if !ok || len(f) != 4 || f[0] != "100644" && f[0] != "100755" || f[1] != "blob" {
+		return nil, fmt.Errorf("%s at %s: %w", name, env.ShortSHA(sha), ErrNoFile)
+	}
+	if n, err := strconv.ParseInt(f[3], 10, 64); err != nil || n > maxFileBytes {
+		return nil, fmt.Errorf("%s at %s is larger than %d KiB", name, env.ShortSHA(sha), maxFileBytes>>10)
+	}
+	return Run(ctx, c.dir, "cat-file", "blob", f[2])
+}
+
+// Changed returns the files (slash-separated paths) that differ between
+// head and its merge base with base: what a change based on base
+// touches. A renamed file counts at both its old and its new path. Both
+// commits must be in the cache.
+func (c *Cache) Changed(ctx context.Context, base, head string) ([]string, error) {
+	for _, s := range []string{base, head} {
+		if err := CheckSHA(s); err != nil {
+			return nil, err
+		}
+	}
+	mb, err := Run(ctx, c.dir, "merge-base", "--end-of-options", base, head)
+	if err != nil {
+		return nil, fmt.Errorf("finding the merge base of %s and %s: %w", env.ShortSHA(base), env.ShortSHA(head), err)
+	}
+	out, err := Run(ctx, c.dir, "diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv", "-z", "--end-of-options", strings.TrimSpace(string(mb)), head, "--")
+	if err != nil {
+		return nil, err
+	}
+	files := []string{}
+	for _, f := range strings.Split(string(out), "\x00") {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return files, nil
 }
