@@ -101,6 +101,9 @@ func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
 // the path asked for.
 var ErrNoFile = errors.New("no such file in the commit")
 
+// ErrFileTooLarge is returned by File for a file above its limit.
+var ErrFileTooLarge = errors.New("file too large")
+
 // maxFileBytes bounds what File reads into memory.
 const maxFileBytes = 1 << 20
 
@@ -128,7 +131,7 @@ func (c *Cache) File(ctx context.Context, sha, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s at %s: %w", name, env.ShortSHA(sha), ErrNoFile)
 	}
 	if n, err := strconv.ParseInt(f[3], 10, 64); err != nil || n > maxFileBytes {
-		return nil, fmt.Errorf("%s at %s is larger than %d KiB", name, env.ShortSHA(sha), maxFileBytes>>10)
+		return nil, fmt.Errorf("%s at %s: %w (more than %d KiB)", name, env.ShortSHA(sha), ErrFileTooLarge, maxFileBytes>>10)
 	}
 	return Run(ctx, c.dir, "cat-file", "blob", f[2])
 }
@@ -136,7 +139,8 @@ func (c *Cache) File(ctx context.Context, sha, name string) ([]byte, error) {
 // Changed returns the files (slash-separated paths) that differ between
 // head and its merge base with base: what a change based on base
 // touches. A renamed file counts at both its old and its new path. Both
-// commits must be in the cache.
+// commits must be in the cache. Commits with no common history give nil
+// (nothing can be told), not an empty list.
 func (c *Cache) Changed(ctx context.Context, base, head string) ([]string, error) {
 	for _, s := range []string{base, head} {
 		if err := CheckSHA(s); err != nil {
@@ -144,6 +148,9 @@ func (c *Cache) Changed(ctx context.Context, base, head string) ([]string, error
 		}
 	}
 	mb, err := Run(ctx, c.dir, "merge-base", "--end-of-options", base, head)
+	if err != nil && ctx.Err() == nil && c.Has(ctx, base) && c.Has(ctx, head) {
+		return nil, nil // no common ancestor
+	}
 	if err != nil {
 		return nil, fmt.Errorf("finding the merge base of %s and %s: %w", env.ShortSHA(base), env.ShortSHA(head), err)
 	}

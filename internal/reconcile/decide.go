@@ -42,10 +42,13 @@ const (
 	Expire
 	// Warn: say on the PR when the TTL will remove the preview.
 	Warn
+	// Skip: say why the change's commit is not deployed (its diff
+	// touches none of the path filters), leaving what runs as it is.
+	Skip
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn"}[a]
+	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn", "skip"}[a]
 }
 
 // Reasons a plan gives for its action (logged, and compared by tests).
@@ -94,6 +97,10 @@ const (
 	ReasonExpired = "Expired"
 	// Warn
 	ReasonExpiryWarning = "ExpiryWarning"
+	// Skip
+	ReasonNoPathChanges = "NoPathChanges"
+	// Nothing, after a Skip
+	ReasonSkippedAlready = "SkippedAlready"
 )
 
 // Observed is everything Decide looks at, gathered for one key in one
@@ -147,6 +154,12 @@ type Observed struct {
 	Now time.Time
 	// Tier is the database tier asked for and the one made (tier.go).
 	Tier Tiers
+	// Paths are the change's path filters (config or its repository's
+	// file) and Touched the files its diff against its base touches;
+	// Touched is nil when not known (no filters, production, no base, or
+	// already deployed at this SHA), and then nothing is filtered.
+	Paths   []string
+	Touched []string
 }
 
 // live reports whether the stored environment exists and is not removed.
@@ -224,6 +237,9 @@ func decide(o Observed) Plan {
 			return Plan{Action: Nothing, Source: d, Reason: ReasonHeldAlready, Message: d.Hold}
 		}
 		return Plan{Action: Hold, Source: d, Reason: ReasonHold, Message: d.Hold}
+	}
+	if p, ok := pathFilter(o); ok {
+		return p
 	}
 	if !o.live() {
 		if o.Slot != nil {

@@ -75,6 +75,10 @@ type Options struct {
 	// Rehearsal is the migration rehearsal's policy; it applies when the
 	// database provider is a database.Rehearser.
 	Rehearsal Rehearsal
+	// Specs, if set, gives each commit its app spec (handed to the
+	// runtime in env.Release.Spec) and the path filters' view of a
+	// change. Nil leaves the runtime's own options and filters nothing.
+	Specs Specs
 }
 
 // Rehearsal is the migration rehearsal's policy (database.rehearsal).
@@ -500,6 +504,9 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 		o.Record = &rec
 	}
 	o.Tier = r.tiersOf(o)
+	if err := r.pathsOf(ctx, &o); err != nil {
+		return o, req, err
+	}
 	if o.Items, err = r.o.Store.Items(ctx, key); err != nil {
 		return o, req, err
 	}
