@@ -39,8 +39,8 @@ func (r *Runtime) Prepare(ctx context.Context, rel *env.Release) error {
 	if err := r.checkout(ctx, rel, dir); err != nil {
 		return err
 	}
-	if r.o.Build != "" {
-		if err := r.step(ctx, "build", r.o.Build, dir, rel); err != nil {
+	if build := r.spec(rel).Build; build != "" {
+		if err := r.step(ctx, "build", build, dir, rel); err != nil {
 			return err
 		}
 	}

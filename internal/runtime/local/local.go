@@ -66,6 +66,9 @@ type Options struct {
 	// GitEnv, if set, returns environment variables that give git fetch
 	// its credentials (the forge's token, as GIT_CONFIG_* settings).
 	GitEnv func(ctx context.Context) ([]string, error)
+	// Cache, if set, is the object cache to fetch into (shared with the
+	// reader of each commit's app spec); default cache.git under Dir.
+	Cache  *git.Cache
 	Logger *slog.Logger
 }
 
@@ -118,6 +121,9 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 		cache:    git.NewCache(filepath.Join(dir, "cache.git")),
 		procs:    map[string]*proc{},
 		signal:   killGroup,
+	}
+	if o.Cache != nil {
+		r.cache = o.Cache
 	}
 	r.proxy = r.newProxy()
 	return r, nil

@@ -26,6 +26,9 @@ type proc struct {
 	SHA   string `json:"sha"`
 	Dir   string `json:"dir"`
 	Start uint64 `json:"start"` // kernel start time, to tell a reused pid apart
+	// Health is the path its health is checked at (its commit's spec);
+	// empty for one recorded before there were specs: the options'.
+	Health string `json:"health,omitempty"`
 
 	done      chan struct{}   // closed when the process has exited
 	transport *http.Transport // the proxy's connections to it
@@ -88,7 +91,7 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	if err != nil {
 		return err
 	}
-	if err := r.waitHealthy(ctx, p); err != nil {
+	if err := r.waitHealthy(ctx, p, r.spec(rel).StartTimeout); err != nil {
 		if serr := r.stop(ctx, p); serr != nil {
 			r.log.Error("stopping unhealthy process", "env", p.Key, "pid", p.PID, "err", serr)
 		}
@@ -134,10 +137,11 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), r.o.Run)
+	spec := r.spec(rel)
+	fmt.Fprintf(logf, "==> run %s on port %d at %s: %s\n", env.ShortSHA(rel.SHA), port, time.Now().UTC().Format(time.RFC3339), spec.Run)
 	// The run command may be any shell command line; the app runs in its
 	// own process group, which is what is signalled and watched.
-	cmd := exec.Command("/bin/sh", "-c", r.o.Run)
+	cmd := exec.Command("/bin/sh", "-c", spec.Run)
 	cmd.Dir = dir
 	cmd.Env = r.environ(rel, port)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -146,6 +150,7 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 		return nil, &env.StepError{Step: "start", Err: err}
 	}
 	p := newProc(rel.Key, cmd.Process.Pid, port, rel.SHA, dir, startTime(cmd.Process.Pid))
+	p.Health = spec.HealthPath
 	go func() {
 		// Its exit status is of no interest: an exit is an exit.
 		_ = cmd.Wait()
@@ -158,6 +163,14 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release) (*proc, error) {
 	}
 	r.log.Debug("process started", "env", rel.Key, "sha", env.ShortSHA(rel.SHA), "pid", p.PID, "port", port)
 	return p, nil
+}
+
+// healthPath is where p's health is checked.
+func (r *Runtime) healthPath(p *proc) string {
+	if p.Health != "" {
+		return p.Health
+	}
+	return r.o.HealthPath
 }
 
 // exited is called once p's process is gone. What else ran in its
@@ -176,10 +189,11 @@ func (r *Runtime) exited(p *proc) {
 	}
 }
 
-func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
-	ctx, cancel := context.WithTimeout(ctx, r.o.StartTimeout)
+func (r *Runtime) waitHealthy(ctx context.Context, p *proc, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := "http://" + p.addr() + r.o.HealthPath
+	health := r.healthPath(p)
+	url := "http://" + p.addr() + health
 	// Every 5 ms for the first second, when a prebuilt app (and a
 	// woken one) gets healthy: a refused connection costs next to
 	// nothing, and each wasted delay is added to a held request's wait.
@@ -198,7 +212,7 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 				return nil
 			}
-			last = fmt.Errorf("%s answered %s", r.o.HealthPath, resp.Status)
+			last = fmt.Errorf("%s answered %s", health, resp.Status)
 		} else {
 			last = err
 		}
@@ -206,7 +220,7 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 		case <-p.done:
 			return errors.New("the process exited before it was healthy")
 		case <-ctx.Done():
-			return fmt.Errorf("not healthy after %s: %w", r.o.StartTimeout, last)
+			return fmt.Errorf("not healthy after %s: %w", timeout, last)
 		case <-time.After(delay):
 		}
 		if delay < 100*time.Millisecond && time.Since(begin) > time.Second {
