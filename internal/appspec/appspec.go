@@ -108,24 +108,37 @@ func (r *Reader) Spec(ctx context.Context, src env.Source) (env.AppSpec, error) 
 	return spec, nil
 }
 
-// Touched returns the files src's commit changes since its merge base
-// with src's base, or nil when that cannot be told (production, no base
-// known, no common history): nil filters nothing.
-func (r *Reader) Touched(ctx context.Context, src env.Source) ([]string, error) {
-	if src.Production() || src.Base == "" || !git.IsSHA(src.BaseSHA) || !git.IsSHA(src.SHA) {
+// Touched returns the files src's commit changes: since commit since (the
+// one deployed: what this push brings) when it is set and in the cache,
+// else since its merge base with src's base (what the whole change
+// brings). Nil when that cannot be told (production, no base known, no
+// common history): nil filters nothing.
+func (r *Reader) Touched(ctx context.Context, src env.Source, since string) ([]string, error) {
+	if src.Production() || !git.IsSHA(src.SHA) {
 		return nil, nil
-	}
-	k := [2]string{src.BaseSHA, src.SHA}
-	if f, ok := r.touched.get(k); ok {
-		return f, nil
 	}
 	if err := r.fetch(ctx, src.Repo, src.Ref, git.CacheRef(src.Key), src.SHA); err != nil {
 		return nil, err
 	}
-	if err := r.fetch(ctx, src.Repo, "refs/heads/"+src.Base, BaseRef(src.Base), src.BaseSHA); err != nil {
-		return nil, err
+	from := ""
+	switch {
+	case git.IsSHA(since) && r.o.Cache.Has(ctx, since):
+		from = since
+	case src.Base != "" && git.IsSHA(src.BaseSHA):
+		from = src.BaseSHA
+	default:
+		return nil, nil
 	}
-	files, err := r.o.Cache.Changed(ctx, src.BaseSHA, src.SHA)
+	k := [2]string{from, src.SHA}
+	if f, ok := r.touched.get(k); ok {
+		return f, nil
+	}
+	if from == src.BaseSHA {
+		if err := r.fetch(ctx, src.Repo, "refs/heads/"+src.Base, BaseRef(src.Base), src.BaseSHA); err != nil {
+			return nil, err
+		}
+	}
+	files, err := r.o.Cache.Changed(ctx, from, src.SHA)
 	if err != nil {
 		return nil, fmt.Errorf("listing the files %s changes: %w", env.ShortSHA(src.SHA), err)
 	}

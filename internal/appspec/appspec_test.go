@@ -224,7 +224,7 @@ func TestTouched(t *testing.T) {
 		t.Helper()
 		s := branchSource(r, branch, sha)
 		s.Base, s.BaseSHA = "main", mainSHA
-		f, err := rd.Touched(ctx, s)
+		f, err := rd.Touched(ctx, s, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,8 +241,25 @@ func TestTouched(t *testing.T) {
 	if paths.Touches(touched("docs", docs)) || !paths.Touches(touched("web", web)) {
 		t.Error("the filters do not tell docs from web")
 	}
+	// A later push to web touching only docs: since the deployed commit
+	// it brings docs only, though the whole change still touches web.
+	r.git("checkout", "-q", "web")
+	web2 := r.commit(map[string]string{"docs/c.md": "c"})
+	r.git("checkout", "-q", "main")
+	s := branchSource(r, "web", web2)
+	s.Base, s.BaseSHA = "main", mainSHA
+	if f, err := rd.Touched(ctx, s, web); err != nil || !reflect.DeepEqual(f, []string{"docs/c.md"}) {
+		t.Errorf("web2 since web touches %q, %v", f, err)
+	}
+	if f, _ := rd.Touched(ctx, s, ""); !paths.Touches(f) {
+		t.Errorf("web2 since main touches %q: the whole change touches web", f)
+	}
+	// A deployed commit the cache does not hold: compared with the base.
+	if f, _ := rd.Touched(ctx, s, strings.Repeat("ab", 20)); !paths.Touches(f) {
+		t.Errorf("since an unknown commit: %q", f)
+	}
 	// Without a base nothing can be told: nil, and nothing is filtered.
-	if f, err := rd.Touched(ctx, branchSource(r, "docs", docs)); err != nil || f != nil {
+	if f, err := rd.Touched(ctx, branchSource(r, "docs", docs), ""); err != nil || f != nil {
 		t.Errorf("without a base: %q, %v", f, err)
 	}
 }

@@ -155,9 +155,10 @@ type Observed struct {
 	// Tier is the database tier asked for and the one made (tier.go).
 	Tier Tiers
 	// Paths are the change's path filters (config or its repository's
-	// file) and Touched the files its diff against its base touches;
-	// Touched is nil when not known (no filters, production, no base, or
-	// already deployed at this SHA), and then nothing is filtered.
+	// file) and Touched the files it changes: since its merge base with
+	// its base, or since the commit deployed when one runs. Touched is
+	// nil when not known (no filters, production, no base, or already
+	// deployed at this SHA), and then nothing is filtered.
 	Paths   []string
 	Touched []string
 }

@@ -15,9 +15,10 @@ type Specs interface {
 	// Spec returns the app spec of src's commit. A bad repository file
 	// is an *env.StepError: terminal for the commit.
 	Spec(ctx context.Context, src env.Source) (env.AppSpec, error)
-	// Touched returns the files src's diff against its base touches, or
-	// nil when that cannot be told.
-	Touched(ctx context.Context, src env.Source) ([]string, error)
+	// Touched returns the files src's commit changes since commit since
+	// (what a push brings to the deployed one), or, when since is empty,
+	// since its merge base with src's base; nil when that cannot be told.
+	Touched(ctx context.Context, src env.Source, since string) ([]string, error)
 }
 
 // specOf returns the app spec the runtime rolls src out with; nil without
@@ -35,8 +36,10 @@ func (r *Reconciler) specOf(ctx context.Context, src env.Source) (*env.AppSpec, 
 
 // pathsOf fills o.Paths and o.Touched when the path filters can matter:
 // a change that is not production, not held and not deployed (or tried)
-// at its commit yet. A bad repository file leaves them empty: the deploy
-// fails with it.
+// at its commit yet. Touched is what the change brings since its base,
+// or, when an earlier commit of it runs, what it brings since that one
+// (a docs-only push to a deployed change is no reason to redeploy). A
+// bad repository file leaves them empty: the deploy fails with it.
 func (r *Reconciler) pathsOf(ctx context.Context, o *Observed) error {
 	d := o.Desired
 	if r.o.Specs == nil || d == nil || d.Hold != "" || d.Production() || o.Key == env.ProductionKey {
@@ -56,7 +59,11 @@ func (r *Reconciler) pathsOf(ctx context.Context, o *Observed) error {
 	if len(spec.Paths) == 0 {
 		return nil
 	}
-	touched, err := r.o.Specs.Touched(ctx, *d)
+	since := ""
+	if o.serving() {
+		since = o.Record.Deployed.SHA
+	}
+	touched, err := r.o.Specs.Touched(ctx, *d, since)
 	if err != nil {
 		return fmt.Errorf("comparing %s with its base: %w", o.Key, err)
 	}
