@@ -134,8 +134,13 @@ func (r *Reader) Touched(ctx context.Context, src env.Source, since string) ([]s
 		return f, nil
 	}
 	if from == src.BaseSHA {
+		// The head was fetched: a base that cannot be (its branch
+		// deleted) only means nothing can be told.
 		if err := r.fetch(ctx, src.Repo, "refs/heads/"+src.Base, BaseRef(src.Base), src.BaseSHA); err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, nil
 		}
 	}
 	files, err := r.o.Cache.Changed(ctx, from, src.SHA)
