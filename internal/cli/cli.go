@@ -12,12 +12,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/env"
 )
 
 // Version is set at build time with -ldflags "-X .../cli.Version=v1.2.3".
@@ -118,29 +121,94 @@ func newVersion() *cobra.Command {
 }
 
 func newValidate() *cobra.Command {
-	var path string
+	var path, repoFile string
 	cmd := &cobra.Command{
-		Use:   "validate --config FILE",
-		Short: "Check a config file; name each bad field",
-		Args:  cobra.NoArgs,
+		Use:   "validate --config FILE [--repo-file PATH]",
+		Short: "Check a config file and the app's .previewd.yaml; name each bad field",
+		Long: "Check previewd's config file and, when run inside a repository, the app's own " + env.RepoFile + "\n" +
+			"at the root of its working tree (or the file --repo-file names). In an app's repository\n" +
+			"without previewd's config, only the repository's file is checked.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(path)
+			rf, err := findRepoFile(repoFile)
 			if err != nil {
-				return configError(cmd, err)
+				return err
 			}
-			for _, w := range cfg.Warnings() {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			var failed error
+			if _, serr := os.Stat(path); cmd.Flags().Changed("config") || rf == "" || serr == nil {
+				failed = validateConfig(cmd, path)
 			}
-			// serve refuses what CheckExposure refuses; say so here.
-			if err := cfg.CheckExposure(); err != nil {
-				return configError(cmd, err)
+			if rf != "" {
+				failed = errors.Join(failed, validateRepoFile(cmd, rf))
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), path+": ok")
-			return nil
+			return failed
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "previewd.yaml", "config file")
+	cmd.Flags().StringVar(&repoFile, "repo-file", "", "the app's "+env.RepoFile+" to check (default: the one at the root of the working tree, if any)")
 	return cmd
+}
+
+func validateConfig(cmd *cobra.Command, path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return configError(cmd, err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+	}
+	// serve refuses what CheckExposure refuses; say so here.
+	if err := cfg.CheckExposure(); err != nil {
+		return configError(cmd, err)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), path+": ok")
+	return nil
+}
+
+// validateRepoFile checks the app's own file as serve reads it at a
+// commit.
+func validateRepoFile(cmd *cobra.Command, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if _, err := config.ParseRepoFile(path, data); err != nil {
+		var ke *config.KeyError
+		if errors.As(err, &ke) {
+			fmt.Fprintln(cmd.ErrOrStderr(), ke.Error())
+			return &exitError{code: 1}
+		}
+		return configError(cmd, err)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), path+": ok")
+	return nil
+}
+
+// findRepoFile returns the repository file to check: the one named, or
+// .previewd.yaml at the root of the git working tree the current
+// directory is in, or "" when there is none.
+func findRepoFile(named string) (string, error) {
+	if named != "" {
+		return named, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+			p := filepath.Join(dir, env.RepoFile)
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+			return "", nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", nil
+		}
+		dir = parent
+	}
 }
 
 // configError prints each bad field on its own line and exits 1.

@@ -123,3 +123,53 @@ func TestDBMigrateEnvironment(t *testing.T) {
 		t.Errorf("previewd's own secret reached the migrate command:\n%s", b)
 	}
 }
+
+// TestValidateRepoFile: validate checks the app's .previewd.yaml too:
+// the one named, or the one at the root of the working tree it runs in,
+// with no config needed in an app's repository.
+func TestValidateRepoFile(t *testing.T) {
+	good := writeConfig(t, "forge: {git: {url: /tmp/repo}}\n")
+	dir := t.TempDir()
+	file := filepath.Join(dir, ".previewd.yaml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("runtime: {local: {run: ./app, healthPath: /}}\npaths: [apps/web/**]\n")
+	if code, out, errs := run(t, "validate", "--config", good, "--repo-file", file); code != 0 || !strings.Contains(out, file+": ok") || !strings.Contains(out, good+": ok") {
+		t.Errorf("good files: code %d, out %q, err %q", code, out, errs)
+	}
+	write("runtime: {local: {env: {TOKEN: x}}}\n")
+	code, _, errs := run(t, "validate", "--config", good, "--repo-file", file)
+	if want := "runtime.local.env is not allowed in " + file + ": secrets stay in previewd's config"; code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("forbidden key: code %d, err %q; want %q", code, errs, want)
+	}
+	write("runtime: {local: {healthPath: x}}\npaths: [\"a/[\"]\n")
+	code, _, errs = run(t, "validate", "--config", good, "--repo-file", file)
+	for _, want := range []string{"runtime.local.healthPath", "paths[0]"} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("bad values: code %d, err %q lacks %s", code, errs, want)
+		}
+	}
+
+	// Inside a working tree, without previewd's config: the tree's file.
+	if err := os.Mkdir(filepath.Join(dir, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "apps", "web")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(sub)
+	write("bulid: make\n")
+	code, _, errs = run(t, "validate")
+	if code != 1 || !strings.Contains(errs, "bulid: unknown key in "+file) {
+		t.Errorf("the working tree's file: code %d, err %q", code, errs)
+	}
+	write("migrate: ./app migrate\n")
+	if code, out, errs := run(t, "validate"); code != 0 || out != file+": ok\n" {
+		t.Errorf("the working tree's good file alone: code %d, out %q, err %q", code, out, errs)
+	}
+}

@@ -7,11 +7,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/tmpl"
 )
 
@@ -59,6 +61,14 @@ type Config struct {
 	// the environment's variables, before each new version starts. A
 	// failure marks the environment failed and keeps the old version.
 	Migrate string `yaml:"migrate"`
+	// Paths are path filters: globs of files inside the repository, where
+	// "**" spans directories (apps/web/**, **/*.go). A pull request or
+	// branch whose diff against its base (from their merge base) touches
+	// none of them gets no environment, or keeps the one it has at its
+	// last deployed commit, and its status says why. Production always
+	// deploys. Empty (the default) deploys every change. The repository's
+	// .previewd.yaml may set them too.
+	Paths []string `yaml:"paths"`
 	// Auth says who may use the API and dashboard.
 	Auth Auth `yaml:"auth"`
 	// Lifecycle says when previews sleep, expire and queue, and prices
@@ -560,6 +570,12 @@ func (c *Config) Validate() error {
 			}
 		}
 		l.Caching.validate(bad)
+	}
+
+	for i, g := range c.Paths {
+		if err := env.CheckPathGlob(g); err != nil {
+			bad("paths["+strconv.Itoa(i)+"]", "%v", err)
+		}
 	}
 
 	c.validatePreviews(bad)

@@ -29,6 +29,7 @@ import (
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/events"
 	"github.com/previewd/previewd/internal/forge/git"
+	gitcache "github.com/previewd/previewd/internal/git"
 	"github.com/previewd/previewd/internal/reconcile"
 	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/runtime/local"
@@ -70,6 +71,8 @@ type Daemon struct {
 	metrics *metrics
 	gh      gitHubParts
 	kube    kubeParts
+	// cache is the git object cache shared by the runtime and specs.
+	cache *gitcache.Cache
 	// closers close, in reverse order, what New opened.
 	closers []func() error
 }
@@ -113,6 +116,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if d.gh, err = d.gitHub(ctx, src); err != nil {
 		return nil, err
 	}
+	d.cache = objectCache(cfg)
 	if d.rt, err = d.openRuntime(src); err != nil {
 		return nil, err
 	}
@@ -136,6 +140,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 			RehearseOptions: database.RehearseOptions{LockTimeout: cfg.Database.Rehearsal.LockTimeout.Duration, StatementTimeout: cfg.Database.Rehearsal.StatementTimeout.Duration}},
 		SeedPath: seedPath(cfg),
 		Audit:    st.AddAudit,
+		Specs:    d.openSpecs(src),
 		Logger:   o.Logger,
 	})
 	key, err := sessionKey(ctx, cfg, st)
@@ -228,7 +233,7 @@ func (d *Daemon) openRuntime(src reconcile.Source) (runtime.Runtime, error) {
 	cfg := d.cfg
 	if isKube(cfg) {
 		var err error
-		if d.kube, err = openKube(cfg, d.store, d.synced, d.log, d.gh.gitEnv, production(src)); err != nil {
+		if d.kube, err = openKube(cfg, d.store, d.synced, d.log, d.cache, d.gh.gitEnv, production(src)); err != nil {
 			return nil, err
 		}
 		return d.kube.rt, nil
@@ -247,6 +252,7 @@ func (d *Daemon) openRuntime(src reconcile.Source) (runtime.Runtime, error) {
 		// Processes start only once Run runs, after d.rec is set.
 		OnExit: func(key string) { d.rec.Exited(key) },
 		GitEnv: d.gh.gitEnv,
+		Cache:  d.cache,
 		Logger: d.log,
 
 		RequireLoopback: cfg.Previews.RequireLoopback,

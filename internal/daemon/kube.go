@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 
 	"github.com/previewd/previewd/internal/argocd"
@@ -34,7 +33,7 @@ func isKube(cfg *config.Config) bool {
 // Manifests inside the repository are fetched into the object cache the
 // local runtime uses, with gitEnv's credentials; prod gives production's
 // source, whose manifests untrusted changes render.
-func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog.Logger,
+func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog.Logger, cache *git.Cache,
 	gitEnv func(context.Context) ([]string, error), prod func(context.Context) (env.Source, error),
 ) (kubeParts, error) {
 	if !isKube(cfg) {
@@ -55,7 +54,7 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 		InRepo:              true,
 		ProxyService:        k.Proxy.Service,
 		ProxyPort:           k.Proxy.Port,
-		Cache:               git.NewCache(filepath.Join(cfg.DataDir, "cache.git")),
+		Cache:               cache,
 		GitEnv:              gitEnv,
 		Production:          prod,
 		ApplyManifests:      cfg.Runtime.Kind == "kubernetes",

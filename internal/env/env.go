@@ -52,6 +52,12 @@ type Source struct {
 	Title string `json:"title,omitempty"`
 	// Fork is true for a pull request whose head lives in another repository.
 	Fork bool `json:"fork,omitempty"`
+	// Base is the branch the change is compared with (a pull request's
+	// base, or the production branch for a branch), and BaseSHA its
+	// commit; both empty for production. Path filters diff the change
+	// against their merge base.
+	Base    string `json:"base,omitempty"`
+	BaseSHA string `json:"baseSha,omitempty"`
 	// Trusted says whether the environment may receive secrets meant for
 	// same-repository changes. Forks are untrusted unless configured.
 	Trusted bool `json:"trusted"`
@@ -168,6 +174,10 @@ type Release struct {
 	// Vars are given to build, migrate and the app: the PREVIEW_*
 	// variables and the database's.
 	Vars map[string]string
+	// Spec is the app spec of this commit (the config with the
+	// repository's .previewd.yaml over it); nil leaves the runtime's own
+	// options.
+	Spec *AppSpec
 	// Warnings are what the runtime's Deploy found wrong with the running
 	// release that does not stop it (e.g. it listens beyond loopback);
 	// they go into the ready status and its event.

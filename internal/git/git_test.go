@@ -295,26 +295,3 @@ func TestFiles(t *testing.T) {
 		t.Errorf("Files(../x) = %v, want a refusal", err)
 	}
 }
-
-func TestReadFile(t *testing.T) {
-	src, sha := repo(t)
-	c := NewCache(filepath.Join(t.TempDir(), "cache.git"))
-	ctx := context.Background()
-	if err := c.Fetch(ctx, src, "refs/heads/main", "refs/previewd/t", sha, nil); err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.ReadFile(ctx, sha, "hello.txt")
-	if err != nil || string(b) != "hello\n" {
-		t.Fatalf("ReadFile = %q, %v", b, err)
-	}
-	for _, p := range []string{"nope.sql", "link", "."} {
-		if _, err := c.ReadFile(ctx, sha, p); !errors.Is(err, ErrNoFile) && p != "." {
-			t.Errorf("ReadFile(%q) = %v, want ErrNoFile", p, err)
-		}
-	}
-	for _, p := range []string{"../x", "a:b", "."} {
-		if _, err := c.ReadFile(ctx, sha, p); err == nil || errors.Is(err, ErrNoFile) {
-			t.Errorf("ReadFile(%q) = %v, want a refusal", p, err)
-		}
-	}
-}

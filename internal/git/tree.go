@@ -97,37 +97,73 @@ func readTar(r io.Reader, dir, sha string) (map[string][]byte, error) {
 	}
 }
 
-// ErrNoFile is ReadFile's error for a path the commit does not hold.
+// ErrNoFile is returned by File when the commit has no regular file at
+// the path asked for.
 var ErrNoFile = errors.New("no such file in the commit")
 
-// ReadFile returns the file at p (a slash-separated path inside the
-// repository) in commit sha, from the cache's objects: no checkout is
-// needed. A path the commit does not hold, or that is not a regular file,
-// is ErrNoFile.
-func (c *Cache) ReadFile(ctx context.Context, sha, p string) ([]byte, error) {
+// ErrFileTooLarge is returned by File for a file above its limit.
+var ErrFileTooLarge = errors.New("file too large")
+
+// maxFileBytes bounds what File reads into memory (a seed file may be
+// large).
+const maxFileBytes = maxTreeBytes
+
+// File returns the content of the regular file at name (a slash-separated
+// path inside the repository) in commit sha, read from the object cache
+// without a checkout. A path the commit holds no regular file at (none, a
+// directory, a symbolic link) is ErrNoFile.
+func (c *Cache) File(ctx context.Context, sha, name string) ([]byte, error) {
 	if err := CheckSHA(sha); err != nil {
 		return nil, err
 	}
-	p = path.Clean(strings.TrimPrefix(p, "/"))
-	if p == "." || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsAny(p, ":\n") {
-		return nil, fmt.Errorf("%q is not a file path inside the repository", p)
+	name = path.Clean(strings.TrimPrefix(name, "/"))
+	if name == "." || name == ".." || strings.HasPrefix(name, "../") || strings.ContainsAny(name, ":\n") {
+		return nil, fmt.Errorf("%q is not a file path inside the repository", name)
 	}
-	// One entry: "<mode> <type> <object> <size>\t<path>"; a regular
-	// file's mode is 100644 or 100755 (a link's is 120000).
-	out, err := Run(ctx, c.dir, "ls-tree", "-l", "--end-of-options", sha, "--", p)
-	if ctx.Err() != nil {
-		return nil, err
-	}
+	// ls-tree says what the path is without reading it: mode, type, id,
+	// size.
+	out, err := Run(ctx, c.dir, "ls-tree", "--long", "--full-tree", "-z", "--end-of-options", sha, "--", name)
 	if err != nil {
 		return nil, err
 	}
-	meta, name, _ := strings.Cut(strings.TrimSuffix(string(out), "\n"), "\t")
+	meta, _, ok := strings.Cut(strings.TrimSuffix(string(out), "\x00"), "\t")
 	f := strings.Fields(meta)
-	if len(f) != 4 || name != p || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
-		return nil, fmt.Errorf("%s at %s: %w", p, env.ShortSHA(sha), ErrNoFile)
+	if !ok || len(f) != 4 || f[0] != "100644" && f[0] != "100755" || f[1] != "blob" {
+		return nil, fmt.Errorf("%s at %s: %w", name, env.ShortSHA(sha), ErrNoFile)
 	}
-	if n, _ := strconv.Atoi(f[3]); n > maxTreeBytes {
-		return nil, fmt.Errorf("%s at %s is %d bytes; at most %d are read", p, env.ShortSHA(sha), n, maxTreeBytes)
+	if n, err := strconv.ParseInt(f[3], 10, 64); err != nil || n > maxFileBytes {
+		return nil, fmt.Errorf("%s at %s: %w (more than %d KiB)", name, env.ShortSHA(sha), ErrFileTooLarge, maxFileBytes>>10)
 	}
 	return Run(ctx, c.dir, "cat-file", "blob", f[2])
+}
+
+// Changed returns the files (slash-separated paths) that differ between
+// head and its merge base with base: what a change based on base
+// touches. A renamed file counts at both its old and its new path. Both
+// commits must be in the cache. Commits with no common history give nil
+// (nothing can be told), not an empty list.
+func (c *Cache) Changed(ctx context.Context, base, head string) ([]string, error) {
+	for _, s := range []string{base, head} {
+		if err := CheckSHA(s); err != nil {
+			return nil, err
+		}
+	}
+	mb, err := Run(ctx, c.dir, "merge-base", "--end-of-options", base, head)
+	if err != nil && ctx.Err() == nil && c.Has(ctx, base) && c.Has(ctx, head) {
+		return nil, nil // no common ancestor
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finding the merge base of %s and %s: %w", env.ShortSHA(base), env.ShortSHA(head), err)
+	}
+	out, err := Run(ctx, c.dir, "diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv", "-z", "--end-of-options", strings.TrimSpace(string(mb)), head, "--")
+	if err != nil {
+		return nil, err
+	}
+	files := []string{}
+	for _, f := range strings.Split(string(out), "\x00") {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return files, nil
 }

@@ -117,6 +117,10 @@ func Render(n env.Notice, dashboard string, now time.Time) string {
 		if e.URL != "" {
 			fmt.Fprintf(&b, "**%s**\n\n", link(e.URL, e.URL))
 		}
+		if n.Source.SHA != "" && e.SHA != "" && n.Source.SHA != e.SHA {
+			// A newer commit was not rolled out (path filters): say why.
+			fmt.Fprintf(&b, "%s\n\n", code(first))
+		}
 	case PhaseFailed:
 		fmt.Fprintf(&b, "%s\n\n", code(first))
 		if t := tail(n.Tail); t != "" {

@@ -62,6 +62,8 @@ func (r *Reconciler) act(ctx context.Context, o Observed, plan Plan) (Result, er
 		return r.warn(ctx, o, plan)
 	case ResetDB:
 		return r.resetDB(ctx, o, plan)
+	case Skip:
+		return r.skip(ctx, o, plan)
 	}
 	return Result{}, nil
 }
@@ -229,6 +231,10 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 		}
 	}
 	rel := &env.Release{Source: src, URL: url, Vars: env.Vars(src, url)}
+	if rel.Spec, err = r.specOf(ctx, src); err != nil {
+		out, err = r.stepFailed(src, err, oldSHA)
+		return Result{}, err
+	}
 	if err := r.o.Runtime.Prepare(ctx, rel); err != nil {
 		var we *env.WaitError
 		if errors.As(err, &we) {

@@ -45,10 +45,13 @@ const (
 	// ResetDB: give the preview a fresh database (template or seed, then
 	// its migrations) while the old one serves, then swap.
 	ResetDB
+	// Skip: say why the change's commit is not deployed (its diff
+	// touches none of the path filters), leaving what runs as it is.
+	Skip
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn", "reset-db"}[a]
+	return [...]string{"nothing", "wait", "hold", "deploy", "restart", "give-up", "teardown", "queue", "sleep", "wake", "expire", "warn", "reset-db", "skip"}[a]
 }
 
 // Reasons a plan gives for its action (logged, and compared by tests).
@@ -99,6 +102,10 @@ const (
 	ReasonExpired = "Expired"
 	// Warn
 	ReasonExpiryWarning = "ExpiryWarning"
+	// Skip
+	ReasonNoPathChanges = "NoPathChanges"
+	// Nothing, after a Skip
+	ReasonSkippedAlready = "SkippedAlready"
 )
 
 // Observed is everything Decide looks at, gathered for one key in one
@@ -154,6 +161,13 @@ type Observed struct {
 	Now time.Time
 	// Tier is the database tier asked for and the one made (tier.go).
 	Tier Tiers
+	// Paths are the change's path filters (config or its repository's
+	// file) and Touched the files it changes: since its merge base with
+	// its base, or since the commit deployed when one runs. Touched is
+	// nil when not known (no filters, production, no base, or already
+	// deployed at this SHA), and then nothing is filtered.
+	Paths   []string
+	Touched []string
 }
 
 // live reports whether the stored environment exists and is not removed.
@@ -231,6 +245,9 @@ func decide(o Observed) Plan {
 			return Plan{Action: Nothing, Source: d, Reason: ReasonHeldAlready, Message: d.Hold}
 		}
 		return Plan{Action: Hold, Source: d, Reason: ReasonHold, Message: d.Hold}
+	}
+	if p, ok := pathFilter(o); ok {
+		return p
 	}
 	if !o.live() {
 		if o.Slot != nil {

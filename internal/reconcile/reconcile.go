@@ -79,6 +79,10 @@ type Options struct {
 	// run after the migrations in every fresh preview database (a new
 	// preview, a new tier, a reset), read at the preview's commit.
 	SeedPath string
+	// Specs, if set, gives each commit its app spec (handed to the
+	// runtime in env.Release.Spec) and the path filters' view of a
+	// change. Nil leaves the runtime's own options and filters nothing.
+	Specs Specs
 }
 
 // Rehearsal is the migration rehearsal's policy (database.rehearsal).
@@ -518,6 +522,9 @@ func (r *Reconciler) gather(ctx context.Context, key string) (Observed, request,
 		o.Record = &rec
 	}
 	o.Tier = r.tiersOf(o)
+	if err := r.pathsOf(ctx, &o); err != nil {
+		return o, req, err
+	}
 	if o.Items, err = r.o.Store.Items(ctx, key); err != nil {
 		return o, req, err
 	}

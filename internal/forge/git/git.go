@@ -59,6 +59,12 @@ func (s *Source) List(ctx context.Context) ([]env.Source, error) {
 		return nil, err
 	}
 	out := make([]env.Source, 0, len(heads))
+	prodSHA := ""
+	for _, h := range heads {
+		if h.Branch == s.production {
+			prodSHA = h.SHA
+		}
+	}
 	for _, h := range heads {
 		src := env.Source{Branch: h.Branch, SHA: h.SHA, Repo: s.url, Ref: "refs/heads/" + h.Branch, Trusted: true}
 		switch {
@@ -66,6 +72,11 @@ func (s *Source) List(ctx context.Context) ([]env.Source, error) {
 			src.Key, src.Kind = env.ProductionKey, env.KindProduction
 		case forge.Included(s.include, s.exclude, h.Branch):
 			src.Key, src.Kind = env.BranchKey(h.Branch), env.KindBranch
+			// A branch is compared with the production branch (path
+			// filters).
+			if prodSHA != "" {
+				src.Base, src.BaseSHA = s.production, prodSHA
+			}
 		default:
 			continue
 		}

@@ -116,7 +116,10 @@ func TestListBranches(t *testing.T) {
 	if p := keys[env.ProductionKey]; p.Branch != "main" || p.Kind != env.KindProduction || len(p.SHA) != 40 {
 		t.Errorf("production = %+v", p)
 	}
-	if f := keys["feat"]; f.Branch != "feat" || f.Ref != "refs/heads/feat" {
+	if p := keys[env.ProductionKey]; p.Base != "" || p.BaseSHA != "" {
+		t.Errorf("production has a base: %+v", p)
+	}
+	if f := keys["feat"]; f.Branch != "feat" || f.Ref != "refs/heads/feat" || f.Base != "main" || f.BaseSHA != keys[env.ProductionKey].SHA {
 		t.Errorf("feat = %+v", f)
 	}
 	if h := keys[env.BranchKey("x;rm${IFS}-rf")]; h.Branch != "x;rm${IFS}-rf" || env.CheckKey(h.Key) != nil {

@@ -528,10 +528,21 @@ func (s *Source) toSource(pr *pull) (env.Source, bool) {
 		Ref:     "refs/pull/" + strconv.Itoa(pr.Number) + "/head",
 		Title:   pr.Title,
 		Fork:    s.isFork(pr),
+		Base:    pr.Base.Ref,
+		BaseSHA: baseSHA(pr),
 		Trusted: d.Trusted,
 		Keep:    s.o.KeepLabel != "" && hasLabel(pr, s.o.KeepLabel),
 		DBTier:  dbTierOf(pr),
 	}, true
+}
+
+// baseSHA is the commit of the pull request's base, when GitHub gave a
+// well-formed one.
+func baseSHA(pr *pull) string {
+	if git.IsSHA(pr.Base.SHA) {
+		return pr.Base.SHA
+	}
+	return ""
 }
 
 // DBTierLabel is the prefix of the labels that choose a pull request's

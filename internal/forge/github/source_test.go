@@ -95,7 +95,7 @@ func TestListPaginationAndETag(t *testing.T) {
 			pr7 = s
 		}
 	}
-	want := env.Source{Key: "pr-7", Kind: env.KindPullRequest, Number: 7, Branch: "pr-7", SHA: sha(1007), Repo: "/repo.git", Ref: "refs/pull/7/head", Title: "PR 7", Trusted: true}
+	want := env.Source{Key: "pr-7", Kind: env.KindPullRequest, Number: 7, Branch: "pr-7", SHA: sha(1007), Repo: "/repo.git", Ref: "refs/pull/7/head", Title: "PR 7", Trusted: true, Base: "main", BaseSHA: sha(1)}
 	if pr7 != want {
 		t.Errorf("pr-7 = %+v\nwant %+v", pr7, want)
 	}

@@ -551,5 +551,5 @@ func (r *Runtime) Collect(ctx context.Context, liveKeys func(context.Context) (m
 // ReadFile implements runtime.FileReader from the object cache, which
 // holds src's commit once Prepare has fetched it.
 func (r *Runtime) ReadFile(ctx context.Context, src env.Source, path string) ([]byte, error) {
-	return r.o.Cache.ReadFile(ctx, src.SHA, path)
+	return r.o.Cache.File(ctx, src.SHA, path)
 }

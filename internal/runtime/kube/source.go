@@ -71,9 +71,15 @@ func (r *Runtime) inRepo(p string) bool { return r.o.InRepo && p != "" && !filep
 // the SHA); one reaching the repository is returned for a retry.
 func (r *Runtime) templatesFor(ctx context.Context, rel *env.Release) (templates, error) {
 	var t templates
-	manifests := r.o.ApplyManifests && r.o.Manifests != ""
+	dir := r.o.Manifests
+	if rel.Spec != nil && rel.Spec.Manifests != "" {
+		// The commit's own .previewd.yaml chose them (a path inside the
+		// repository).
+		dir = rel.Spec.Manifests
+	}
+	manifests := r.o.ApplyManifests && dir != ""
 	var src env.Source
-	if (manifests && r.inRepo(r.o.Manifests)) || r.inRepo(r.o.MigrateJob) {
+	if (manifests && r.inRepo(dir)) || r.inRepo(r.o.MigrateJob) {
 		var err error
 		if src, err = r.manifestSource(ctx, rel.Source); err != nil {
 			return t, err
@@ -82,8 +88,8 @@ func (r *Runtime) templatesFor(ctx context.Context, rel *env.Release) (templates
 	t.manifests = &Manifests{}
 	switch {
 	case !manifests:
-	case r.inRepo(r.o.Manifests):
-		v, err := r.fromCommit(ctx, src, r.o.Manifests, r.o.Manifests, func(files map[string][]byte, prefix string) (any, error) {
+	case r.inRepo(dir):
+		v, err := r.fromCommit(ctx, src, dir, dir, func(files map[string][]byte, prefix string) (any, error) {
 			return parseManifests(files, prefix)
 		})
 		if err != nil {
@@ -91,7 +97,7 @@ func (r *Runtime) templatesFor(ctx context.Context, rel *env.Release) (templates
 		}
 		t.manifests = v.(*Manifests)
 	default:
-		m, err := LoadManifests(r.o.Manifests)
+		m, err := LoadManifests(dir)
 		if err != nil {
 			return t, renderError(err)
 		}

@@ -12,6 +12,27 @@ import (
 	"github.com/previewd/previewd/internal/git"
 )
 
+// buildSpec returns rel's build command, caches and outputs: its commit's
+// spec's (the repository's file over the config) where it sets them, else
+// the options'.
+func (r *Runtime) buildSpec(rel *env.Release) (string, []CacheSpec, []string) {
+	build, caches, outputs := r.o.Build, r.o.Caching.Caches, r.o.Caching.Outputs
+	if rel.Spec == nil {
+		return build, caches, outputs
+	}
+	build = rel.Spec.Build
+	if len(rel.Spec.Caches) > 0 {
+		caches = nil
+		for _, c := range rel.Spec.Caches {
+			caches = append(caches, CacheSpec{Path: c.Path, Key: c.Key, Run: c.Run})
+		}
+	}
+	if len(rel.Spec.Outputs) > 0 {
+		outputs = rel.Spec.Outputs
+	}
+	return build, caches, outputs
+}
+
 // build makes the checkout at dir ready to run: it puts each dependency
 // cache in place (useCache), then builds, or, when Caching.Outputs are
 // declared and a build of the same inputs is kept, restores its outputs
@@ -21,30 +42,31 @@ import (
 // that bakes those in must not declare outputs. Without outputs previewd
 // cannot tell what a build made, and every environment builds.
 func (r *Runtime) build(ctx context.Context, rel *env.Release, dir string) error {
+	build, caches, outputList := r.buildSpec(rel)
 	var ids []string
-	for _, c := range r.o.Caching.Caches {
+	for _, c := range caches {
 		id, err := r.useCache(ctx, rel, dir, c)
 		if err != nil {
 			return err
 		}
 		ids = append(ids, id)
 	}
-	if len(r.o.Caching.Caches) > 0 || (r.o.Build != "" && len(r.o.Caching.Outputs) > 0) {
+	if len(caches) > 0 || (build != "" && len(outputList) > 0) {
 		defer r.evictCaches()
 	}
-	if r.o.Build == "" {
+	if build == "" {
 		return nil
 	}
-	if len(r.o.Caching.Outputs) == 0 {
-		return r.step(ctx, "build", r.o.Build, dir, rel)
+	if len(outputList) == 0 {
+		return r.step(ctx, "build", build, dir, rel)
 	}
 	out, err := git.Run(ctx, r.cache.Dir(), "rev-parse", "--verify", "--end-of-options", rel.SHA+"^{tree}")
 	if err != nil {
 		return fmt.Errorf("reading the tree of %s: %w", env.ShortSHA(rel.SHA), err)
 	}
 	tree := strings.TrimSpace(string(out))
-	outputs := cleanOutputs(r.o.Caching.Outputs)
-	id := entryID(append([]string{"build/v1", tree, r.o.Build, strings.Join(outputs, "\n"), fmt.Sprint(rel.Trusted)}, ids...)...)
+	outputs := cleanOutputs(outputList)
+	id := entryID(append([]string{"build/v1", tree, build, strings.Join(outputs, "\n"), fmt.Sprint(rel.Trusted)}, ids...)...)
 	store := r.buildsDir()
 	// Held through the build: another environment at the same tree waits
 	// for this build and reuses it rather than building too.
@@ -67,7 +89,7 @@ func (r *Runtime) build(ctx context.Context, rel *env.Release, dir string) error
 		r.log.Info("build reused", "env", rel.Key, "sha", env.ShortSHA(rel.SHA), "entry", id[:12], "tree", env.ShortSHA(tree))
 		return nil
 	}
-	if err := r.step(ctx, "build", r.o.Build, dir, rel); err != nil {
+	if err := r.step(ctx, "build", build, dir, rel); err != nil {
 		return err
 	}
 	var missing []string

@@ -70,6 +70,9 @@ type Options struct {
 	// GitEnv, if set, returns environment variables that give git fetch
 	// its credentials (the forge's token, as GIT_CONFIG_* settings).
 	GitEnv func(ctx context.Context) ([]string, error)
+	// Cache, if set, is the object cache to fetch into (shared with the
+	// reader of each commit's app spec); default cache.git under Dir.
+	Cache  *git.Cache
 	Logger *slog.Logger
 
 	// Caching configures dependency caches and build reuse (cache.go).
@@ -94,6 +97,9 @@ type Runtime struct {
 	// workers are the current processes that are not routed: key ->
 	// process name -> process.
 	workers map[string]map[string]*proc
+	// othersOf are the processes besides the HTTP one of each key's
+	// current release (its commit's spec); a key without is the options'.
+	othersOf map[string][]Process
 	// web is the HTTP process; others the rest, by name.
 	web    Process
 	others []Process
@@ -137,12 +143,16 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 		cache:    git.NewCache(filepath.Join(dir, "cache.git")),
 		procs:    map[string]*proc{},
 		workers:  map[string]map[string]*proc{},
+		othersOf: map[string][]Process{},
 		signal:   killGroup,
 		web:      web,
 		others:   others,
 	}
 	if len(others) > 0 {
 		r.awk = awkCommand()
+	}
+	if o.Cache != nil {
+		r.cache = o.Cache
 	}
 	r.proxy = r.newProxy()
 	return r, nil
@@ -235,5 +245,5 @@ func (r *Runtime) forget(ctx context.Context, key string, it env.Item) {
 // ReadFile implements runtime.FileReader from the object cache, which
 // holds src's commit once Prepare has fetched it.
 func (r *Runtime) ReadFile(ctx context.Context, src env.Source, path string) ([]byte, error) {
-	return r.cache.ReadFile(ctx, src.SHA, path)
+	return r.cache.File(ctx, src.SHA, path)
 }

@@ -31,6 +31,9 @@ type proc struct {
 	SHA    string `json:"sha"`
 	Dir    string `json:"dir"`
 	Start  uint64 `json:"start"` // kernel start time, to tell a reused pid apart
+	// Health is the path its health is checked at (its commit's spec);
+	// empty for one recorded before there were specs: the options'.
+	Health string `json:"health,omitempty"`
 
 	// vars sums the variables it was started with (see varsSum), so a
 	// restart with others is a whole deploy; empty for an adopted one.
@@ -98,11 +101,15 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 	if done, err := r.restartWorkers(ctx, rel); done {
 		return err
 	}
-	p, err := r.start(ctx, rel, r.web)
+	web, others, err := r.processesOf(rel)
 	if err != nil {
 		return err
 	}
-	if err := r.waitHealthy(ctx, p); err != nil {
+	p, err := r.start(ctx, rel, web)
+	if err != nil {
+		return err
+	}
+	if err := r.waitHealthy(ctx, p, r.spec(rel).StartTimeout); err != nil {
 		if serr := r.stop(ctx, p); serr != nil {
 			r.log.Error("stopping unhealthy process", "env", p.Key, "pid", p.PID, "err", serr)
 		}
@@ -116,7 +123,7 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 			return err
 		}
 	}
-	ws, err := r.startWorkers(ctx, rel, r.others)
+	ws, err := r.startWorkers(ctx, rel, others)
 	if err != nil {
 		if serr := r.stop(ctx, p); serr != nil {
 			r.log.Error("stopping process of a failed start", "env", p.Key, "pid", p.PID, "err", serr)
@@ -124,7 +131,7 @@ func (r *Runtime) Deploy(ctx context.Context, rel *env.Release) error {
 		return err
 	}
 	old := r.route(p)
-	oldWorkers := r.swapWorkers(rel.Key, ws)
+	oldWorkers := r.swapWorkers(rel.Key, others, ws)
 	// One that died between its start (or health check) and becoming
 	// current, when exited did not count it as current, is reported now.
 	r.reportExited(p, ws)
@@ -177,6 +184,12 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release, spec Process) (*p
 	p := newProc(rel.Key, cmd.Process.Pid, port, rel.SHA, dir, startTime(cmd.Process.Pid))
 	p.Name, p.Worker = spec.Name, !spec.HTTP
 	p.vars = varsSum(r.environ(rel, 0))
+	if spec.HTTP {
+		p.Health = r.spec(rel).HealthPath
+		if rel.Spec != nil && rel.Spec.Processes[spec.Name].HealthPath != "" {
+			p.Health = rel.Spec.Processes[spec.Name].HealthPath
+		}
+	}
 	go func() {
 		// Its exit status is of no interest: an exit is an exit.
 		_ = cmd.Wait()
@@ -189,6 +202,14 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release, spec Process) (*p
 	}
 	r.log.Debug("process started", "env", rel.Key, "process", spec.Name, "sha", env.ShortSHA(rel.SHA), "pid", p.PID, "port", port)
 	return p, nil
+}
+
+// healthPath is where p's health is checked.
+func (r *Runtime) healthPath(p *proc) string {
+	if p.Health != "" {
+		return p.Health
+	}
+	return r.o.HealthPath
 }
 
 // exited is called once p's process is gone. What else ran in its
@@ -207,10 +228,11 @@ func (r *Runtime) exited(p *proc) {
 	}
 }
 
-func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
-	ctx, cancel := context.WithTimeout(ctx, r.o.StartTimeout)
+func (r *Runtime) waitHealthy(ctx context.Context, p *proc, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := "http://" + p.addr() + r.o.HealthPath
+	health := r.healthPath(p)
+	url := "http://" + p.addr() + health
 	// Every 5 ms for the first second, when a prebuilt app (and a
 	// woken one) gets healthy: a refused connection costs next to
 	// nothing, and each wasted delay is added to a held request's wait.
@@ -229,7 +251,7 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 				return nil
 			}
-			last = fmt.Errorf("%s answered %s", r.o.HealthPath, resp.Status)
+			last = fmt.Errorf("%s answered %s", health, resp.Status)
 		} else {
 			last = err
 		}
@@ -237,7 +259,7 @@ func (r *Runtime) waitHealthy(ctx context.Context, p *proc) error {
 		case <-p.done:
 			return errors.New("the process exited before it was healthy")
 		case <-ctx.Done():
-			return fmt.Errorf("not healthy after %s: %w", r.o.StartTimeout, last)
+			return fmt.Errorf("not healthy after %s: %w", timeout, last)
 		case <-time.After(delay):
 		}
 		if delay < 100*time.Millisecond && time.Since(begin) > time.Second {

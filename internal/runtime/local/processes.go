@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 
@@ -128,11 +129,48 @@ func (r *Runtime) unset(p *proc) {
 	}
 }
 
+// processesOf returns rel's HTTP process and the others: its commit's
+// spec's processes (env.Release.Spec, with the repository's file over the
+// config), or its run alone; without a spec, the options'.
+func (r *Runtime) processesOf(rel *env.Release) (Process, []Process, error) {
+	switch {
+	case rel.Spec == nil || len(rel.Spec.Processes) == 0 && rel.Spec.Run == "":
+		return r.web, r.others, nil
+	case len(rel.Spec.Processes) == 0:
+		// The commit's run, beside the config's other processes.
+		return Process{Name: r.web.Name, Run: rel.Spec.Run, HTTP: true}, r.others, nil
+	}
+	names := make([]string, 0, len(rel.Spec.Processes))
+	for n := range rel.Spec.Processes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	ps := make([]Process, 0, len(names))
+	for _, n := range names {
+		sp := rel.Spec.Processes[n]
+		ps = append(ps, Process{Name: n, Run: sp.Run, HTTP: sp.HTTP})
+	}
+	web, others, err := splitProcesses("", ps)
+	if err != nil {
+		return Process{}, nil, &env.StepError{Step: "start", Err: err}
+	}
+	return web, others, nil
+}
+
+// othersFor returns the processes besides the HTTP one that key's current
+// release runs. r.mu is held.
+func (r *Runtime) othersFor(key string) []Process {
+	if ps, ok := r.othersOf[key]; ok {
+		return ps
+	}
+	return r.others
+}
+
 // missingWorkers returns the workers of key that do not run at sha: none
 // is current, it exited, or it runs another SHA. r.mu is held.
 func (r *Runtime) missingWorkers(key, sha string) []Process {
 	var out []Process
-	for _, spec := range r.others {
+	for _, spec := range r.othersFor(key) {
 		w := r.workers[key][spec.Name]
 		if w == nil || !w.alive() || w.stopping || w.SHA != sha {
 			out = append(out, spec)
@@ -158,11 +196,12 @@ func (r *Runtime) startWorkers(ctx context.Context, rel *env.Release, specs []Pr
 	return ws, nil
 }
 
-// swapWorkers makes ws key's current workers and returns those they
-// replace.
-func (r *Runtime) swapWorkers(key string, ws []*proc) []*proc {
+// swapWorkers makes ws key's current workers (of the processes others)
+// and returns those they replace.
+func (r *Runtime) swapWorkers(key string, others []Process, ws []*proc) []*proc {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.othersOf[key] = others
 	var old []*proc
 	for _, w := range ws {
 		if r.workers[key] == nil {
@@ -175,7 +214,7 @@ func (r *Runtime) swapWorkers(key string, ws []*proc) []*proc {
 	}
 	// Workers of names no longer configured go too.
 	for name, o := range r.workers[key] {
-		if !r.isWorker(name) {
+		if !r.isWorker(key, name) {
 			old = append(old, o)
 			delete(r.workers[key], name)
 		}
@@ -183,8 +222,8 @@ func (r *Runtime) swapWorkers(key string, ws []*proc) []*proc {
 	return old
 }
 
-func (r *Runtime) isWorker(name string) bool {
-	for _, spec := range r.others {
+func (r *Runtime) isWorker(key, name string) bool {
+	for _, spec := range r.othersFor(key) {
 		if spec.Name == name {
 			return true
 		}
@@ -199,7 +238,8 @@ func (r *Runtime) isWorker(name string) bool {
 // variables differ from rel's (a database tier changed), or every process
 // runs (a redeploy).
 func (r *Runtime) restartWorkers(ctx context.Context, rel *env.Release) (bool, error) {
-	if len(r.others) == 0 {
+	_, others, err := r.processesOf(rel)
+	if err != nil || len(others) == 0 {
 		return false, nil
 	}
 	vars := varsSum(r.environ(rel, 0))
@@ -232,7 +272,7 @@ func (r *Runtime) restartWorkers(ctx context.Context, rel *env.Release) (bool, e
 	for _, w := range ws {
 		r.log.Info("process restarted", "env", rel.Key, "process", w.Name, "pid", w.PID, "sha", env.ShortSHA(rel.SHA))
 	}
-	if old := r.swapWorkers(rel.Key, ws); len(old) > 0 {
+	if old := r.swapWorkers(rel.Key, others, ws); len(old) > 0 {
 		if err := r.stopAll(ctx, old); err != nil {
 			r.log.Error("stopping replaced process", "env", rel.Key, "err", err)
 		}

@@ -40,7 +40,7 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 				workers = append(workers, p)
 				continue
 			}
-			if !sameProcess(p.PID, p.Start) || !r.healthy(ctx, p.Port) {
+			if !sameProcess(p.PID, p.Start) || !r.healthy(ctx, p.Port, r.healthPath(&p)) {
 				if sameProcess(p.PID, p.Start) {
 					stopDetached(p.PID, r.o.StopTimeout)
 				}
@@ -79,7 +79,7 @@ func (r *Runtime) recoverWorkers(ctx context.Context, key string, web *proc, rec
 	keep := map[string]*proc{}
 	var drop []proc
 	for _, w := range recorded {
-		if !sameProcess(w.PID, w.Start) || web == nil || w.SHA != web.SHA || !r.isWorker(w.Name) {
+		if !sameProcess(w.PID, w.Start) || web == nil || w.SHA != web.SHA || !r.isWorker(key, w.Name) {
 			drop = append(drop, w)
 			continue
 		}
@@ -128,10 +128,10 @@ func (r *Runtime) adopt(p *proc) {
 	}()
 }
 
-func (r *Runtime) healthy(ctx context.Context, port int) bool {
+func (r *Runtime) healthy(ctx context.Context, port int, health string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + r.o.HealthPath
+	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + health
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false

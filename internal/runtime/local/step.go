@@ -19,10 +19,27 @@ import (
 
 // Migrate runs the migrate command in the release's work dir.
 func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
-	if r.o.Migrate == "" {
+	migrate := r.spec(rel).Migrate
+	if migrate == "" {
 		return nil
 	}
-	return r.step(ctx, "migrate", r.o.Migrate, r.workDir(rel.Key, rel.SHA), rel)
+	return r.step(ctx, "migrate", migrate, r.workDir(rel.Key, rel.SHA), rel)
+}
+
+// spec is what rel is built and run with: the app spec of its commit when
+// the reconciler gave one (env.Release.Spec), else the options.
+func (r *Runtime) spec(rel *env.Release) env.AppSpec {
+	if rel.Spec == nil {
+		return env.AppSpec{Build: r.o.Build, Run: r.o.Run, Migrate: r.o.Migrate, HealthPath: r.o.HealthPath, StartTimeout: r.o.StartTimeout}
+	}
+	s := *rel.Spec
+	if s.HealthPath == "" {
+		s.HealthPath = r.o.HealthPath
+	}
+	if s.StartTimeout <= 0 {
+		s.StartTimeout = r.o.StartTimeout
+	}
+	return s
 }
 
 // step runs one shell command of the app's (build or migrate) in dir with
