@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -149,6 +150,9 @@ func New(o Options, inv inventory.Recorder) (*Runtime, error) {
 		others:   others,
 	}
 	if len(others) > 0 {
+		r.awk = awkCommand()
+	} else if _, err := exec.LookPath("awk"); err == nil {
+		// A commit's spec may declare processes besides the HTTP one.
 		r.awk = awkCommand()
 	}
 	if o.Cache != nil {

@@ -151,6 +151,9 @@ func (r *Runtime) processesOf(rel *env.Release) (Process, []Process, error) {
 		ps = append(ps, Process{Name: n, Run: sp.Run, HTTP: sp.HTTP})
 	}
 	web, others, err := splitProcesses("", ps)
+	if err == nil && len(others) > 0 && r.awk == "" {
+		err = errors.New("processes besides the HTTP one need awk to tag their output")
+	}
 	if err != nil {
 		return Process{}, nil, &env.StepError{Step: "start", Err: err}
 	}

@@ -320,3 +320,53 @@ func TestWorkerStopsGracefully(t *testing.T) {
 		t.Errorf("the worker's last words are not in the log:\n%s", logs)
 	}
 }
+
+// TestProcessesFromTheCommit: processes the commit's spec declares (the
+// repository's .previewd.yaml) run instead of the options' one process,
+// with its own worker, and the next commit without them runs the options'
+// again, its worker stopped.
+func TestProcessesFromTheCommit(t *testing.T) {
+	f := newFixture(t, Options{}, 2)
+	ctx := context.Background()
+	rel := f.releaseWithDB(f.shas[0])
+	rel.Spec = &env.AppSpec{Processes: map[string]env.AppProcess{
+		"web":    {Run: `exec "$LOCAL_TEST_BIN"`, HTTP: true, HealthPath: "/healthz"},
+		"worker": {Run: workerRun},
+	}}
+	if err := f.r.Prepare(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Deploy(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		if logs, _ := f.r.Logs(ctx, "feat", 50); !workerUp.MatchString(logs) {
+			return "the commit's worker did not start:\n" + logs
+		}
+		return ""
+	})
+	if running, _, err := f.r.Running(ctx, "feat"); !running || err != nil {
+		t.Fatalf("Running = %v %v", running, err)
+	}
+	w := f.worker()
+	if w == nil {
+		t.Fatal("no worker")
+	}
+	next := f.releaseWithDB(f.shas[1])
+	next.Spec = &env.AppSpec{Run: `exec "$LOCAL_TEST_BIN"`}
+	if err := f.r.Prepare(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Deploy(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		if w.alive() {
+			return "the first commit's worker still runs"
+		}
+		return ""
+	})
+	if running, sha, err := f.r.Running(ctx, "feat"); !running || sha != f.shas[1] || err != nil {
+		t.Fatalf("Running = %v %s %v", running, sha, err)
+	}
+}
