@@ -126,7 +126,7 @@ func CheckPathGlob(glob string) error {
 			return fmt.Errorf("%q: ** must be a whole path segment (e.g. apps/**/x.go)", glob)
 		}
 		if _, err := path.Match(seg, ""); err != nil {
-			return fmt.Errorf("%q is not a valid glob: %v", glob, err)
+			return fmt.Errorf("%q is not a valid glob: %w", glob, err)
 		}
 	}
 	return nil
