@@ -132,6 +132,10 @@ check(db)
     process.exit(1);
   });
 
+// SIGTERM: no new connections, the requests in flight finish, then exit
+// (after 5 s regardless).
 process.on('SIGTERM', () => {
+  setTimeout(() => process.exit(0), 5000).unref();
   server.close(() => db.end().then(() => process.exit(0)));
+  server.closeIdleConnections();
 });

@@ -8,6 +8,7 @@ const { render, words } = require('./render');
 const db = pool();
 const every = Number(process.env.WORKER_INTERVAL_MS || 1000);
 let stopping = false;
+let wake = () => {};
 
 async function renderPending() {
   const client = await db.connect();
@@ -44,13 +45,20 @@ async function loop() {
     } catch (err) {
       console.error(`worker: ${err.message}`);
     }
-    await new Promise((r) => setTimeout(r, every));
+    await new Promise((r) => {
+      const timer = setTimeout(r, every);
+      wake = () => {
+        clearTimeout(timer);
+        r();
+      };
+    });
   }
   await db.end();
 }
 
 process.on('SIGTERM', () => {
   stopping = true;
+  wake();
 });
 
 loop().catch((err) => {
