@@ -257,36 +257,40 @@ func BenchmarkPROpenedNode(b *testing.B) {
 	})
 }
 
-// goBuild is README's Go recipe's build: -trimpath so that Go's build
-// cache hits for the app's own packages in every new checkout (without it
-// the cache keys hold the checkout's directory), and no symbol table or
-// DWARF, which roughly halves the link.
-const goBuild = `go build -trimpath -ldflags="-s -w" -o server .`
-
-// goExampleYAML is README's Go recipe for the Go example (the
-// markdown-editor, as `previewd demo` writes it into a repository of its
-// own) with build: `go build` in each checkout with Go's build cache
-// shared, the binary kept by tree, PostgreSQL through PgBouncer.
-func goExampleYAML(dataDir, repoURL, build, adminURL, appHost string) string {
-	return fmt.Sprintf(`
-dataDir: %q
-domain: preview.test
+// goRecipe is README's Go recipe ("Recipes", "Go"), as written there, for
+// the Go example (the markdown-editor, as `previewd demo` writes it into
+// a repository of its own).
+const goRecipe = `dataDir: .previewd
 forge:
   kind: git
-  git: {url: %q, pollInterval: 1h, productionBranch: main}
+  git: {url: "${REPO}", pollInterval: 5s, productionBranch: main}
 runtime:
   kind: local
   local:
-    build: %q
+    build: go build -trimpath -ldflags="-s -w" -o server .
     outputs: [server]
     run: ./server serve
     healthPath: /healthz
-    env: {GOWORK: "off", GOTOOLCHAIN: local, GOFLAGS: "-mod=mod"}
 database:
   kind: postgres
-  postgres: {adminURL: %q, appHost: %q}
+  postgres: {adminURL: "${ADMIN_URL}"}
 migrate: ./server migrate
-`, dataDir, repoURL, build, adminURL, appHost)
+`
+
+// goPlainBuild is the demo's build, to compare: without -trimpath Go's
+// build cache keys hold the checkout's directory, so every new checkout
+// compiles the app's own packages again, and the link writes DWARF.
+const goPlainBuild = "go build -o server ."
+
+// goExampleYAML is goRecipe with what differs per machine changed, as
+// nodeConfig does, and build if not "".
+func goExampleYAML(t testing.TB, dataDir, repoURL, build, adminURL, appHost string) string {
+	t.Helper()
+	y := goRecipe
+	if build != "" {
+		y = replaceOnce(t, y, `build: go build -trimpath -ldflags="-s -w" -o server .`, "build: "+build)
+	}
+	return nodeConfig(t, map[string]string{"previewd.yaml": y}, dataDir, repoURL, adminURL, appHost)
 }
 
 // BenchmarkPROpenedGo is BenchmarkPROpenedNode for the Go example: a new
@@ -298,7 +302,7 @@ migrate: ./server migrate
 //	go test -run '^$' -bench PROpenedGo -benchtime 7x ./internal/e2e/
 func BenchmarkPROpenedGo(b *testing.B) {
 	pg := pgtest.Shared(b)
-	for _, v := range []struct{ name, build string }{{"recipe", goBuild}, {"plain", "go build -o server ."}} {
+	for _, v := range []struct{ name, build string }{{"recipe", ""}, {"plain", goPlainBuild}} {
 		dir := b.TempDir()
 		bare, work, err := demo.MakeRepo(context.Background(), dir)
 		if err != nil {
@@ -308,7 +312,7 @@ func BenchmarkPROpenedGo(b *testing.B) {
 		for br := range demo.Branches {
 			r.deleteBranch(br)
 		}
-		in := start(b, goExampleYAML(b.TempDir(), bare, v.build, pg.AdminURLFor(pg.NewDatabase(b)), pg.BouncerHostPort()))
+		in := start(b, goExampleYAML(b, b.TempDir(), bare, v.build, pg.AdminURLFor(pg.NewDatabase(b)), pg.BouncerHostPort()))
 		u := &urlReady{b: b, in: in, r: r, client: &http.Client{Timeout: 5 * time.Second}}
 		// Production's build may compile everything (a build cache cold
 		// for these flags): untimed, and allowed minutes.

@@ -269,3 +269,19 @@ func TestNodeExample(t *testing.T) {
 		t.Errorf("notes-c's list: %d %s", code, body)
 	}
 }
+
+// TestRecipesAsWritten: README's Node and Go recipes are the configs the
+// tests and benchmarks run (examples/node-notes/previewd.yaml, goRecipe),
+// character for character.
+func TestRecipesAsWritten(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(moduleRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := nodeExampleFiles(t)["previewd.yaml"]
+	for name, y := range map[string]string{"Node": node, "Go": goRecipe} {
+		if !strings.Contains(string(readme), "```yaml\n"+y+"```\n") {
+			t.Errorf("README's %s recipe is not, as a yaml block, the config the tests run:\n%s", name, y)
+		}
+	}
+}
