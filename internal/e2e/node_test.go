@@ -227,6 +227,9 @@ func TestNodeExample(t *testing.T) {
 		if code, page := a.preview(b, "GET", fmt.Sprintf("/documents/%d", id), ""); code != http.StatusOK || !strings.Contains(page, "<h1>Hello "+b+"</h1>") {
 			t.Errorf("%s's page: %d %s", b, code, page)
 		}
+		if code, page := a.preview(b, "GET", "/", ""); code != http.StatusOK || !strings.Contains(page, ">only in "+b+"</a> (6 words)") {
+			t.Errorf("%s's list page: %d %s", b, code, page)
+		}
 	}
 	for _, k := range []string{"production", "notes-a", "notes-b"} {
 		code, list := a.preview(k, "GET", "/api/documents", "")
