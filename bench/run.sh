@@ -76,7 +76,7 @@ BenchmarkMaterialize/symlink|the same by one symbolic link||{ns/op} ns
 BenchmarkPROpenedNode/warm|PR opened → URL ready: the Node example (its previewd.yaml: npm cache entry made, web + worker, PostgreSQL via PgBouncer), sync to 200 through the proxy|≤ 30 s|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
 BenchmarkPROpenedNode/cold|the same with the cache directory emptied first (npm ci --offline runs)||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
 BenchmarkPROpenedNode/push|a push to an open PR that changes server.js only (warm cache)||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
-BenchmarkPROpenedGo/recipe/warm|PR opened → URL ready: the Go example (README's Go recipe: go build -trimpath -ldflags="-s -w", Go's build cache warm, PostgreSQL via PgBouncer)|≤ 3 s|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedGo/recipe/warm|PR opened → URL ready: the Go example (the README Go recipe: go build -trimpath -ldflags="-s -w", the Go build cache warm, PostgreSQL via PgBouncer)|≤ 3 s|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
 BenchmarkPROpenedGo/recipe/push|a push to an open PR that changes banner.txt (the Go example, the recipe)||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
 BenchmarkPROpenedGo/plain/warm|PR opened → URL ready, the Go example with a plain go build -o server .||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
 BenchmarkPROpenedGo/plain/push|a push, the same||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
