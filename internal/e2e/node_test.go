@@ -141,8 +141,8 @@ type nodeDoc struct {
 }
 
 // TestNodeExample runs examples/node-notes with its own previewd.yaml:
-// real git, real npm (offline, an empty npm cache: the dependencies are
-// tarballs in the example), two processes per environment, PostgreSQL
+// real git, real npm (offline, with an empty npm cache: the dependencies
+// are tarballs in the example), two processes per environment, PostgreSQL
 // through PgBouncer. Production and two branches with the same lockfile
 // share one cache entry (npm ran once), each serves its own schema through
 // the proxy, the worker renders what the web process stored (its tagged
@@ -151,7 +151,9 @@ type nodeDoc struct {
 func TestNodeExample(t *testing.T) {
 	needNode(t)
 	pg := pgtest.Shared(t)
-	t.Setenv("npm_config_cache", t.TempDir())
+	// An empty npm cache: previewd passes HOME (not npm_config_cache) on
+	// to its steps, and npm keeps its cache in $HOME/.npm.
+	t.Setenv("HOME", t.TempDir())
 	files := nodeExampleFiles(t)
 	r := newRepo(t)
 	r.commit("main", files)
