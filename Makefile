@@ -1,5 +1,5 @@
 # previewd: `make test` installs what the tests need (Debian packages:
-# git, postgresql, pgbouncer, chromium), builds the Kubernetes control plane
+# git, postgresql, pgbouncer, chromium, nodejs, npm), builds the Kubernetes control plane
 # the kube tests run against (cached; about 6 minutes the first time, see
 # scripts/k8s-testbed.sh), checks formatting, vet and lint (`make check`)
 # and runs every test with -race. `make bench` runs every benchmark and

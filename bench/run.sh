@@ -36,11 +36,12 @@ benchtime() {
   BenchmarkPushToReady | BenchmarkDBCreateProcess | BenchmarkGitHubWebhookToReady) echo 30x ;;
   BenchmarkWebhookAck | BenchmarkResync1000) echo 2000x ;;
   BenchmarkApplyEnvironment) echo 30x ;;
-  BenchmarkApply100Parallel | BenchmarkIdle200 | BenchmarkCloneTemplate1GB) echo 1x ;;
+  BenchmarkApply100Parallel | BenchmarkIdle200 | BenchmarkCloneTemplate1GB | BenchmarkPROpenedGoCold) echo 1x ;;
   BenchmarkWakeOnRequest | BenchmarkWake | BenchmarkEventToDashboard) echo 50x ;;
   BenchmarkEventsFanout) echo 500x ;;
   BenchmarkEventToDOM) echo 100x ;;
   BenchmarkMaterialize) echo 3x ;;
+  BenchmarkPROpenedNode | BenchmarkPROpenedGo) echo 7x ;;
   *) echo 1s ;;
   esac
 }
@@ -72,6 +73,14 @@ BenchmarkUsage|the local meter: one /proc scan for 10 process groups||{ms/scan} 
 BenchmarkMaterialize/hard|a cache entry of 20,000 files (78 MiB, node_modules-shaped) into a checkout by hard links (share: link on ext4)||{ms/entry} ms
 BenchmarkMaterialize/copy|the same by copying (copy_file_range)||{ms/entry} ms
 BenchmarkMaterialize/symlink|the same by one symbolic link||{ns/op} ns
+BenchmarkPROpenedNode/warm|PR opened → URL ready: the Node example (its previewd.yaml: npm cache entry made, web + worker, PostgreSQL via PgBouncer), sync to 200 through the proxy|≤ 30 s|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedNode/cold|the same with the cache directory emptied first (npm ci --offline runs)||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedNode/push|a push to an open PR that changes server.js only (warm cache)||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedGo/recipe/warm|PR opened → URL ready: the Go example (the README Go recipe: go build -trimpath -ldflags="-s -w", the Go build cache warm, PostgreSQL via PgBouncer)|≤ 3 s|p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedGo/recipe/push|a push to an open PR that changes banner.txt (the Go example, the recipe)||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedGo/plain/warm|PR opened → URL ready, the Go example with a plain go build -o server .||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedGo/plain/push|a push, the same||p50 {ready-p50-ms} ms, p90 {ready-p90-ms} ms, max {ready-max-ms} ms
+BenchmarkPROpenedGoCold|PR opened → URL ready, the Go example (the recipe) with an empty Go build cache (one run)||{ready-max-ms} ms
 BenchmarkEventsFanout|200 subscribers of GET /api/v1/events over loopback: a change to every subscriber having parsed it|p99 ≤ 50 ms|p50 {p50-ms} ms, p99 {p99-ms} ms
 BenchmarkEventsFanout|the same: memory for 200 subscribers (both ends in one process)|≤ 20 MB|heap {heap-MB} MB, RSS {rss-MB} MB
 BenchmarkEventToDashboard|a change saved to the open dashboard showing it (real previewd, headless Chromium)|p50 ≤ 100 ms|p50 {p50-ms} ms, p90 {p90-ms} ms, max {max-ms} ms

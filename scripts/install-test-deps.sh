@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages: git, a
-# PostgreSQL server, PgBouncer and Chromium. It only calls apt-get when
+# PostgreSQL server, PgBouncer, Chromium, and node and npm (the Node
+# example's tests). It only calls apt-get when
 # something is missing, so a warm machine pays nothing.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v git >/dev/null || need+=(git)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
