@@ -102,8 +102,14 @@ func checkProcesses(run string, ps []Process) (Process, []Process, error) {
 // the command: the shell traps it (and waits, as POSIX says, for the
 // pipeline), awk ignores it, so what the command writes as it stops still
 // reaches the log, and the group's leader exits when the command has.
-const tagScript = `trap : TERM
-{ /bin/sh -c "$1"; } 2>&1 | { trap '' TERM; exec $3 -v p="[$2] " '{ print p $0; fflush() }'; }`
+//
+// The script's own stderr goes to /dev/null (awk's stays the log, as fd
+// 3): a shell reports a pipeline member killed by a signal ("Terminated")
+// on its stderr, and that untagged line would land in the log at every
+// stop.
+const tagScript = `exec 3>&2 2>/dev/null
+trap : TERM
+{ /bin/sh -c "$1"; } 2>&1 | { trap '' TERM; exec $3 -v p="[$2] " '{ print p $0; fflush() }' 2>&3; }`
 
 // isCurrent reports whether p is its environment's current process (of
 // its name). r.mu is held.

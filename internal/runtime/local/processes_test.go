@@ -316,8 +316,14 @@ func TestWorkerStopsGracefully(t *testing.T) {
 	if err := f.r.Stop(ctx, "feat"); err != nil {
 		t.Fatal(err)
 	}
-	if logs, _ := f.r.Logs(ctx, "feat", 20); !strings.Contains(logs, "[worker] draining the queue") {
+	logs, _ := f.r.Logs(ctx, "feat", 20)
+	if !strings.Contains(logs, "[worker] draining the queue") {
 		t.Errorf("the worker's last words are not in the log:\n%s", logs)
+	}
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.TrimSpace(l) == "Terminated" {
+			t.Errorf("an untagged shell status line in the log:\n%s", logs)
+		}
 	}
 }
 
