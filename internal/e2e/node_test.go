@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,9 +149,17 @@ type nodeDoc struct {
 // the proxy, the worker renders what the web process stored (its tagged
 // lines in the API's logs), and a branch with another lockfile gets an
 // entry of its own.
+// nodeRuns counts TestNodeExample's runs in this process.
+var nodeRuns atomic.Int64
+
 func TestNodeExample(t *testing.T) {
 	needNode(t)
 	pg := pgtest.Shared(t)
+	// Branch names of this run's own: roles are the cluster's, and a
+	// second run (-count) is another previewd instance, which must not
+	// meet the first one's.
+	run := nodeRuns.Add(1)
+	na, nb, nc := fmt.Sprintf("notes%d-a", run), fmt.Sprintf("notes%d-b", run), fmt.Sprintf("notes%d-c", run)
 	// An empty npm cache: previewd passes HOME (not npm_config_cache) on
 	// to its steps, and npm keeps its cache in $HOME/.npm.
 	t.Setenv("HOME", t.TempDir())
@@ -158,7 +167,7 @@ func TestNodeExample(t *testing.T) {
 	r := newRepo(t)
 	r.commit("main", files)
 	shas := map[string]string{}
-	for _, b := range []string{"notes-a", "notes-b"} {
+	for _, b := range []string{na, nb} {
 		shas[b] = r.commit(b, map[string]string{"NOTES.md": "branch " + b + "\n"})
 	}
 	dataDir := t.TempDir()
@@ -174,7 +183,7 @@ func TestNodeExample(t *testing.T) {
 		t.Errorf("%d cache entries for one lockfile, want 1", n)
 	}
 	runs, reused := 0, 0
-	for _, k := range []string{"production", "notes-a", "notes-b"} {
+	for _, k := range []string{"production", na, nb} {
 		log := a.logs(k)
 		runs += npmRuns(log)
 		if strings.Contains(log, "==> cache node_modules ") && strings.Contains(log, " reused") {
@@ -197,7 +206,7 @@ func TestNodeExample(t *testing.T) {
 
 	// A document made through web is rendered by worker, in its branch only.
 	ids := map[string]int{}
-	for _, b := range []string{"notes-a", "notes-b"} {
+	for _, b := range []string{na, nb} {
 		code, body := a.preview(b, "POST", "/api/documents", fmt.Sprintf(`{"title":"only in %s","content":"# Hello %s\n\nfour words *right* here"}`, b, b))
 		var d nodeDoc
 		if err := json.Unmarshal([]byte(body), &d); code != http.StatusCreated || err != nil {
@@ -233,12 +242,12 @@ func TestNodeExample(t *testing.T) {
 			t.Errorf("%s's list page: %d %s", b, code, page)
 		}
 	}
-	for _, k := range []string{"production", "notes-a", "notes-b"} {
+	for _, k := range []string{"production", na, nb} {
 		code, list := a.preview(k, "GET", "/api/documents", "")
 		if code != http.StatusOK {
 			t.Fatalf("%s's list: %d %s", k, code, list)
 		}
-		for _, b := range []string{"notes-a", "notes-b"} {
+		for _, b := range []string{na, nb} {
 			if got, want := strings.Contains(list, "only in "+b), k == b; got != want {
 				t.Errorf("%s lists %q: %v, want %v: %s", k, "only in "+b, got, want, list)
 			}
@@ -261,16 +270,16 @@ func TestNodeExample(t *testing.T) {
 	if strings.Count(lock, `"version": "1.1.0"`)-strings.Count(files["package-lock.json"], `"version": "1.1.0"`) != 2 {
 		t.Fatalf("package-lock.json's version was not bumped twice:\n%s", lock[:300])
 	}
-	shaC := r.commit("notes-c", map[string]string{"package.json": bump(files["package.json"]), "package-lock.json": lock})
+	shaC := r.commit(nc, map[string]string{"package.json": bump(files["package.json"]), "package-lock.json": lock})
 	in.sync()
-	a.waitStatus("notes-c", env.StatusReady, shaC)
+	a.waitStatus(nc, env.StatusReady, shaC)
 	if n := cacheEntries(t, dataDir); n != 2 {
 		t.Errorf("%d cache entries for two lockfiles, want 2", n)
 	}
-	if n := npmRuns(a.logs("notes-c")); n != 1 {
+	if n := npmRuns(a.logs(nc)); n != 1 {
 		t.Errorf("npm ci ran %d times for the new lockfile, want 1", n)
 	}
-	if code, body := a.preview("notes-c", "GET", "/api/documents", ""); code != http.StatusOK || strings.Contains(body, "only in") {
+	if code, body := a.preview(nc, "GET", "/api/documents", ""); code != http.StatusOK || strings.Contains(body, "only in") {
 		t.Errorf("notes-c's list: %d %s", code, body)
 	}
 }
