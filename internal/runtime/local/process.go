@@ -34,6 +34,10 @@ type proc struct {
 	// Health is the path its health is checked at (its commit's spec);
 	// empty for one recorded before there were specs: the options'.
 	Health string `json:"health,omitempty"`
+	// Run is a worker's command, so that a previewd started after this
+	// one knows the release's workers even when only the commit's spec
+	// (the repository's file) declares them.
+	Run string `json:"run,omitempty"`
 
 	// vars sums the variables it was started with (see varsSum), so a
 	// restart with others is a whole deploy; empty for an adopted one.
@@ -183,6 +187,9 @@ func (r *Runtime) start(ctx context.Context, rel *env.Release, spec Process) (*p
 	}
 	p := newProc(rel.Key, cmd.Process.Pid, port, rel.SHA, dir, startTime(cmd.Process.Pid))
 	p.Name, p.Worker = spec.Name, !spec.HTTP
+	if p.Worker {
+		p.Run = spec.Run
+	}
 	p.vars = varsSum(r.environ(rel, 0))
 	if spec.HTTP {
 		p.Health = r.spec(rel).HealthPath

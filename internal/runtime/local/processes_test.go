@@ -358,6 +358,44 @@ func TestProcessesFromTheCommit(t *testing.T) {
 	if w == nil {
 		t.Fatal("no worker")
 	}
+	// A new previewd on the same data, which only knows the options'
+	// one process, adopts the commit's worker as the release recorded it,
+	// and sees it missing once it dies.
+	r2, err := New(f.r.o, f.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := f.st.Items(ctx, "feat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Recover(ctx, map[string][]env.Item{"feat": items}); err != nil {
+		t.Fatal(err)
+	}
+	r2.mu.Lock()
+	aw := r2.workers["feat"]["worker"]
+	r2.mu.Unlock()
+	if aw == nil || aw.PID != w.PID || !w.alive() {
+		t.Fatalf("adopted worker %+v, want pid %d still running", aw, w.PID)
+	}
+	if running, _, _ := r2.Running(ctx, "feat"); !running {
+		t.Fatal("not running after adoption")
+	}
+	killGroup(aw.PID, syscall.SIGKILL)
+	eventually(t, func() string {
+		if running, _, _ := r2.Running(ctx, "feat"); running {
+			return "the adopted runtime does not miss the dead worker"
+		}
+		return ""
+	})
+	if err := r2.Deploy(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	if running, _, _ := r2.Running(ctx, "feat"); !running {
+		t.Fatal("the worker was not started again")
+	}
+	f.r = r2
+	w = f.worker()
 	next := f.releaseWithDB(f.shas[1])
 	next.Spec = &env.AppSpec{Run: `exec "$LOCAL_TEST_BIN"`}
 	if err := f.r.Prepare(ctx, next); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,15 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 		}
 		if newest != nil {
 			r.adopt(newest)
+			if ps := recordedWorkers(newest.SHA, workers); ps != nil {
+				// The release's workers, as it recorded them: those its
+				// commit's spec declared, which the options may lack. One
+				// that died meanwhile is missing, so the reconciler starts
+				// it again.
+				r.mu.Lock()
+				r.othersOf[key] = ps
+				r.mu.Unlock()
+			}
 		}
 		for _, w := range r.recoverWorkers(ctx, key, newest, workers) {
 			adopted[w.PID] = true
@@ -69,6 +79,35 @@ func (r *Runtime) Recover(ctx context.Context, inventory map[string][]env.Item) 
 	r.stopStrays(adopted)
 	r.removeStrayFiles(keepDirs, inventory)
 	return nil
+}
+
+// recordedWorkers returns the processes of the workers recorded at sha,
+// one per name, or nil when there are none or one was recorded without
+// its command (by a previewd before they were).
+func recordedWorkers(sha string, recorded []proc) []Process {
+	runs := map[string]string{}
+	for _, w := range recorded {
+		if w.SHA != sha {
+			continue
+		}
+		if w.Run == "" {
+			return nil
+		}
+		runs[w.Name] = w.Run
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(runs))
+	for n := range runs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]Process, len(names))
+	for i, n := range names {
+		out[i] = Process{Name: n, Run: runs[n]}
+	}
+	return out
 }
 
 // recoverWorkers returns, of the recorded workers of key, those to adopt:
