@@ -14,6 +14,7 @@ import (
 
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/runtime/local"
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // TestMain doubles as the web app of the tests on the real local runtime:
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 func localRepo(t *testing.T) (string, string) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skipf("no git: %v", err)
+		testsvc.SkipUnlessCI(t, "no git: %v", err)
 	}
 	dir := t.TempDir()
 	git := func(args ...string) string {

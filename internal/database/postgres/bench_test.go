@@ -108,18 +108,7 @@ func BenchmarkDropSchema(b *testing.B) {
 // The sub-benchmarks compare CREATE DATABASE's strategies.
 func BenchmarkCloneTemplate200k(b *testing.B) {
 	f := setup(b)
-	tpl := f.c.NewDatabase(b)
-	if err := f.c.Exec(f.ctx, tpl, `CREATE TABLE documents AS
-		SELECT g AS id, 'title ' || g AS title, md5(g::text) || md5((g + 1)::text) AS body, now() AS updated_at
-		FROM generate_series(1, 200000) g;
-		ALTER TABLE documents ADD PRIMARY KEY (id)`); err != nil {
-		b.Fatal(err)
-	}
-	for _, sql := range []string{"VACUUM ANALYZE documents", "CHECKPOINT"} {
-		if err := f.c.Exec(f.ctx, tpl, sql); err != nil {
-			b.Fatal(err)
-		}
-	}
+	tpl := f.documents200k(b)
 	for _, strategy := range []string{"FILE_COPY", "WAL_LOG"} {
 		b.Run(strategy, func(b *testing.B) {
 			cfg := f.cfg(IsolationDatabase)
@@ -293,18 +282,7 @@ func copyRate(b *testing.B, size int64) time.Duration {
 // alone.
 func BenchmarkRehearsal200k(b *testing.B) {
 	f := setup(b)
-	tpl := f.c.NewDatabase(b)
-	if err := f.c.Exec(f.ctx, tpl, `CREATE TABLE documents AS
-		SELECT g AS id, 'title ' || g AS title, md5(g::text) || md5((g + 1)::text) AS body, now() AS updated_at
-		FROM generate_series(1, 200000) g;
-		ALTER TABLE documents ADD PRIMARY KEY (id)`); err != nil {
-		b.Fatal(err)
-	}
-	for _, sql := range []string{"VACUUM ANALYZE documents", "CHECKPOINT"} {
-		if err := f.c.Exec(f.ctx, tpl, sql); err != nil {
-			b.Fatal(err)
-		}
-	}
+	tpl := f.documents200k(b)
 	cfg := f.cfg(IsolationDatabase)
 	cfg.Template = tpl
 	p := f.provider(cfg)
@@ -347,4 +325,23 @@ func BenchmarkRehearsal200k(b *testing.B) {
 	}
 	reportMedian(b, total, "ms-median")
 	reportMedian(b, mig, "migrate-ms-median")
+}
+
+// documents200k makes a template of 200,000 documents (about 40 MB),
+// analyzed and checkpointed, and returns its name.
+func (f *fixture) documents200k(b *testing.B) string {
+	b.Helper()
+	tpl := f.c.NewDatabase(b)
+	if err := f.c.Exec(f.ctx, tpl, `CREATE TABLE documents AS
+		SELECT g AS id, 'title ' || g AS title, md5(g::text) || md5((g + 1)::text) AS body, now() AS updated_at
+		FROM generate_series(1, 200000) g;
+		ALTER TABLE documents ADD PRIMARY KEY (id)`); err != nil {
+		b.Fatal(err)
+	}
+	for _, sql := range []string{"VACUUM ANALYZE documents", "CHECKPOINT"} {
+		if err := f.c.Exec(f.ctx, tpl, sql); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return tpl
 }

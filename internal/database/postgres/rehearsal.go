@@ -142,6 +142,10 @@ func (p *Provider) Rehearse(ctx context.Context, t database.Target, o database.R
 		}
 	}
 	rep.Observed = "locks and running statements sampled every " + o.Sample.String() + " from pg_locks and pg_stat_activity"
+	if s.errs > 0 {
+		rep.Observed += fmt.Sprintf(" (%d samples failed)", s.errs)
+		p.log.Warn("rehearsal samples failed", "env", t.Key, "failed", s.errs)
+	}
 	if statements {
 		rep.Observed = "statements and their times from pg_stat_statements, their locks inferred from each statement's kind; " + rep.Observed
 	}
@@ -340,8 +344,12 @@ SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.reltuples::bigint,
 	}
 	for _, oid := range unknown {
 		// Never analyzed: count.
+		var table string
+		if err := c.QueryRow(ctx, "SELECT $1::oid::regclass::text", oid).Scan(&table); err != nil {
+			return nil, err
+		}
 		var n int64
-		if err := c.QueryRow(ctx, "SELECT count(*) FROM "+oidTable(ctx, c, oid)).Scan(&n); err != nil {
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 			return nil, err
 		}
 		rels[oid].rows = n
@@ -363,15 +371,6 @@ SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.
 		rels[oid].cols[num] = col
 	}
 	return rels, crows.Err()
-}
-
-// oidTable returns the quoted, qualified name of table oid.
-func oidTable(ctx context.Context, c *pgx.Conn, oid uint32) string {
-	var s string
-	if err := c.QueryRow(ctx, "SELECT $1::oid::regclass::text", oid).Scan(&s); err != nil {
-		return "pg_catalog.pg_class WHERE false"
-	}
-	return s
 }
 
 func keys(m map[uint32]*relation) []uint32 {
@@ -401,7 +400,8 @@ type samples struct {
 	stmts  map[stmtKey]*env.RehearsalStatement
 	// waited is the last lock a statement was seen waiting for.
 	waited string
-	errs   int
+	// errs counts the samples that failed (the report says so).
+	errs int
 }
 
 const sqlSample = `
@@ -432,7 +432,9 @@ func (s *samples) run(ctx context.Context, c *pgx.Conn, role string, every time.
 func (s *samples) sample(ctx context.Context, c *pgx.Conn, role string) {
 	rows, err := c.Query(ctx, sqlSample, role)
 	if err != nil {
-		s.errs++
+		if ctx.Err() == nil { // the end of sampling is no failure
+			s.errs++
+		}
 		return
 	}
 	defer rows.Close()
@@ -445,7 +447,9 @@ func (s *samples) sample(ctx context.Context, c *pgx.Conn, role string) {
 		var rel uint32
 		var granted bool
 		if err := rows.Scan(&pid, &query, &start, &state, &now, &rel, &mode, &granted, &relName, &blockers); err != nil {
-			s.errs++
+			if ctx.Err() == nil {
+				s.errs++
+			}
 			return
 		}
 		if state == "active" && query != "" {

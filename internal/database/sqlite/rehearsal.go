@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -134,7 +135,7 @@ func judgeSQLite(rep *env.Rehearsal, before, after map[string]table) {
 		}
 		var dropped []string
 		for _, c := range b.cols {
-			if !contains(a.cols, c) {
+			if !slices.Contains(a.cols, c) {
 				dropped = append(dropped, c)
 			}
 		}
@@ -148,15 +149,6 @@ func judgeSQLite(rep *env.Rehearsal, before, after map[string]table) {
 	if rep.Error != "" {
 		rep.Findings = append(rep.Findings, env.RehearsalFinding{Kind: env.FindingFailed, Detail: strings.SplitN(rep.Error, "\n", 2)[0]})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // open opens a SQLite file through the driver, read-only if ro.
