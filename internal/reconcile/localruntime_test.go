@@ -6,15 +6,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/gittest"
 	"github.com/previewd/previewd/internal/runtime/local"
-	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // TestMain doubles as the web app of the tests on the real local runtime:
@@ -35,28 +33,8 @@ func TestMain(m *testing.M) {
 // path and the commit.
 func localRepo(t *testing.T) (string, string) {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		testsvc.SkipUnlessCI(t, "no git: %v", err)
-	}
-	dir := t.TempDir()
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "--initial-branch=main", ".")
-	if err := os.WriteFile(filepath.Join(dir, "worker.sh"), []byte("echo \"worker: cannot reach the queue at $QUEUE_URL\"\nexit 3\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	git("add", "-A")
-	git("commit", "-q", "-m", "x")
-	return dir, git("rev-parse", "HEAD")
+	r := gittest.New(t)
+	return r.Dir, r.Commit(map[string]string{"worker.sh": "echo \"worker: cannot reach the queue at $QUEUE_URL\"\nexit 3\n"})
 }
 
 // TestActWorkerCrashLoopFailsItsEnvironment: on the real local runtime, a

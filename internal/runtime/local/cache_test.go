@@ -14,75 +14,23 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/gittest"
 	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // testRepo is a git repository the tests commit to, on several branches.
-type testRepo struct {
-	t   testing.TB
-	dir string
-}
+type testRepo struct{ *gittest.Repo }
 
-func newTestRepo(t testing.TB) *testRepo {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		testsvc.SkipUnlessCI(t, "no git: %v", err)
-	}
-	r := &testRepo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "--initial-branch=main", ".")
-	return r
-}
-
-func (r *testRepo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func (r *testRepo) write(name, content string) {
-	r.t.Helper()
-	p := filepath.Join(r.dir, name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		r.t.Fatal(err)
-	}
-}
+func newTestRepo(t testing.TB) *testRepo { return &testRepo{gittest.New(t)} }
 
 // commit commits files on branch (made from main when new) and returns
 // the commit.
 func (r *testRepo) commit(branch string, files map[string]string) string {
-	r.t.Helper()
-	if branch != "main" || r.hasCommits() {
-		r.git("checkout", "-q", "-B", branch, "main")
-	}
-	for n, c := range files {
-		r.write(n, c)
-	}
-	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", branch)
-	sha := r.git("rev-parse", "HEAD")
-	if r.hasCommits() {
-		r.git("checkout", "-q", "main")
-	}
-	return sha
-}
-
-func (r *testRepo) hasCommits() bool {
-	cmd := exec.Command("git", "rev-parse", "--verify", "-q", "main")
-	cmd.Dir = r.dir
-	return cmd.Run() == nil
+	return r.CommitOn(branch, files)
 }
 
 func (r *testRepo) release(key, branch, sha string) *env.Release {
-	return &env.Release{Source: env.Source{Key: key, Kind: env.KindBranch, Branch: branch, SHA: sha, Repo: r.dir, Ref: "refs/heads/" + branch, Trusted: true}}
+	return &env.Release{Source: env.Source{Key: key, Kind: env.KindBranch, Branch: branch, SHA: sha, Repo: r.Dir, Ref: "refs/heads/" + branch, Trusted: true}}
 }
 
 // lines counts the lines of a marker file that run commands append to.
@@ -136,10 +84,10 @@ func npmPackage(t testing.TB, repo *testRepo, name, version string) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(repo.dir, "vendor"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(repo.Dir, "vendor"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("npm", "pack", "--pack-destination", filepath.Join(repo.dir, "vendor"))
+	cmd := exec.Command("npm", "pack", "--pack-destination", filepath.Join(repo.Dir, "vendor"))
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("npm pack: %v\n%s", err, out)
@@ -150,9 +98,9 @@ func npmPackage(t testing.TB, repo *testRepo, name, version string) {
 // version, and its package-lock.json (npm install, offline).
 func npmLock(t testing.TB, repo *testRepo, version string) {
 	t.Helper()
-	repo.write("package.json", `{"name":"app","version":"1.0.0","private":true,"dependencies":{"dep":"file:vendor/dep-`+version+`.tgz"}}`)
+	repo.Write("package.json", `{"name":"app","version":"1.0.0","private":true,"dependencies":{"dep":"file:vendor/dep-`+version+`.tgz"}}`)
 	cmd := exec.Command("npm", "install", "--offline", "--no-audit", "--no-fund", "--package-lock-only")
-	cmd.Dir = repo.dir
+	cmd.Dir = repo.Dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("npm install: %v\n%s", err, out)
 	}
@@ -170,13 +118,13 @@ func TestCacheNpmSharedByBranches(t *testing.T) {
 	npmPackage(t, repo, "dep", "1.0.0")
 	npmPackage(t, repo, "dep", "1.1.0")
 	npmLock(t, repo, "1.0.0")
-	repo.write(".gitignore", "node_modules/\n")
+	repo.Write(".gitignore", "node_modules/\n")
 	main := repo.commit("main", nil)
 	featA := repo.commit("feat-a", map[string]string{"README": "a change that is no dependency\n"})
-	repo.git("checkout", "-q", "-B", "feat-b", "main")
+	repo.Git("checkout", "-q", "-B", "feat-b", "main")
 	npmLock(t, repo, "1.1.0")
 	featB := repo.commit("feat-b", nil)
-	if readFile(t, filepath.Join(repo.dir, "package-lock.json")) == "" {
+	if readFile(t, filepath.Join(repo.Dir, "package-lock.json")) == "" {
 		t.Fatal("no lockfile")
 	}
 
@@ -569,7 +517,7 @@ func TestBuildReusedAcrossBranches(t *testing.T) {
 		t.Errorf("built %d times for two branches at one tree, want 1", n)
 	}
 	logs, _ := r.Logs(ctx, "feat", 50)
-	tree := repo.git("rev-parse", main+"^{tree}")
+	tree := repo.Git("rev-parse", main+"^{tree}")
 	if !strings.Contains(logs, "build reused from ") || !strings.Contains(logs, "(tree "+tree[:7]+")") {
 		t.Errorf("feat's log says nothing of the reuse:\n%s", logs)
 	}

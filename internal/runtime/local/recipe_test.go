@@ -66,15 +66,15 @@ func TestRecipeGoModules(t *testing.T) {
 	proxy := goProxy(t)
 	goEnv := map[string]string{"GOPROXY": proxy, "GOSUMDB": "off", "GOFLAGS": "-buildvcs=false"}
 	repo := newTestRepo(t)
-	repo.write("go.mod", "module example.com/app\n\ngo 1.22\n")
-	repo.write("main.go", "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/greet\"\n)\n\nfunc main() { fmt.Println(greet.Hello()) }\n")
+	repo.Write("go.mod", "module example.com/app\n\ngo 1.22\n")
+	repo.Write("main.go", "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/greet\"\n)\n\nfunc main() { fmt.Println(greet.Hello()) }\n")
 	get := exec.Command("go", "get", "example.com/greet@v1.0.0")
-	get.Dir = repo.dir
+	get.Dir = repo.Dir
 	get.Env = append(os.Environ(), "GOPROXY="+proxy, "GOSUMDB=off", "GOFLAGS=-mod=mod", "GOMODCACHE="+t.TempDir())
 	if out, err := get.CombinedOutput(); err != nil {
 		t.Fatalf("go get: %v\n%s", err, out)
 	}
-	repo.write(".gitignore", ".gomodcache/\nbin/\n")
+	repo.Write(".gitignore", ".gomodcache/\nbin/\n")
 	main := repo.commit("main", nil)
 	feat := repo.commit("feat", nil)
 	marker := filepath.Join(t.TempDir(), "downloads")
