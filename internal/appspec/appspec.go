@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
+
+	"k8s.io/utils/lru"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/env"
@@ -39,8 +40,8 @@ const maxRemembered = 512
 // (a commit's never change).
 type Reader struct {
 	o       Options
-	specs   memo[specKey, env.AppSpec]
-	touched memo[[2]string, []string]
+	specs   *lru.Cache // specKey -> env.AppSpec
+	touched *lru.Cache // [2]string{from, sha} -> []string
 }
 
 // specKey names a remembered spec: a commit, and whether it was read for a
@@ -55,7 +56,7 @@ func New(o Options) *Reader {
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 2 * time.Minute
 	}
-	return &Reader{o: o}
+	return &Reader{o: o, specs: lru.New(maxRemembered), touched: lru.New(maxRemembered)}
 }
 
 // Spec returns the app spec of src's commit. For a change that is not
@@ -67,8 +68,8 @@ func New(o Options) *Reader {
 func (r *Reader) Spec(ctx context.Context, src env.Source) (env.AppSpec, error) {
 	fork := !src.Production() && (src.Fork || !src.Trusted)
 	k := specKey{sha: src.SHA, fork: fork}
-	if s, ok := r.specs.get(k); ok {
-		return s, nil
+	if s, ok := r.specs.Get(k); ok {
+		return s.(env.AppSpec), nil
 	}
 	at, whose := src, ""
 	if fork {
@@ -104,7 +105,7 @@ func (r *Reader) Spec(ctx context.Context, src env.Source) (env.AppSpec, error) 
 		}
 		spec = rf.Apply(r.o.Base, from)
 	}
-	r.specs.put(k, spec)
+	r.specs.Add(k, spec)
 	return spec, nil
 }
 
@@ -130,8 +131,8 @@ func (r *Reader) Touched(ctx context.Context, src env.Source, since string) ([]s
 		return nil, nil
 	}
 	k := [2]string{from, src.SHA}
-	if f, ok := r.touched.get(k); ok {
-		return f, nil
+	if f, ok := r.touched.Get(k); ok {
+		return f.([]string), nil
 	}
 	if from == src.BaseSHA {
 		// The head was fetched: a base that cannot be (its branch
@@ -147,7 +148,7 @@ func (r *Reader) Touched(ctx context.Context, src env.Source, since string) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("listing the files %s changes: %w", env.ShortSHA(src.SHA), err)
 	}
-	r.touched.put(k, files)
+	r.touched.Add(k, files)
 	return files, nil
 }
 
@@ -168,34 +169,4 @@ func (r *Reader) fetch(ctx context.Context, repo, ref, into, sha string) error {
 		return fmt.Errorf("fetching %s: %w", env.ShortSHA(sha), err)
 	}
 	return nil
-}
-
-// memo is a small map that forgets its oldest entries.
-type memo[K comparable, V any] struct {
-	mu    sync.Mutex
-	m     map[K]V
-	order []K
-}
-
-func (c *memo[K, V]) get(k K) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[k]
-	return v, ok
-}
-
-func (c *memo[K, V]) put(k K, v V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[K]V{}
-	}
-	if _, ok := c.m[k]; !ok {
-		c.order = append(c.order, k)
-	}
-	c.m[k] = v
-	for len(c.order) > maxRemembered {
-		delete(c.m, c.order[0])
-		c.order = c.order[1:]
-	}
 }
