@@ -63,7 +63,12 @@ func (r *Reconciler) resetDB(ctx context.Context, o Observed, plan Plan) (_ Resu
 	rel := &env.Release{Source: src, URL: url, Vars: env.Vars(src, url)}
 	start := r.o.Now()
 	var rerr error
-	if rerr = r.o.Runtime.Prepare(ctx, rel); rerr == nil {
+	// The commit's own spec (its migrate, its processes), as its rollout
+	// had.
+	if rel.Spec, rerr = r.specOf(ctx, src); rerr == nil {
+		rerr = r.o.Runtime.Prepare(ctx, rel)
+	}
+	if rerr == nil {
 		var conn database.Conn
 		conn, rerr = rs.Reset(ctx, target, func(ctx context.Context, next database.Conn) error {
 			nrel := *rel
@@ -118,7 +123,7 @@ func (r *Reconciler) resetDB(ctx context.Context, o Observed, plan Plan) (_ Resu
 		out = &outcome{status: &failed, reason: ReasonReset, msg: fmt.Sprintf("database reset in %s; deploying %s again", took, env.ShortSHA(src.SHA)), u: store.Update{FailedSHA: &empty}}
 		return Result{RequeueAfter: time.Millisecond}, nil
 	case rec != nil && rec.Status == env.StatusReady:
-		if rs, ok := r.o.Database.(restarter); ok && rs.RestartAfterReset() {
+		if rp, ok := r.o.Database.(restarter); ok && rp.RestartAfterReset() {
 			if err := r.o.Runtime.Deploy(ctx, rel); err != nil {
 				out = &outcome{reason: ReasonResetFailed, msg: fmt.Sprintf("database reset in %s, but restarting the app failed: %v", took, err)}
 				return Result{}, err

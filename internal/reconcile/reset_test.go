@@ -57,10 +57,23 @@ func (d *resettingDatabase) Seed(ctx context.Context, c database.Conn, sql strin
 	return nil
 }
 
-// fileRuntime is fakeRuntime that reads the seed from "the commit".
+// fileRuntime is fakeRuntime that reads the seed from "the commit" and
+// records the migrate command of each migration's spec.
 type fileRuntime struct {
 	*fakeRuntime
-	files map[string]string // path -> content, at every SHA
+	files    map[string]string // path -> content, at every SHA
+	migrates []string          // the spec's Migrate of each Migrate ("-": none)
+}
+
+func (f *fileRuntime) Migrate(ctx context.Context, rel *env.Release) error {
+	m := "-"
+	if rel.Spec != nil {
+		m = rel.Spec.Migrate
+	}
+	f.mu.Lock()
+	f.migrates = append(f.migrates, m)
+	f.mu.Unlock()
+	return f.fakeRuntime.Migrate(ctx, rel)
 }
 
 func (f *fileRuntime) ReadFile(ctx context.Context, src env.Source, path string) ([]byte, error) {
@@ -150,6 +163,28 @@ func TestActResetDB(t *testing.T) {
 	f.mustReconcile("feat")
 	if rd.resets != 1 {
 		t.Errorf("reset again: %d", rd.resets)
+	}
+}
+
+// TestActResetDBUsesTheCommitsSpec: the reset's migration is the one the
+// commit's spec (the repository's file) names, as its rollout's was.
+func TestActResetDBUsesTheCommitsSpec(t *testing.T) {
+	var fr *fileRuntime
+	f := newFixture(t, func(o *Options) {
+		o.Database = &resettingDatabase{fakeDatabase: o.Database.(*fakeDatabase), itemsSeen: func() []env.Item { return nil }}
+		fr = &fileRuntime{fakeRuntime: o.Runtime.(*fakeRuntime)}
+		o.Runtime = fr
+		o.Specs = &fakeSpecs{specs: map[string]env.AppSpec{shaA: {Run: "./a", Migrate: "./a migrate"}}}
+	})
+	f.want(branch("feat", shaA))
+	f.mustReconcile("feat")
+	f.rec.ResetDB("feat")
+	f.mustReconcile("feat")
+	if r := f.record("feat"); !strings.Contains(r.Message, "database reset in") {
+		t.Fatalf("record %s %q", r.Status, r.Message)
+	}
+	if got := strings.Join(fr.migrates, ","); got != "./a migrate,./a migrate" {
+		t.Errorf("migrations ran with %q; want the commit's, at the rollout and the reset", got)
 	}
 }
 
