@@ -114,13 +114,22 @@ func TestWakingPageForBrowser(t *testing.T) {
 	r := newRepo(t)
 	r.commit("main", nil)
 	sha := r.commit("slow", nil)
-	in := start(t, lifecycleYAML(t.TempDir(), r.bare, app, "sleep 2; exec "+app+" serve", "  wakeTimeout: 30s\n"))
+	dataDir := t.TempDir()
+	in := start(t, lifecycleYAML(dataDir, r.bare, app, "sleep 2; exec "+app+" serve", "  wakeTimeout: 30s\n"))
 	a := in.api()
 	a.waitStatus("slow", env.StatusReady, sha)
 	if code, body := a.post("/api/v1/environments/slow/sleep", ""); code != http.StatusAccepted {
 		t.Fatalf("sleep: %d %s", code, body)
 	}
 	a.waitStatus("slow", env.StatusSleeping, sha)
+	// Sleeping is said before the process stops; a request before it has
+	// stopped is answered by the still-running app, so wait for the stop.
+	eventually(t, 20*time.Second, func() string {
+		if pids := appPIDs(dataDir, "slow"); len(pids) != 0 {
+			return fmt.Sprintf("a sleeping preview still runs %v", pids)
+		}
+		return ""
+	})
 
 	req, _ := http.NewRequest("GET", a.base+"/", nil)
 	req.Host = "slow.preview.test"
