@@ -355,6 +355,12 @@ func TestLifecycleSurvivesKill9(t *testing.T) {
 	shas["c"] = r.commit("c", nil)
 	sync()
 	a.waitStatus("c", env.StatusQueued, shas["c"])
+	eventually(t, 20*time.Second, func() string {
+		if pids := appPIDs(p.dataDir, "a"); len(pids) != 0 {
+			return fmt.Sprintf("the sleeper still runs %v", pids)
+		}
+		return ""
+	})
 
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()

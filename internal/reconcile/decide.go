@@ -93,9 +93,10 @@ const (
 	// Queue
 	ReasonCapReached = "CapReached"
 	// Sleep
-	ReasonIdle           = "Idle"
-	ReasonSleepRequested = "SleepRequested"
-	ReasonEvicted        = "Evicted"
+	ReasonIdle            = "Idle"
+	ReasonSleepRequested  = "SleepRequested"
+	ReasonEvicted         = "Evicted"
+	ReasonSleepUnfinished = "SleepUnfinished" // stored asleep, but its process still runs (a crash between the two)
 	// Wake
 	ReasonWakeRequested = "WakeRequested"
 	// Expire
@@ -278,6 +279,11 @@ func decide(o Observed) Plan {
 	}
 	switch rec.Status {
 	case env.StatusSleeping:
+		if !o.Wake && !o.Redeploy && o.Running {
+			// Sleeping is stored before the process stops: previewd
+			// killed in between leaves it running. Finish the sleep.
+			return Plan{Action: Sleep, Source: d, Reason: ReasonSleepUnfinished, Message: rec.Message}
+		}
 		if !o.Wake && !o.Redeploy {
 			return Plan{Action: Nothing, Source: d, Reason: ReasonAsleep, Message: rec.Message, Terminal: true}
 		}
