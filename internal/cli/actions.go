@@ -97,6 +97,18 @@ func newActions() []*cobra.Command {
 			do: func(ctx context.Context, c *client.Client, a []string) (client.Answer, error) {
 				return c.ResetDB(ctx, a[0])
 			}},
+		{use: "db-tier KEY TIER", short: "Choose a preview's database tier (schema, clone, empty, or default); another tier re-creates its database (a preview:db= label wins)",
+			check: func(a []string) error {
+				switch a[0] {
+				case env.DBTierSchema, env.DBTierClone, env.DBTierEmpty, "default":
+					return nil
+				}
+				return fmt.Errorf("TIER: %q: want %s, %s, %s or default", a[0], env.DBTierSchema, env.DBTierClone, env.DBTierEmpty)
+			},
+			do: func(ctx context.Context, c *client.Client, a []string) (client.Answer, error) {
+				return c.DBTier(ctx, a[0], a[1])
+			},
+			say: accepted("db-tier")},
 		{use: "wake KEY", short: "Start a sleeping (or queued) preview again, and show the steps", wait: true,
 			do: func(ctx context.Context, c *client.Client, a []string) (client.Answer, error) {
 				return c.Wake(ctx, a[0])

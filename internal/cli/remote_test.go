@@ -316,6 +316,17 @@ auth:
 		}
 	})
 
+	t.Run("db-tier", func(t *testing.T) {
+		// SQLite has one tier: the server says so; a bad tier is a usage
+		// error before anything is sent.
+		if code, out, errs := run(t, "db-tier", key, "clone"); code != 1 || !strings.Contains(errs, "this database has one tier") {
+			t.Errorf("db-tier on SQLite: exit %d %q %q", code, out, errs)
+		}
+		if code, _, errs := run(t, "db-tier", key, "gold"); code != 2 || !strings.Contains(errs, `TIER: "gold"`) {
+			t.Errorf("db-tier gold: exit %d %q", code, errs)
+		}
+	})
+
 	t.Run("extend", func(t *testing.T) {
 		code, out, errs := run(t, "extend", key, "5d")
 		if code != 0 || !strings.Contains(out, key+" now expires at ") {

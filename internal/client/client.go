@@ -147,6 +147,13 @@ func (c *Client) ResetDB(ctx context.Context, key string) (Answer, error) {
 	return c.act(ctx, key, "reset-db", nil)
 }
 
+// DBTier chooses key's database tier (schema, clone, empty, or default
+// for the configured one), as /preview db does; a different tier is
+// re-provisioned.
+func (c *Client) DBTier(ctx context.Context, key, tier string) (Answer, error) {
+	return c.act(ctx, key, "db-tier", map[string]string{"tier": tier})
+}
+
 // Sleep puts key's preview to sleep.
 func (c *Client) Sleep(ctx context.Context, key string) (Answer, error) {
 	return c.act(ctx, key, "sleep", nil)

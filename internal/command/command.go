@@ -21,10 +21,11 @@ const (
 	Keep     = "keep"
 	Unkeep   = "unkeep"
 	ResetDB  = "reset-db"
+	DB       = "db"
 )
 
 // Available are the commands this version carries out.
-var Available = []string{Redeploy, ResetDB, Sleep, Wake, Extend, Keep, Unkeep, Down, Up, Approve, Revoke, Help}
+var Available = []string{Redeploy, ResetDB, DB, Sleep, Wake, Extend, Keep, Unkeep, Down, Up, Approve, Revoke, Help}
 
 // Later are the commands other versions carry out; this one answers them
 // honestly as not available.
@@ -94,4 +95,4 @@ func IsLater(name string) bool {
 }
 
 // HelpText is the answer to help and to an unknown command.
-const HelpText = "commands: `/preview redeploy` (deploy again), `/preview reset-db` (a fresh database, migrated while the old one serves), `/preview sleep` (stop it until the next visit), `/preview wake` (start it again), `/preview extend 3d` (keep it from expiring that long), `/preview keep` (never sleep or expire), `/preview unkeep` (sleep and expire again when idle), `/preview down` (remove this environment until up), `/preview up` (deploy it again), `/preview approve` (deploy this fork pull request and trust its author's later ones), `/preview revoke @user` (stop trusting a fork contributor), `/preview help`; needs write access"
+const HelpText = "commands: `/preview redeploy` (deploy again), `/preview reset-db` (a fresh database, migrated while the old one serves), `/preview db clone` (choose the database tier: `schema`, `clone`, `empty`, or `default`; a `preview:db=` label wins), `/preview sleep` (stop it until the next visit), `/preview wake` (start it again), `/preview extend 3d` (keep it from expiring that long), `/preview keep` (never sleep or expire), `/preview unkeep` (sleep and expire again when idle), `/preview down` (remove this environment until up), `/preview up` (deploy it again), `/preview approve` (deploy this fork pull request and trust its author's later ones), `/preview revoke @user` (stop trusting a fork contributor), `/preview help`; needs write access"

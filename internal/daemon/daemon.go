@@ -162,6 +162,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Plugin:       d.kube.plugin,
 		Redeploy:     d.rec.Redeploy,
 		ResetDB:      d.rec.ResetDB,
+		DBTier:       d.rec.AskTier,
 		Resync:       d.rec.Resync,
 		Down:         d.rec.Down,
 		Up:           d.rec.Up,

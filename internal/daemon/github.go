@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/env"
 	ghforge "github.com/previewd/previewd/internal/forge/github"
 	"github.com/previewd/previewd/internal/githubapi"
 	"github.com/previewd/previewd/internal/notify"
@@ -77,8 +78,11 @@ func (d *Daemon) gitHub(ctx context.Context, src reconcile.Source) (gitHubParts,
 		Client: s.Client(), Source: s, Ledger: d.store, Reply: n,
 		Redeploy: func(key string) { d.rec.Redeploy(key) }, Enqueue: enqueue, Logger: d.log,
 		ResetDB: func(key string) { d.rec.ResetDB(key) },
-		Down:    func(ctx context.Context, key, actor string) error { return d.rec.Down(ctx, key, actor) },
-		Up:      func(ctx context.Context, key string) (bool, error) { return d.rec.Up(ctx, key) },
+		DBTier: func(ctx context.Context, key, tier string) (env.TierChoice, error) {
+			return d.rec.AskTier(ctx, key, tier)
+		},
+		Down: func(ctx context.Context, key, actor string) error { return d.rec.Down(ctx, key, actor) },
+		Up:   func(ctx context.Context, key string) (bool, error) { return d.rec.Up(ctx, key) },
 		// The reconciler is made after the forge: these call it late.
 		Sleep: func(ctx context.Context, key, actor string) error { return d.rec.Sleep(ctx, key, actor) },
 		Wake:  func(key string) { d.rec.Wake(key) },

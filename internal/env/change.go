@@ -68,6 +68,8 @@ type Answer struct {
 	// never does).
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	// Kept is whether the preview is now pinned (keep, unkeep).
-	Kept *bool  `json:"kept,omitempty"`
-	Note string `json:"note,omitempty"`
+	Kept *bool `json:"kept,omitempty"`
+	// DBTier is the database tier the preview now gets (db-tier).
+	DBTier *TierChoice `json:"dbTier,omitempty"`
+	Note   string      `json:"note,omitempty"`
 }

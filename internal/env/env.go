@@ -84,6 +84,27 @@ const (
 	DBTierEmpty = "empty"
 )
 
+// TierChoice is what a tier asked for by command (/preview db <tier>)
+// gives a pull request.
+type TierChoice struct {
+	// Tier is the tier the preview gets from the command: the one asked
+	// for, or the default when the ask was cleared.
+	Tier string `json:"tier"`
+	// Label is the tier a preview:db=<tier> label asks for, which wins
+	// over the command; empty without one.
+	Label string `json:"label,omitempty"`
+	// Made is the tier the preview's database has now; a different Tier
+	// is re-provisioned by the next reconcile.
+	Made string `json:"made"`
+}
+
+// TierError refuses a database tier asked for by command, saying why in
+// words for the pull request (a tier not offered, production, a database
+// with one tier).
+type TierError struct{ Why string }
+
+func (e *TierError) Error() string { return e.Why }
+
 // KnownDBTier reports whether tier is one of the DBTier constants.
 func KnownDBTier(tier string) bool {
 	return tier == DBTierSchema || tier == DBTierClone || tier == DBTierEmpty

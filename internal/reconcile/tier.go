@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/previewd/previewd/internal/database"
@@ -48,11 +49,26 @@ func (r *Reconciler) tiersOf(o Observed) Tiers {
 	}
 	t.Want = t.Made
 	if o.Desired != nil {
-		if want, err := td.Resolve(o.Desired.DBTier); err == nil {
+		asked, _ := askedTier(*o.Desired, o.Record)
+		if want, err := td.Resolve(asked); err == nil {
 			t.Want = want
 		}
 	}
 	return t
+}
+
+// askedTier returns the tier src's change asks for and how, for the pull
+// request: a preview:db=<tier> label, or else the tier asked for by
+// command (/preview db <tier>) and recorded on rec. Empty asks for the
+// default.
+func askedTier(src env.Source, rec *store.Record) (tier, how string) {
+	switch {
+	case src.DBTier != "":
+		return src.DBTier, "label preview:db=" + src.DBTier
+	case rec != nil && rec.DBTierAsked != "":
+		return rec.DBTierAsked, "/preview db " + rec.DBTierAsked
+	}
+	return "", ""
 }
 
 // tierChange is Decide's plan for a live preview, ready or failed at its
@@ -89,10 +105,11 @@ func (r *Reconciler) provisionTier(ctx context.Context, o Observed, plan Plan, t
 		target.Tier = ""
 		return nil
 	}
+	asked, how := askedTier(src, o.Record)
 	td, ok := r.o.Database.(tiered)
 	if !ok {
-		if src.DBTier != "" {
-			rel.Warnings = append(rel.Warnings, fmt.Sprintf("label preview:db=%s ignored: this database has one tier", src.DBTier))
+		if asked != "" {
+			rel.Warnings = append(rel.Warnings, fmt.Sprintf("%s ignored: this database has one tier", how))
 		}
 		return nil
 	}
@@ -100,10 +117,10 @@ func (r *Reconciler) provisionTier(ctx context.Context, o Observed, plan Plan, t
 	if made == "" {
 		made = td.Default()
 	}
-	want, err := td.Resolve(src.DBTier)
+	want, err := td.Resolve(asked)
 	if err != nil {
 		want = made
-		rel.Warnings = append(rel.Warnings, fmt.Sprintf("label preview:db=%s ignored: %v; the database stays at tier %s", src.DBTier, err, made))
+		rel.Warnings = append(rel.Warnings, fmt.Sprintf("%s ignored: %v; the database stays at tier %s", how, err, made))
 	}
 	if plan.Action == Restart || plan.Action == Wake {
 		target.Tier = made
@@ -141,4 +158,51 @@ func (r *Reconciler) dropTier(ctx context.Context, key string, items []env.Item)
 		}
 	}
 	return err
+}
+
+// ErrOneTier refuses a tier asked for by command where the database
+// provider has one tier (SQLite, or PostgreSQL without database.postgres
+// tiers to choose from).
+var ErrOneTier error = &env.TierError{Why: "this database has one tier: there is none to choose"}
+
+// AskTier records that key's pull request asks for database tier tier
+// (/preview db <tier>), or clears the ask when tier is "" or "default",
+// and reconciles key, which re-provisions its database when the tier it
+// gets changes. A tier the provider does not offer is refused with the
+// reason, an *env.TierError; so is production, which never changes tier.
+// An environment that does not exist is store.ErrNotFound.
+func (r *Reconciler) AskTier(ctx context.Context, key, tier string) (env.TierChoice, error) {
+	td, ok := r.o.Database.(tiered)
+	if !ok {
+		return env.TierChoice{}, ErrOneTier
+	}
+	if tier == "default" {
+		tier = ""
+	}
+	got, err := td.Resolve(tier)
+	if err != nil {
+		return env.TierChoice{}, &env.TierError{Why: err.Error()}
+	}
+	rec, err := r.lifecycleTarget(ctx, key)
+	if errors.Is(err, ErrProduction) {
+		return env.TierChoice{}, &env.TierError{Why: "production's database never changes tier"}
+	}
+	if err != nil {
+		return env.TierChoice{}, err
+	}
+	if err := r.o.Store.Set(ctx, key, store.Update{DBTierAsked: &tier}); err != nil {
+		return env.TierChoice{}, err
+	}
+	a := env.TierChoice{Tier: got, Made: rec.DBTier}
+	if a.Made == "" {
+		a.Made = td.Default()
+	}
+	r.mu.Lock()
+	src, ok := r.desired[key]
+	r.mu.Unlock()
+	if ok && src.DBTier != "" {
+		a.Label = src.DBTier
+	}
+	r.queue.Add(key)
+	return a, nil
 }

@@ -262,3 +262,75 @@ func TestActTierOneTier(t *testing.T) {
 		t.Errorf("one tier: %s at %q: %q", r.Status, r.DBTier, r.Message)
 	}
 }
+
+// TestActTierAskedByCommand, on the real store: /preview db clone
+// (AskTier) re-deploys a schema-tier preview as a clone, announced; a
+// label asking otherwise wins over the command, and the answer says so;
+// "default" clears the ask; a tier not offered, production and a provider
+// with one tier are refused with the reason, and nothing is recorded.
+func TestActTierAskedByCommand(t *testing.T) {
+	f, srv := tieredFixture(t)
+	pr := env.Source{Key: "pr-1", Kind: env.KindPullRequest, Number: 1, Branch: "x", SHA: shaA}
+	f.want(pr)
+	f.mustReconcile("pr-1")
+
+	a, err := f.rec.AskTier(f.ctx, "pr-1", env.DBTierClone)
+	if err != nil || a != (env.TierChoice{Tier: env.DBTierClone, Made: env.DBTierSchema}) {
+		t.Fatalf("AskTier clone = %+v, %v", a, err)
+	}
+	f.mustReconcile("pr-1")
+	r := f.record("pr-1")
+	if r.Status != env.StatusReady || r.DBTier != env.DBTierClone || r.DBTierAsked != env.DBTierClone || !strings.Contains(r.Message, "database tier changed from schema to clone") {
+		t.Fatalf("after /preview db clone: %s at tier %q (asked %q): %q", r.Status, r.DBTier, r.DBTierAsked, r.Message)
+	}
+	if got := srv.holds("pr-1"); !slices.Equal(got, []string{"pg-database", "pg-role"}) {
+		t.Errorf("after the command the server holds %v", got)
+	}
+
+	// A label wins over the command.
+	pr.DBTier = env.DBTierSchema
+	f.want(pr)
+	if a, err := f.rec.AskTier(f.ctx, "pr-1", env.DBTierClone); err != nil || a.Label != env.DBTierSchema {
+		t.Errorf("AskTier under a label = %+v, %v; want the label named", a, err)
+	}
+	f.mustReconcile("pr-1")
+	if r := f.record("pr-1"); r.DBTier != env.DBTierSchema {
+		t.Errorf("the label did not win: tier %q", r.DBTier)
+	}
+	pr.DBTier = ""
+	f.want(pr)
+	f.mustReconcile("pr-1")
+	if r := f.record("pr-1"); r.DBTier != env.DBTierClone {
+		t.Errorf("the label taken off: tier %q, want the command's clone", r.DBTier)
+	}
+
+	// default clears it: back to the configured tier.
+	if a, err := f.rec.AskTier(f.ctx, "pr-1", "default"); err != nil || a.Tier != env.DBTierSchema {
+		t.Errorf("AskTier default = %+v, %v", a, err)
+	}
+	f.mustReconcile("pr-1")
+	if r := f.record("pr-1"); r.DBTier != env.DBTierSchema || r.DBTierAsked != "" {
+		t.Errorf("after default: tier %q asked %q", r.DBTier, r.DBTierAsked)
+	}
+
+	for _, c := range []struct{ key, tier, err string }{
+		{"pr-1", env.DBTierEmpty, "database tier empty is not offered: not in this test"},
+		{"pr-1", "gold", `unknown database tier "gold"`},
+		{env.ProductionKey, env.DBTierClone, "production's database never changes tier"},
+		{"pr-9", env.DBTierClone, "not found"},
+	} {
+		if _, err := f.rec.AskTier(f.ctx, c.key, c.tier); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("AskTier(%s, %s) = %v, want %q", c.key, c.tier, err, c.err)
+		}
+	}
+	if r := f.record("pr-1"); r.DBTierAsked != "" {
+		t.Errorf("a refused ask was recorded: %q", r.DBTierAsked)
+	}
+
+	one := newFixture(t, func(o *Options) {})
+	one.want(pr)
+	one.mustReconcile("pr-1")
+	if _, err := one.rec.AskTier(one.ctx, "pr-1", env.DBTierClone); !errors.Is(err, ErrOneTier) {
+		t.Errorf("one tier: %v", err)
+	}
+}

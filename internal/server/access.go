@@ -15,6 +15,7 @@ import (
 const (
 	ActionRedeploy = "redeploy"
 	ActionResetDB  = "reset-db"
+	ActionDBTier   = "db-tier"
 	ActionSync     = "sync"
 	ActionSignIn   = "sign-in"
 	ActionSignOut  = "sign-out"

@@ -158,6 +158,7 @@ func TestRoles(t *testing.T) {
 		{"GET", "/api/v1/audit", [5]int{401, 401, 200, 200, 200}},
 		{"GET", "/api/v1/whoami", [5]int{200, 401, 200, 200, 200}},
 		{"POST", "/api/v1/environments/pr-3/redeploy", [5]int{401, 401, 403, 202, 202}},
+		{"POST", "/api/v1/environments/pr-3/db-tier", [5]int{401, 401, 403, 400, 400}}, // no body: past auth
 		{"POST", "/api/v1/sync", [5]int{401, 401, 403, 202, 202}},
 		{"POST", "/api/v1/environments/pr-3/reset-db", [5]int{401, 401, 403, 202, 202}},
 		{"POST", "/api/v1/environments/nope/reset-db", [5]int{401, 401, 403, 404, 404}},

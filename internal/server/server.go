@@ -55,6 +55,10 @@ type Options struct {
 	// ResetDB asks for an environment's fresh database (reset-db); nil
 	// when the database cannot be reset.
 	ResetDB func(key string)
+	// DBTier chooses an environment's database tier ("" or "default":
+	// the configured one); an *env.TierError refuses it. Nil: refused as
+	// unavailable.
+	DBTier func(ctx context.Context, key, tier string) (env.TierChoice, error)
 	// Down puts an environment down on actor's request (removed, and
 	// kept down across pushes and restarts); Up brings it back and
 	// reports whether it was down. Nil: the actions answer 503.
@@ -162,6 +166,7 @@ func New(o Options) *Server {
 	s.mux.Handle("POST /api/v1/environments/{key}/redeploy", s.api(auth.Operator, s.redeploy))
 	s.mux.Handle("POST /api/v1/environments/{key}/reset-db", s.api(auth.Operator, s.resetDB))
 	s.mux.Handle("POST /environments/{key}/reset-db", s.page(auth.Operator, s.resetPage))
+	s.mux.Handle("POST /api/v1/environments/{key}/db-tier", s.api(auth.Operator, s.dbTier))
 	s.mux.Handle("POST /api/v1/environments/{key}/down", s.api(auth.Admin, s.down))
 	s.mux.Handle("POST /api/v1/environments/{key}/up", s.api(auth.Operator, s.up))
 	for _, a := range []string{ActionSleep, ActionWake, ActionExtend, ActionKeep, ActionUnkeep} {

@@ -133,6 +133,9 @@ type Record struct {
 	// database was made with; empty before one was, or when the provider
 	// has one tier.
 	DBTier string
+	// DBTierAsked is the tier the pull request asked for by command
+	// (/preview db <tier>); a label wins over it. Empty: none asked.
+	DBTierAsked string
 }
 
 // GetRecord returns the environment with its private fields, or
@@ -167,7 +170,7 @@ func (s *Store) LiveRecords(ctx context.Context) ([]Record, error) {
 	return out, rows.Err()
 }
 
-const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for, db_tier`
+const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for, db_tier, db_tier_asked`
 
 // scanRecord reads a row of recordColumns.
 func scanRecord(row scanner) (Record, error) {
@@ -177,7 +180,7 @@ func scanRecord(row scanner) (Record, error) {
 		err                       error
 		queued, extend, warnedFor sql.NullInt64
 	)
-	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor, &r.DBTier)
+	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor, &r.DBTier, &r.DBTierAsked)
 	if err != nil {
 		return r, err
 	}
@@ -259,6 +262,8 @@ type Update struct {
 	Kept        *bool
 	// DBTier is the tier the database was made with (Record.DBTier).
 	DBTier *string
+	// DBTierAsked is the tier asked for by command (Record.DBTierAsked).
+	DBTierAsked *string
 }
 
 // Set applies u to the environment.
@@ -320,6 +325,9 @@ func (s *Store) Set(ctx context.Context, key string, u Update) error {
 	}
 	if u.DBTier != nil {
 		add("db_tier", *u.DBTier)
+	}
+	if u.DBTierAsked != nil {
+		add("db_tier_asked", *u.DBTierAsked)
 	}
 	q += ` WHERE key = ?`
 	args = append(args, key)

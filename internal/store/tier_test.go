@@ -46,3 +46,41 @@ func TestDBTierColumn(t *testing.T) {
 		}
 	})
 }
+
+// TestDBTierAskedColumn: the tier a pull request asked for by command is
+// stored on every backend, apart from the tier made, and kept across a
+// removal and revival (it is the pull request's choice, as a label is).
+func TestDBTierAskedColumn(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := b.open(t)
+		src := env.Source{Key: "pr-2", Kind: env.KindPullRequest, Number: 2, Branch: "y"}
+		if err := s.Upsert(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		asked, made := env.DBTierClone, env.DBTierSchema
+		if err := s.Set(ctx, "pr-2", Update{DBTierAsked: &asked, DBTier: &made}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.GetRecord(ctx, "pr-2"); err != nil || r.DBTierAsked != asked || r.DBTier != made {
+			t.Fatalf("record %+v (%v), want asked clone, made schema", r, err)
+		}
+		if err := s.Set(ctx, "pr-2", Update{Deleted: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Upsert(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.GetRecord(ctx, "pr-2")
+		if err != nil || r.DBTierAsked != asked || r.DBTier != "" {
+			t.Errorf("revived: asked %q made %q (%v), want the ask kept and the made tier forgotten", r.DBTierAsked, r.DBTier, err)
+		}
+		none := ""
+		if err := s.Set(ctx, "pr-2", Update{DBTierAsked: &none}); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := s.GetRecord(ctx, "pr-2"); r.DBTierAsked != "" {
+			t.Errorf("cleared ask reads %q", r.DBTierAsked)
+		}
+	})
+}

@@ -466,9 +466,13 @@ func (s *samples) sample(ctx context.Context, c *pgx.Conn, role string) {
 			continue
 		}
 		if !granted {
-			s.waited = fmt.Sprintf("%s on `%s`", env.LockName(mode), strings.NewReplacer("`", "'", "\n", " ").Replace(relName))
+			w := fmt.Sprintf("%s on `%s`", env.LockName(mode), strings.NewReplacer("`", "'", "\n", " ").Replace(relName))
+			// A later sample of the same wait that saw no holder (it
+			// was going) does not forget the one an earlier sample saw.
 			if blockers != "" {
-				s.waited += ", held by " + blockers
+				s.waited = w + ", held by " + blockers
+			} else if !strings.HasPrefix(s.waited, w+", held by ") {
+				s.waited = w
 			}
 			continue
 		}

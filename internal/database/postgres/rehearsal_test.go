@@ -185,7 +185,7 @@ func TestRehearsalLockTimeout(t *testing.T) {
 	o := f.cfg(IsolationDatabase)
 	o.Template = f.rehearsalTemplate()
 	p := f.provider(o)
-	ro := database.RehearseOptions{LockTimeout: 300 * time.Millisecond}
+	ro := database.RehearseOptions{LockTimeout: 2 * time.Second}
 	migrate := func(ctx context.Context, c database.Conn) error {
 		hold, err := pgx.Connect(ctx, c.Vars["DATABASE_URL"])
 		if err != nil {

@@ -48,6 +48,11 @@ type CommandOptions struct {
 	// ResetDB asks for a fresh database (reset-db); nil: refused as
 	// unavailable here.
 	ResetDB func(key string)
+	// DBTier chooses the database tier of a pull request's preview
+	// (/preview db <tier>): "" or "default" for the configured one. An
+	// *env.TierError is a refusal for the pull request; nil: refused as
+	// unavailable here.
+	DBTier func(ctx context.Context, key, tier string) (env.TierChoice, error)
 	// Down and Up put an environment down (kept removed until up) and
 	// bring it back; nil: the commands are refused as unavailable.
 	Down func(ctx context.Context, key, actor string) error
@@ -226,6 +231,8 @@ func (c *Commands) run(ctx context.Context, key string, n int, state, login stri
 		}
 		c.o.ResetDB(key)
 		return true, "reset-db accepted: a fresh database is built and migrated while the old one serves, then swapped in"
+	case cmd.Name == command.DB:
+		return c.dbTier(ctx, key, cmd)
 	case cmd.Name == command.Down || cmd.Name == command.Up:
 		return c.downUp(ctx, key, actor, cmd.Name)
 	case cmd.Name == command.Sleep || cmd.Name == command.Wake || cmd.Name == command.Extend ||
@@ -277,6 +284,38 @@ func (c *Commands) Revoke(ctx context.Context, login string) (bool, error) {
 		c.o.Enqueue(key)
 	}
 	return was, nil
+}
+
+// dbTier chooses the database tier of the pull request's preview.
+func (c *Commands) dbTier(ctx context.Context, key string, cmd command.Command) (bool, string) {
+	if c.o.DBTier == nil {
+		return false, "`db` is not available here: this database has one tier"
+	}
+	if len(cmd.Args) != 1 {
+		return false, "usage: `/preview db <tier>`: `schema` (a schema in the shared database), `clone` (a database cloned from the template), `empty` (an empty database), or `default` (the configured one)"
+	}
+	if _, err := c.o.Ledger.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+		return false, "db refused: this pull request has no environment"
+	} else if err != nil {
+		c.log.Error("reading environment failed", "key", key, "err", err)
+		return false, "db failed, try again"
+	}
+	ch, err := c.o.DBTier(ctx, key, strings.ToLower(cmd.Args[0]))
+	var te *env.TierError
+	switch {
+	case errors.As(err, &te):
+		return false, "db refused: " + te.Why
+	case errors.Is(err, store.ErrNotFound):
+		return false, "db refused: this pull request has no environment"
+	case err != nil:
+		c.log.Error("choosing a database tier failed", "key", key, "err", err)
+		return false, "db failed, try again"
+	case ch.Label != "" && ch.Label != ch.Tier:
+		return true, "db accepted, but the label " + codeSpan("preview:db="+ch.Label) + " still chooses tier " + codeSpan(ch.Label) + ": remove the label for " + codeSpan(ch.Tier)
+	case ch.Tier == ch.Made:
+		return true, "db accepted: the database is already at tier " + codeSpan(ch.Tier)
+	}
+	return true, "db accepted: the database is re-created at tier " + codeSpan(ch.Tier) + " (it was " + codeSpan(ch.Made) + "), migrated and seeded; its data starts afresh"
 }
 
 // downUp puts the pull request's environment down, or brings it up.

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,7 @@ type cmdRig struct {
 	reply     *replier
 	redeploys *recorder
 	resets    *recorder
+	tiers     *recorder
 	enqueued  *recorder
 	srv       *httptest.Server
 	cmds      *Commands
@@ -124,10 +126,22 @@ func newCmdRig(t *testing.T) *cmdRig {
 	c := newClient(t, fake)
 	src := NewSource(c, SourceOptions{CloneURL: "https://example.invalid/x.git", ProductionBranch: "main", Filter: Filter{ForkLabel: "preview"}, KeepLabel: "preview:keep"})
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := &cmdRig{t: t, fake: fake, src: src, st: st, reply: &replier{c: c}, redeploys: &recorder{}, resets: &recorder{}, enqueued: &recorder{}, life: newLifecycle(now), now: now}
+	g := &cmdRig{t: t, fake: fake, src: src, st: st, reply: &replier{c: c}, redeploys: &recorder{}, resets: &recorder{}, tiers: &recorder{}, enqueued: &recorder{}, life: newLifecycle(now), now: now}
 	cmds := NewCommands(CommandOptions{
 		Client: c, Source: src, Ledger: st, Reply: g.reply, Self: "previewd-bot",
 		Redeploy: g.redeploys.enqueue, Enqueue: g.enqueued.enqueue, ResetDB: g.resets.enqueue,
+		DBTier: func(_ context.Context, key, tier string) (env.TierChoice, error) {
+			g.tiers.enqueue(key + ":" + tier)
+			switch tier {
+			case "clone":
+				return env.TierChoice{Tier: "clone", Made: "schema"}, nil
+			case "schema":
+				return env.TierChoice{Tier: "schema", Made: "schema"}, nil
+			case "empty":
+				return env.TierChoice{Tier: "empty", Made: "schema", Label: "clone"}, nil
+			}
+			return env.TierChoice{}, &env.TierError{Why: "unknown database tier " + strconv.Quote(tier)}
+		},
 		Down: func(ctx context.Context, key, actor string) error { return st.SetDown(ctx, key, actor) }, Up: st.ClearDown,
 		Sleep: g.life.Sleep, Wake: g.life.Wake, Extend: g.life.Extend, Keep: g.life.Keep,
 		Now: func() time.Time { return g.now },
@@ -283,6 +297,38 @@ func TestCommandHelpAndUnavailable(t *testing.T) {
 	if len(said) != 2 || !strings.Contains(said[0], "unknown command `dance`") || !strings.Contains(said[0], "/preview redeploy") ||
 		!strings.Contains(said[1], "/preview approve") || !strings.Contains(said[1], "/preview reset-db") {
 		t.Errorf("said %q", said)
+	}
+}
+
+// TestCommandDBTier: /preview db <tier> asks the reconciler for the tier
+// and answers what it gives: re-created, already there, or kept by a
+// label; a refusal says why; no tier gets the usage, and a pull request
+// without an environment is refused before the reconciler is asked.
+func TestCommandDBTier(t *testing.T) {
+	g := newCmdRig(t)
+	g.fake.OpenPR(ghtest.PR{Number: 2, HeadSHA: sha(2)})
+	g.fake.OpenPR(ghtest.PR{Number: 3, HeadSHA: sha(3)})
+	g.fake.SetPermission("alice", "write")
+	if err := g.st.Upsert(context.Background(), env.Source{Key: "pr-2", Kind: env.KindPullRequest, Number: 2, Branch: "x", SHA: sha(2)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{"/preview db Clone", "/preview db schema", "/preview db empty", "/preview db gold", "/preview db", "/preview db clone extra"} {
+		g.comment(2, "alice", body)
+	}
+	g.comment(3, "alice", "/preview db clone")
+	want := []string{
+		"pr-2 @alice: db accepted: the database is re-created at tier `clone` (it was `schema`), migrated and seeded; its data starts afresh",
+		"pr-2 @alice: db accepted: the database is already at tier `schema`",
+		"pr-2 @alice: db accepted, but the label `preview:db=clone` still chooses tier `clone`: remove the label for `empty`",
+		`pr-2 @alice: db refused: unknown database tier "gold"`,
+	}
+	said := g.reply.said()
+	if len(said) != 7 || !slices.Equal(said[:4], want) || !strings.Contains(said[4], "usage: `/preview db <tier>`") || !strings.Contains(said[5], "usage:") ||
+		said[6] != "pr-3 @alice: db refused: this pull request has no environment" {
+		t.Errorf("said %q", said)
+	}
+	if got := g.tiers.got(); !slices.Equal(got, []string{"pr-2:clone", "pr-2:schema", "pr-2:empty", "pr-2:gold"}) {
+		t.Errorf("asked %v", got)
 	}
 }
 
