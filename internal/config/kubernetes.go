@@ -111,6 +111,8 @@ type KubeMigrate struct {
 	// Command is the container command of the Job, run in the release's
 	// image with the environment's Secret as its environment, e.g.
 	// ["./app", "migrate"]. Default: the top-level migrate as "sh -c".
+	// A commit whose .previewd.yaml sets another migrate runs that one
+	// instead, as "/bin/sh -c" (an empty one: no Job).
 	Command []string `yaml:"command"`
 	// Job is a file holding a Job template; it replaces the generated
 	// Job. Its name should include {{.ShortSHA}}. Like manifests, a

@@ -72,6 +72,7 @@ func openKube(cfg *config.Config, st *store.Store, synced func() bool, log *slog
 		MigrateTimeout:      k.Migrate.Timeout.Duration,
 		MigrateCommand:      migrate,
 		MigrateJob:          k.Migrate.Job,
+		ConfigMigrate:       cfg.Migrate,
 		Logger:              log,
 	}, st)
 	if err != nil {

@@ -190,7 +190,7 @@ func (r *Runtime) Apply(ctx context.Context, rel *env.Release) ([]objRef, error)
 	if err != nil {
 		return nil, err
 	}
-	return r.applyKeeping(ctx, rel, d, objs, true, r.migrateRef(t.migrate, d))
+	return r.applyKeeping(ctx, rel, d, objs, true, r.migrateRef(rel, t.migrate, d))
 }
 
 // apply applies base objects (namespace, Secret) and objs; with prune it

@@ -6,8 +6,13 @@
 // previewd's labels and recorded in the environment's inventory before it
 // is applied, so objects that leave the templates are pruned and teardown
 // (deleting the namespace and waiting until it is gone) finds everything
-// even after a crash. Migrations run as a Job in the release's image; a
-// rollout is done when every Deployment is Available. An environment's
+// even after a crash. Migrations run as a Job in the release's image: the
+// commit's own migrate (its .previewd.yaml's, as "/bin/sh -c") when it is
+// not the config's, none when that is empty, else the configured command;
+// a Job template wins over a commit's migrate, which is then reported as a
+// warning (migrate.go). The Job carries a hash of its pod template, so a
+// completed Job of another command at the same SHA is replaced, not
+// reused. A rollout is done when every Deployment is Available. An environment's
 // logs are those of its Deployments' and its latest migration Job's pods;
 // Follow streams them and, from a watch of the environment's pods, those
 // that appear later (a rollout, the next migration) (follow.go).

@@ -53,7 +53,7 @@ func TestGoldenManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			job, err := r.migrateJob(jobTmpl, d)
+			job, err := migrateJob(jobTmpl, nil, d)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -89,6 +89,11 @@ type Options struct {
 	// repository or of this machine, as Manifests).
 	MigrateCommand []string
 	MigrateJob     string
+	// ConfigMigrate is the config's top-level migrate. A release whose app
+	// spec (its commit's .previewd.yaml) has another migrate runs that
+	// instead of MigrateCommand, as "/bin/sh -c" (an empty one runs no
+	// Job); see migrationOf.
+	ConfigMigrate string
 	// PollInterval is how often rollouts and deletions are checked.
 	// Default 250ms.
 	PollInterval time.Duration

@@ -359,7 +359,7 @@ func TestMigrateJobFromCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		j, err := r.migrateJob(tm.migrate, d)
+		j, err := migrateJob(tm.migrate, nil, d)
 		if err != nil {
 			t.Fatal(err)
 		}

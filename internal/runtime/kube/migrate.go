@@ -2,8 +2,12 @@ package kube
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -18,11 +22,53 @@ import (
 	"github.com/previewd/previewd/internal/tmpl"
 )
 
+// migration is how one release migrates (see migrationOf).
+type migration struct {
+	// template: the Job template (Options.MigrateJob) runs.
+	template bool
+	// command is the generated Job's container command; nil, without a
+	// template, runs no migration.
+	command []string
+	// warning, if set, says the commit's migrate was not applied.
+	warning string
+}
+
+// migrationOf decides how a release whose app spec is spec migrates. The
+// commit's migrate (its .previewd.yaml's) applies when it differs from
+// the config's top-level migrate, configMigrate: it runs as "/bin/sh -c"
+// in the generated Job, and an empty one runs none. Otherwise command
+// (runtime.kubernetes.migrate.command, or the config's migrate) runs. A
+// Job template (job) always wins: the commit's different migrate is then
+// not applied, and the warning says so.
+func migrationOf(spec *env.AppSpec, configMigrate string, command []string, job bool) migration {
+	own := spec != nil && spec.Migrate != configMigrate
+	switch {
+	case job && own:
+		from := spec.From
+		if from == "" {
+			from = env.RepoFile
+		}
+		return migration{template: true, warning: fmt.Sprintf("warning: migrate of %s not applied: runtime.kubernetes.migrate.job runs the migrations", from)}
+	case job:
+		return migration{template: true}
+	case own && strings.TrimSpace(spec.Migrate) == "":
+		return migration{}
+	case own:
+		return migration{command: []string{"/bin/sh", "-c", spec.Migrate}}
+	}
+	return migration{command: command}
+}
+
+// migration returns how rel migrates.
+func (r *Runtime) migration(rel *env.Release) migration {
+	return migrationOf(rel.Spec, r.o.ConfigMigrate, r.o.MigrateCommand, r.o.MigrateJob != "")
+}
+
 // migrateJob returns the migration Job of a release: the Job template
-// tm, or one running MigrateCommand in the release's image with the
-// environment's Secret as its environment. It returns nil when migrations
-// are not configured.
-func (r *Runtime) migrateJob(tm *template.Template, d Data) (*unstructured.Unstructured, error) {
+// tm, or one running cmd in the release's image with the environment's
+// Secret as its environment. It returns nil when there is neither. The
+// Job carries the hash of its pod template (AnnotationMigrateHash).
+func migrateJob(tm *template.Template, cmd []string, d Data) (*unstructured.Unstructured, error) {
 	var job *unstructured.Unstructured
 	switch {
 	case tm != nil:
@@ -38,13 +84,13 @@ func (r *Runtime) migrateJob(tm *template.Template, d Data) (*unstructured.Unstr
 			return nil, errors.New("the migrate job template must hold exactly one Job")
 		}
 		job = objs[0]
-	case len(r.o.MigrateCommand) > 0:
+	case len(cmd) > 0:
 		if d.Image == "" {
 			return nil, errors.New("running migrations needs runtime.kubernetes.image")
 		}
-		cmd := make([]any, len(r.o.MigrateCommand))
-		for i, c := range r.o.MigrateCommand {
-			cmd[i] = c
+		c := make([]any, len(cmd))
+		for i, a := range cmd {
+			c[i] = a
 		}
 		job = &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "batch/v1",
@@ -57,7 +103,7 @@ func (r *Runtime) migrateJob(tm *template.Template, d Data) (*unstructured.Unstr
 						"containers": []any{map[string]any{
 							"name":    "migrate",
 							"image":   d.Image,
-							"command": cmd,
+							"command": c,
 							"envFrom": []any{map[string]any{"secretRef": map[string]any{"name": d.SecretName}}},
 						}},
 					},
@@ -75,12 +121,48 @@ func (r *Runtime) migrateJob(tm *template.Template, d Data) (*unstructured.Unstr
 	}
 	l[LabelMigrate] = d.ShortSHA
 	job.SetLabels(l)
+	h, err := podTemplateHash(job)
+	if err != nil {
+		return nil, err
+	}
+	a := job.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[AnnotationMigrateHash] = h
+	job.SetAnnotations(a)
 	return job, nil
 }
 
-// migrateRef is the migration Job of d, to keep when pruning.
-func (r *Runtime) migrateRef(tm *template.Template, d Data) *objRef {
-	job, err := r.migrateJob(tm, d)
+// podTemplateHash is a short hash of a Job's pod template as previewd
+// renders it (before the API server's defaults). A Job's pod template
+// cannot change once made, so a Job whose hash differs must be replaced.
+func podTemplateHash(job *unstructured.Unstructured) (string, error) {
+	pt, _, _ := unstructured.NestedFieldNoCopy(job.Object, "spec", "template")
+	b, err := json.Marshal(pt) // maps marshal with sorted keys
+	if err != nil {
+		return "", fmt.Errorf("hashing migrate job: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// migrateJobOf returns rel's migration Job (nil: none), with the warning
+// of a commit's migrate not applied; tm is the Job template the release
+// renders with.
+func (r *Runtime) migrateJobOf(rel *env.Release, tm *template.Template, d Data) (*unstructured.Unstructured, string, error) {
+	m := r.migration(rel)
+	if !m.template {
+		tm = nil
+	}
+	job, err := migrateJob(tm, m.command, d)
+	return job, m.warning, err
+}
+
+// migrateRef is the migration Job of rel, to keep when pruning: the one
+// Migrate runs.
+func (r *Runtime) migrateRef(rel *env.Release, tm *template.Template, d Data) *objRef {
+	job, _, err := r.migrateJobOf(rel, tm, d)
 	if err != nil || job == nil {
 		return nil
 	}
@@ -88,11 +170,14 @@ func (r *Runtime) migrateRef(tm *template.Template, d Data) *objRef {
 	return &ref
 }
 
-// Migrate runs the release's migration Job, after applying the namespace
-// and the Secret it reads, and waits for it. A Job that already completed
-// for this SHA is not run again; a failed one is replaced (a redeploy), and
-// so is one of another SHA under the same name (a Job template whose name
-// does not carry the SHA): each SHA gets a fresh Job in its own image.
+// Migrate runs the release's migration Job (see migrationOf for which),
+// after applying the namespace and the Secret it reads, and waits for it.
+// A Job that already completed for this SHA and pod template is not run
+// again; a failed one is replaced (a redeploy), and so is one of another
+// SHA under the same name (a Job template whose name does not carry the
+// SHA) or of another pod template (the commit's migrate changed at the
+// same SHA): each gets a fresh Job. A commit's migrate that a Job template
+// overrides is reported in rel.Warnings.
 func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	d, err := r.dataFor(rel)
 	if err != nil {
@@ -106,9 +191,12 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 		}
 		tm = t.migrate
 	}
-	job, err := r.migrateJob(tm, d)
+	job, warning, err := r.migrateJobOf(rel, tm, d)
 	if err != nil {
 		return &env.StepError{Step: "migrate", Err: err}
+	}
+	if warning != "" && !slices.Contains(rel.Warnings, warning) {
+		rel.Warnings = append(rel.Warnings, warning)
 	}
 	if job == nil {
 		return nil
@@ -119,7 +207,7 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return fmt.Errorf("reading job %s: %w", job.GetName(), err)
-	case cur.Labels[LabelMigrate] != d.ShortSHA:
+	case cur.Labels[LabelMigrate] != d.ShortSHA || cur.Annotations[AnnotationMigrateHash] != job.GetAnnotations()[AnnotationMigrateHash]:
 		if err := r.deleteJob(ctx, cur); err != nil {
 			return err
 		}

@@ -36,6 +36,10 @@ const (
 	AnnotationSHA = "previewd.dev/sha"
 	// LabelMigrate marks migration Jobs, with the SHA they migrate to.
 	LabelMigrate = "previewd.dev/migrate"
+	// AnnotationMigrateHash on a migration Job is a hash of its pod
+	// template (command, image, template): a Job of the same name with
+	// another hash is replaced, never taken as this migration's.
+	AnnotationMigrateHash = "previewd.dev/migrate-hash"
 )
 
 // Data is what every template sees (see internal/tmpl).

@@ -102,7 +102,7 @@ func render(t *testing.T, dir, field, text string) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.migrateJob(t2.migrate, d)
+	_, err = migrateJob(t2.migrate, nil, d)
 	return err
 }
 
