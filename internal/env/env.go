@@ -199,6 +199,12 @@ type Release struct {
 	// repository's .previewd.yaml over it); nil leaves the runtime's own
 	// options.
 	Spec *AppSpec
+	// Rehearsal is set on the release Migrate gets for the migration
+	// rehearsal: Vars point at previewd's copy of the database, not the
+	// environment's, and what the runtime makes for it (a log section, a
+	// Job and its Secret) must be its own, never taken for the
+	// environment's migration.
+	Rehearsal bool
 	// Warnings are what the runtime's Deploy found wrong with the running
 	// release that does not stop it (e.g. it listens beyond loopback);
 	// they go into the ready status and its event.

@@ -37,6 +37,8 @@ func (r *Reconciler) rehearse(ctx context.Context, p *progress, target database.
 	var merr error // the migrate step's own error, with its output
 	migrate := func(ctx context.Context, c database.Conn) error {
 		rr := *rel
+		rr.Rehearsal = true
+		rr.Warnings = nil
 		rr.Vars = maps.Clone(rel.Vars)
 		maps.Copy(rr.Vars, c.Vars)
 		merr = r.o.Runtime.Migrate(ctx, &rr)

@@ -72,7 +72,7 @@ func (r *Runtime) Follow(ctx context.Context, key string, n int, lines chan<- en
 // output: "==> build 1a2b3c4 at 2026-01-02T03:04:05Z: make",
 // "==> run 1a2b3c4 on port 4312 at 2026-01-02T03:04:05Z: ./app",
 // "==> cache node_modules 1a2b3c4 at 2026-01-02T03:04:05Z: npm ci".
-var header = regexp.MustCompile(`^==> (build|migrate|run|cache \S+) \S* ?(?:on port \d+ )?at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: `)
+var header = regexp.MustCompile(`^==> (build|migrate|rehearse|run|cache \S+) \S* ?(?:on port \d+ )?at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: `)
 
 // headerStep returns the step whose output line begins, if it is a
 // header line.

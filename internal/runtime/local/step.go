@@ -23,7 +23,11 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	if migrate == "" {
 		return nil
 	}
-	return r.step(ctx, "migrate", migrate, r.workDir(rel.Key, rel.SHA), rel)
+	step := "migrate"
+	if rel.Rehearsal {
+		step = "rehearse" // its own section: the rehearsal's output is not the migration's
+	}
+	return r.step(ctx, step, migrate, r.workDir(rel.Key, rel.SHA), rel)
 }
 
 // spec is what rel is built and run with: the app spec of its commit when
