@@ -187,6 +187,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if f, ok := d.rt.(runtime.Follower); ok {
 		so.Follower = f
 	}
+	if t, ok := d.db.(interface{ Names() []string }); ok {
+		so.DBTiers = t.Names() // database.Tiered: the dashboard offers them
+	}
 	if sz, ok := d.db.(database.Sizer); ok {
 		so.DatabaseSize = func(ctx context.Context, key string) (int64, error) {
 			t := database.Target{Key: key, Production: key == env.ProductionKey}

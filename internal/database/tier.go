@@ -72,6 +72,15 @@ func (d *Tiered) Close() {
 // Default returns the default tier's name.
 func (d *Tiered) Default() string { return d.tiers[0].Name }
 
+// Names returns the tiers offered, the default first.
+func (d *Tiered) Names() []string {
+	out := make([]string, len(d.tiers))
+	for i, t := range d.tiers {
+		out[i] = t.Name
+	}
+	return out
+}
+
 // Provider returns the named tier's provider ("" is the default), or nil
 // when there is no such tier.
 func (d *Tiered) Provider(tier string) Provider {

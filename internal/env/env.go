@@ -125,7 +125,10 @@ type Environment struct {
 	URL     string `json:"url"`
 	// Database names the environment's database (file, schema or database
 	// name), for people.
-	Database  string    `json:"database,omitempty"`
+	Database string `json:"database,omitempty"`
+	// DBTier is the database tier (DBTierSchema...) its database was made
+	// with; empty before one was, or when the provider has one tier.
+	DBTier    string    `json:"dbTier,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	// ReadyAt is when the current SHA became ready.

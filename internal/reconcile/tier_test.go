@@ -22,7 +22,7 @@ func TestDecideTier(t *testing.T) {
 	src := &env.Source{Key: "pr-1", Kind: env.KindPullRequest, Number: 1, Branch: "x", SHA: "bbb", DBTier: env.DBTierClone}
 	prodSrc := &env.Source{Key: env.ProductionKey, Kind: env.KindProduction, Branch: "main", SHA: "bbb", DBTier: env.DBTierClone}
 	rec := func(key string, kind env.Kind, status env.Status, failed string) *store.Record {
-		return &store.Record{Environment: env.Environment{Key: key, Kind: kind, Status: status, SHA: "bbb"}, FailedSHA: failed, DBTier: env.DBTierSchema}
+		return &store.Record{Environment: env.Environment{Key: key, Kind: kind, Status: status, SHA: "bbb", DBTier: env.DBTierSchema}, FailedSHA: failed}
 	}
 	change := Tiers{Want: env.DBTierClone, Made: env.DBTierSchema}
 	same := Tiers{Want: env.DBTierSchema, Made: env.DBTierSchema}

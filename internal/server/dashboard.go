@@ -259,7 +259,7 @@ func (s *Server) environmentPage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	err = s.tmpl.ExecuteTemplate(w, "environment.html", map[string]any{
-		"Env": e, "Down": down, "CanReset": s.o.ResetDB != nil, "Now": time.Now(), "Version": s.o.Version, "Logs": logs, "HasLogs": hasLogs,
+		"Env": e, "Down": down, "CanReset": s.o.ResetDB != nil, "Tiers": s.tiers(), "Now": time.Now(), "Version": s.o.Version, "Logs": logs, "HasLogs": hasLogs,
 		"Timeline": timeline(e.Events), "Items": items, "Database": db, "Who": s.viewerOf(r), "Asset": s.assets.version,
 	})
 	if err != nil {

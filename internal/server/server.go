@@ -59,6 +59,9 @@ type Options struct {
 	// the configured one); an *env.TierError refuses it. Nil: refused as
 	// unavailable.
 	DBTier func(ctx context.Context, key, tier string) (env.TierChoice, error)
+	// DBTiers are the tiers offered, the default first; the dashboard
+	// offers them when DBTier is set. Empty: one tier.
+	DBTiers []string
 	// Down puts an environment down on actor's request (removed, and
 	// kept down across pushes and restarts); Up brings it back and
 	// reports whether it was down. Nil: the actions answer 503.
@@ -167,6 +170,7 @@ func New(o Options) *Server {
 	s.mux.Handle("POST /api/v1/environments/{key}/reset-db", s.api(auth.Operator, s.resetDB))
 	s.mux.Handle("POST /environments/{key}/reset-db", s.page(auth.Operator, s.resetPage))
 	s.mux.Handle("POST /api/v1/environments/{key}/db-tier", s.api(auth.Operator, s.dbTier))
+	s.mux.Handle("POST /environments/{key}/db-tier", s.page(auth.Operator, s.dbTierPage))
 	s.mux.Handle("POST /api/v1/environments/{key}/down", s.api(auth.Admin, s.down))
 	s.mux.Handle("POST /api/v1/environments/{key}/up", s.api(auth.Operator, s.up))
 	for _, a := range []string{ActionSleep, ActionWake, ActionExtend, ActionKeep, ActionUnkeep} {

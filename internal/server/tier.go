@@ -25,38 +25,69 @@ func (s *Server) dbTier(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf(`the body is not {"tier": "clone"}: %w`, err))
 		return
 	}
-	tier := strings.ToLower(strings.TrimSpace(in.Tier))
-	if tier == "" {
-		writeError(w, http.StatusBadRequest, errors.New(`tier missing: send {"tier": "schema"}, "clone", "empty" or "default"`))
+	ch, code, err := s.askTier(w, r, key, in.Tier)
+	if err != nil {
+		writeError(w, code, err)
 		return
+	}
+	if code == 0 {
+		return // the audit failed and answered
+	}
+	writeJSON(w, http.StatusAccepted, env.Answer{Key: key, Action: ActionDBTier, Status: "accepted", DBTier: &ch, Note: tierNote(ch)})
+}
+
+// dbTierPage is the dashboard's tier form.
+func (s *Server) dbTierPage(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	_, code, err := s.askTier(w, r, key, r.PostFormValue("tier"))
+	if err != nil {
+		http.Error(w, err.Error(), code)
+		return
+	}
+	if code == 0 {
+		return
+	}
+	http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
+}
+
+// askTier checks and audits a tier asked for key, then asks the
+// reconciler. It returns the choice and 202, or the status and error to
+// answer; 0 and no error when the audit failed and answered already.
+func (s *Server) askTier(w http.ResponseWriter, r *http.Request, key, tier string) (env.TierChoice, int, error) {
+	tier = strings.ToLower(strings.TrimSpace(tier))
+	if tier == "" {
+		return env.TierChoice{}, http.StatusBadRequest, errors.New(`tier missing: send {"tier": "schema"}, "clone", "empty" or "default"`)
 	}
 	e, err := s.environment(r.Context(), key)
 	switch {
 	case err != nil:
-		writeError(w, statusOf(err), err)
-		return
+		return env.TierChoice{}, statusOf(err), err
 	case e.Production():
-		writeError(w, http.StatusConflict, errors.New("production's database never changes tier"))
-		return
+		return env.TierChoice{}, http.StatusConflict, errors.New("production's database never changes tier")
 	case s.o.DBTier == nil:
-		writeError(w, http.StatusServiceUnavailable, errNoReconciler)
-		return
+		return env.TierChoice{}, http.StatusServiceUnavailable, errNoReconciler
 	}
 	if !s.recordDetail(w, r, auth.FromContext(r.Context()), ActionDBTier, key, tier) {
-		return
+		return env.TierChoice{}, 0, nil
 	}
 	ch, err := s.o.DBTier(r.Context(), key, tier)
 	var te *env.TierError
 	switch {
 	case errors.As(err, &te):
-		writeError(w, http.StatusBadRequest, te)
-		return
+		return env.TierChoice{}, http.StatusBadRequest, te
 	case err != nil:
-		writeError(w, statusOf(err), err)
-		return
+		return env.TierChoice{}, statusOf(err), err
 	}
-	a := env.Answer{Key: key, Action: ActionDBTier, Status: "accepted", DBTier: &ch, Note: tierNote(ch)}
-	writeJSON(w, http.StatusAccepted, a)
+	return ch, http.StatusAccepted, nil
+}
+
+// tiers are the tiers the dashboard offers: none without DBTier.
+func (s *Server) tiers() []string {
+	if s.o.DBTier == nil {
+		return nil
+	}
+	return s.o.DBTiers
 }
 
 // tierNote says what a tier choice does.

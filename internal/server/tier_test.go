@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,7 +45,11 @@ func TestDBTierAPI(t *testing.T) {
 		}
 		return env.TierChoice{}, &env.TierError{Why: "database tier " + tier + " is not offered: no database.postgres.template"}
 	}
-	srv := httptest.NewServer(New(Options{Store: st, Domain: "preview.test", DBTier: tiers}))
+	made := env.DBTierSchema
+	if err := st.Set(ctx, "pr-3", store.Update{DBTier: &made}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Store: st, Domain: "preview.test", DBTier: tiers, DBTiers: []string{"schema", "clone"}}))
 	t.Cleanup(srv.Close)
 	bare := httptest.NewServer(New(Options{Store: st, Domain: "preview.test"}))
 	t.Cleanup(bare.Close)
@@ -95,5 +101,44 @@ func TestDBTierAPI(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "db-tier pr-3 clone,db-tier pr-3 empty,db-tier pr-3 schema,db-tier pr-3 clone" {
 		t.Errorf("audit %v", got)
+	}
+
+	// The dashboard: the tier is shown and offered, its form asks as the
+	// API does; production, and a server with one tier, offer none.
+	page := func(base, key string) string {
+		t.Helper()
+		resp, err := http.Get(base + "/environments/" + key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if p := page(srv.URL, "pr-3"); !strings.Contains(p, `<option value="schema" selected>schema</option>`) || !strings.Contains(p, `<option value="clone">clone</option>`) || !strings.Contains(p, `id="db-tier-button"`) {
+		t.Errorf("the page does not offer the tiers:\n%s", p)
+	}
+	for _, c := range []struct{ base, key string }{{srv.URL, env.ProductionKey}, {bare.URL, "pr-3"}} {
+		if p := page(c.base, c.key); strings.Contains(p, "tier-select") {
+			t.Errorf("%s offers a tier where it cannot change", c.key)
+		}
+	}
+	form := func(tier string) *http.Response {
+		t.Helper()
+		resp, err := noRedirect.PostForm(srv.URL+"/environments/pr-3/db-tier", url.Values{"tier": {tier}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := form("clone"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/environments/pr-3" {
+		t.Errorf("form clone: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	if resp := form("empty"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("form empty: %s, want 400", resp.Status)
+	}
+	if asked[len(asked)-2] != "pr-3:clone" || asked[len(asked)-1] != "pr-3:empty" {
+		t.Errorf("the form asked %v", asked)
 	}
 }

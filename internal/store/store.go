@@ -29,7 +29,7 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
 const envColumns = `key, kind, number, branch, sha, status, message, url, database, created_at, updated_at, ready_at, deleted_at,
-	activity_at, expires_at, kept, run_s, cpu_s, gb_s, peak_mem, usage_since`
+	activity_at, expires_at, kept, run_s, cpu_s, gb_s, peak_mem, usage_since, db_tier`
 
 type scanner interface{ Scan(...any) error }
 
@@ -44,7 +44,7 @@ func scanEnv(r scanner, extra ...any) (env.Environment, error) {
 		u                                            env.Usage
 	)
 	dest := append([]any{&e.Key, &kind, &e.Number, &e.Branch, &e.SHA, &status, &e.Message, &e.URL, &e.Database, &created, &updated, &readyAt, &deletedAt,
-		&activity, &expires, &kept, &u.RunSeconds, &u.CPUSeconds, &u.GBSeconds, &u.PeakMemoryBytes, &since}, extra...)
+		&activity, &expires, &kept, &u.RunSeconds, &u.CPUSeconds, &u.GBSeconds, &u.PeakMemoryBytes, &since, &e.DBTier}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return e, err
 	}
@@ -129,10 +129,6 @@ type Record struct {
 	ExtendUntil time.Time
 	// WarnedFor is the expiry the last TTL warning was about.
 	WarnedFor time.Time
-	// DBTier is the database tier (env.DBTierSchema...) the environment's
-	// database was made with; empty before one was, or when the provider
-	// has one tier.
-	DBTier string
 	// DBTierAsked is the tier the pull request asked for by command
 	// (/preview db <tier>); a label wins over it. Empty: none asked.
 	DBTierAsked string
@@ -170,7 +166,7 @@ func (s *Store) LiveRecords(ctx context.Context) ([]Record, error) {
 	return out, rows.Err()
 }
 
-const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for, db_tier, db_tier_asked`
+const recordColumns = envColumns + `, failed_sha, restarts, source, queued_at, extend_until, warned_for, db_tier_asked`
 
 // scanRecord reads a row of recordColumns.
 func scanRecord(row scanner) (Record, error) {
@@ -180,7 +176,7 @@ func scanRecord(row scanner) (Record, error) {
 		err                       error
 		queued, extend, warnedFor sql.NullInt64
 	)
-	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor, &r.DBTier, &r.DBTierAsked)
+	r.Environment, err = scanEnv(row, &r.FailedSHA, &r.Restarts, &src, &queued, &extend, &warnedFor, &r.DBTierAsked)
 	if err != nil {
 		return r, err
 	}
