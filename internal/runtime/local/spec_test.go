@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,34 @@ func TestReleaseSpec(t *testing.T) {
 	}
 	if p := f.r.current("feat"); p == nil || p.Health != "/healthz" {
 		t.Errorf("the process records its health path: %+v", p)
+	}
+}
+
+// TestRehearsalSection: the rehearsal's migrate is its own log section
+// (rehearse), so its output is not taken for the migration's; a failure
+// there is still the migrate step's, with its output.
+func TestRehearsalSection(t *testing.T) {
+	f := newFixture(t, Options{Migrate: `echo "migrating $DATABASE_URL"; [ "$DATABASE_URL" != rehearsal ]`}, 1)
+	ctx := context.Background()
+	rel := f.release(f.shas[0])
+	if err := f.r.Prepare(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	rr := *rel
+	rr.Rehearsal = true
+	rr.Vars = map[string]string{"DATABASE_URL": "rehearsal"}
+	err := f.r.Migrate(ctx, &rr)
+	var se *env.StepError
+	if !errors.As(err, &se) || se.Step != "migrate" || !strings.Contains(se.Tail, "migrating rehearsal") {
+		t.Fatalf("the rehearsal's failed migrate = %v, want the migrate step with its output", err)
+	}
+	rel.Vars = map[string]string{"DATABASE_URL": "real"}
+	if err := f.r.Migrate(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := f.r.Logs(ctx, "feat", 50)
+	rh, mg := strings.Index(logs, "==> rehearse "), strings.Index(logs, "==> migrate ")
+	if rh < 0 || mg < rh || !strings.Contains(logs[rh:mg], "migrating rehearsal") || !strings.Contains(logs[mg:], "migrating real") {
+		t.Errorf("want a rehearse section with the rehearsal's output, then a migrate section:\n%s", logs)
 	}
 }

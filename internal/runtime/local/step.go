@@ -23,11 +23,7 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	if migrate == "" {
 		return nil
 	}
-	step := "migrate"
-	if rel.Rehearsal {
-		step = "rehearse" // its own section: the rehearsal's output is not the migration's
-	}
-	return r.step(ctx, step, migrate, r.workDir(rel.Key, rel.SHA), rel)
+	return r.step(ctx, "migrate", migrate, r.workDir(rel.Key, rel.SHA), rel)
 }
 
 // spec is what rel is built and run with: the app spec of its commit when
@@ -57,7 +53,11 @@ func (r *Runtime) step(ctx context.Context, name, command, dir string, rel *env.
 		return err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "==> %s %s at %s: %s\n", name, env.ShortSHA(rel.SHA), time.Now().UTC().Format(time.RFC3339), command)
+	section := name
+	if rel.Rehearsal {
+		section = "rehearse" // its own section: the rehearsal's output is not the migration's
+	}
+	fmt.Fprintf(logf, "==> %s %s at %s: %s\n", section, env.ShortSHA(rel.SHA), time.Now().UTC().Format(time.RFC3339), command)
 	start := logSize(logf)
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Dir = dir
