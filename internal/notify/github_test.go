@@ -55,6 +55,9 @@ func TestRender(t *testing.T) {
 		"migrating": notice("pr-7", env.StatusMigrating, nil),
 		"starting":  notice("pr-7", env.StatusStarting, nil),
 		"ready":     notice("pr-7", env.StatusReady, func(n *env.Notice) { n.Env.Message = "3f2a9c1 ready in 2.345s" }),
+		"ready with notes": notice("pr-7", env.StatusReady, func(n *env.Notice) {
+			n.Env.Message = "3f2a9c1 ready in 2.345s\ndatabase tier changed from schema to clone; data re-created\nlabel preview:db=`gold` ignored: unknown database tier \"`gold`\"; the database stays at tier clone"
+		}),
 		"failed": notice("pr-7", env.StatusFailed, func(n *env.Notice) {
 			n.Env.Message = "migrate of 3f2a9c1 failed: exit status 1; still serving 1a2b3c4\nError: relation \"users\" already exists"
 			n.Tail = "==> migrate 3f2a9c1\napplying 0002_users.sql\nError: relation \"users\" already exists\n``` not a fence ```\n"

@@ -121,6 +121,15 @@ func Render(n env.Notice, dashboard string, now time.Time) string {
 			// A newer commit was not rolled out (path filters): say why.
 			fmt.Fprintf(&b, "%s\n\n", code(first))
 		}
+		if notes := notesOf(e.Message); len(notes) > 0 {
+			// What the rollout found and the pull request should know:
+			// a tier changed or ignored, an app listening too widely.
+			b.WriteString("**Notes**\n\n")
+			for _, l := range notes {
+				fmt.Fprintf(&b, "- %s\n", code(l))
+			}
+			b.WriteString("\n")
+		}
 	case PhaseFailed:
 		fmt.Fprintf(&b, "%s\n\n", code(first))
 		if t := tail(n.Tail); t != "" {
@@ -330,6 +339,22 @@ func fenceFor(s string) string {
 }
 
 // link writes a markdown link whose target is a URL previewd made.
+// maxNotes bounds the notes a ready comment lists.
+const maxNotes = 8
+
+// notesOf returns the lines of a ready message after its first (the
+// rollout's warnings), at most maxNotes.
+func notesOf(msg string) []string {
+	_, rest, _ := strings.Cut(msg, "\n")
+	var out []string
+	for _, l := range strings.Split(rest, "\n") {
+		if l = strings.TrimSpace(l); l != "" && len(out) < maxNotes {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func link(text, url string) string {
 	r := strings.NewReplacer("[", `\[`, "]", `\]`)
 	return "[" + r.Replace(text) + "](" + strings.NewReplacer("(", "%28", ")", "%29", " ", "%20").Replace(url) + ")"
