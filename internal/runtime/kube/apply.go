@@ -95,7 +95,9 @@ func order(kind string) int {
 	return len(applyOrder)
 }
 
-// baseObjects are the namespace and the Secret previewd makes itself.
+// baseObjects are the namespace and the Secret previewd makes itself,
+// named d.SecretName (RehearsalSecretName for a rehearsal; empty is
+// SecretName).
 func baseObjects(d Data, vars map[string]string) []*unstructured.Unstructured {
 	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace"}}
 	ns.SetName(d.Namespace)
@@ -105,7 +107,11 @@ func baseObjects(d Data, vars map[string]string) []*unstructured.Unstructured {
 		data[k] = base64.StdEncoding.EncodeToString([]byte(v))
 	}
 	sec := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data}}
-	sec.SetName(SecretName)
+	name := d.SecretName
+	if name == "" {
+		name = SecretName
+	}
+	sec.SetName(name)
 	sec.SetNamespace(d.Namespace)
 	return []*unstructured.Unstructured{ns, sec}
 }

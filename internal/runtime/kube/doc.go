@@ -12,10 +12,18 @@
 // a Job template wins over a commit's migrate, which is then reported as a
 // warning (migrate.go). The Job carries a hash of its pod template, so a
 // completed Job of another command at the same SHA is replaced, not
-// reused. A rollout is done when every Deployment is Available. An environment's
+// reused. A migration rehearsal (env.Release.Rehearsal) never touches
+// the environment's Secret or migration Job: it runs afresh as its own Job
+// (previewd-rehearse-<shortsha>, or the template's Job with "-rehearsal",
+// labelled previewd.dev/rehearse, not previewd.dev/migrate) reading its own
+// Secret (previewd-env-rehearsal: .SecretName when the template renders,
+// and any literal reference to previewd-env is pointed at it; a template
+// reading neither is refused), and both are deleted once it finished.
+// A rollout is done when every Deployment is Available. An environment's
 // logs are those of its Deployments' and its latest migration Job's pods;
 // Follow streams them and, from a watch of the environment's pods, those
-// that appear later (a rollout, the next migration) (follow.go).
+// that appear later (a rollout, the next migration, a rehearsal's, tagged
+// "rehearse") (follow.go).
 // Every template is parsed and run by internal/tmpl, as validation does.
 //
 // The manifests and the migrate Job template are read at each

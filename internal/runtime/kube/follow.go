@@ -72,6 +72,7 @@ type owners struct {
 	deployments []labels.Selector
 	migrations  map[string]bool // migration Job names
 	latest      string          // the newest migration Job
+	rehearsals  map[string]bool // migration rehearsal Job names (LabelRehearse)
 }
 
 // instance is one run of a container.
@@ -273,16 +274,23 @@ func (f *logFollow) copyLog(ctx context.Context, pod *corev1.Pod, opts *corev1.P
 
 // owners lists the workloads of namespace ns whose pods are followed.
 func (r *Runtime) owners(ctx context.Context, key, ns string) (*owners, error) {
-	o := &owners{migrations: map[string]bool{}}
-	jobs, err := r.cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key) + "," + LabelMigrate})
+	o := &owners{migrations: map[string]bool{}, rehearsals: map[string]bool{}}
+	jobs, err := r.cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
 		return nil, fmt.Errorf("listing jobs in %s: %w", ns, err)
 	}
+	var migrations []batchv1.Job
 	for _, j := range jobs.Items {
-		o.migrations[j.Name] = true
+		switch {
+		case j.Labels[LabelRehearse] != "":
+			o.rehearsals[j.Name] = true
+		case j.Labels[LabelMigrate] != "":
+			o.migrations[j.Name] = true
+			migrations = append(migrations, j)
+		}
 	}
-	if len(jobs.Items) > 0 {
-		o.latest = newest(jobs.Items, func(j batchv1.Job) metav1.Time { return j.CreationTimestamp }).Name
+	if len(migrations) > 0 {
+		o.latest = newest(migrations, func(j batchv1.Job) metav1.Time { return j.CreationTimestamp }).Name
 	}
 	deps, err := r.cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: r.envSelector(key)})
 	if err != nil {
@@ -306,14 +314,18 @@ func deploymentSelector(d appsv1.Deployment) labels.Selector {
 
 // podStep says whether a pod's log is followed, and how its lines are
 // tagged: "migrate" for a pod of a migration Job (at the start of a
-// follow, only of the latest one), "" (each container as
-// "<pod>/<container>") for a Deployment's.
+// follow, only of the latest one), "rehearse" for one of a migration
+// rehearsal's Job (which only exists while the rehearsal runs), ""
+// (each container as "<pod>/<container>") for a Deployment's.
 func podStep(p *corev1.Pod, o *owners, start bool) (string, bool) {
 	if o == nil {
 		return "", false
 	}
 	if job := p.Labels[batchv1.JobNameLabel]; job != "" && o.migrations[job] {
 		return "migrate", !start || job == o.latest
+	}
+	if job := p.Labels[batchv1.JobNameLabel]; job != "" && o.rehearsals[job] {
+		return "rehearse", true
 	}
 	for _, sel := range o.deployments {
 		if sel.Matches(labels.Set(p.Labels)) {

@@ -277,7 +277,7 @@ func TestReadPodLog(t *testing.T) {
 
 func TestPodStep(t *testing.T) {
 	sel := func(s string) labels.Selector { l, _ := labels.Parse(s); return l }
-	o := &owners{deployments: []labels.Selector{sel("app=web")}, migrations: map[string]bool{"m-old": true, "m-new": true}, latest: "m-new"}
+	o := &owners{deployments: []labels.Selector{sel("app=web")}, migrations: map[string]bool{"m-old": true, "m-new": true}, latest: "m-new", rehearsals: map[string]bool{"r-1": true}}
 	for name, tc := range map[string]struct {
 		labels map[string]string
 		start  bool
@@ -288,6 +288,8 @@ func TestPodStep(t *testing.T) {
 		"latest migration":         {map[string]string{batchv1.JobNameLabel: "m-new"}, true, "migrate", true},
 		"older migration at start": {map[string]string{batchv1.JobNameLabel: "m-old"}, true, "migrate", false},
 		"a migration seen later":   {map[string]string{batchv1.JobNameLabel: "m-old"}, false, "migrate", true},
+		"a rehearsal at start":     {map[string]string{batchv1.JobNameLabel: "r-1"}, true, "rehearse", true},
+		"a rehearsal seen later":   {map[string]string{batchv1.JobNameLabel: "r-1"}, false, "rehearse", true},
 		"another job":              {map[string]string{batchv1.JobNameLabel: "backup"}, false, "", false},
 		"another workload's":       {map[string]string{"app": "db"}, true, "", false},
 		"no labels":                {nil, false, "", false},

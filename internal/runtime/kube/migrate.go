@@ -177,11 +177,20 @@ func (r *Runtime) migrateRef(rel *env.Release, tm *template.Template, d Data) *o
 // SHA under the same name (a Job template whose name does not carry the
 // SHA) or of another pod template (the commit's migrate changed at the
 // same SHA): each gets a fresh Job. A commit's migrate that a Job template
-// overrides is reported in rel.Warnings.
+// overrides is reported in rel.Warnings. A rehearsal (rel.Rehearsal) runs
+// as rehearse describes, never touching the environment's Secret or
+// migration Job.
 func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
+	step := "migrate"
+	if rel.Rehearsal {
+		step = "rehearse"
+	}
 	d, err := r.dataFor(rel)
 	if err != nil {
-		return &env.StepError{Step: "migrate", Err: err}
+		return &env.StepError{Step: step, Err: err}
+	}
+	if rel.Rehearsal {
+		d.SecretName = RehearsalSecretName
 	}
 	var tm *template.Template
 	if r.o.MigrateJob != "" {
@@ -193,13 +202,19 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	}
 	job, warning, err := r.migrateJobOf(rel, tm, d)
 	if err != nil {
-		return &env.StepError{Step: "migrate", Err: err}
+		return &env.StepError{Step: step, Err: err}
 	}
 	if warning != "" && !slices.Contains(rel.Warnings, warning) {
 		rel.Warnings = append(rel.Warnings, warning)
 	}
 	if job == nil {
 		return nil
+	}
+	if rel.Rehearsal {
+		if err := rehearsalJob(job, d.ShortSHA, !r.migration(rel).template); err != nil {
+			return &env.StepError{Step: step, Err: err}
+		}
+		return r.rehearse(ctx, rel, d, job)
 	}
 	jobs := r.cs.BatchV1().Jobs(d.Namespace)
 	cur, err := jobs.Get(ctx, job.GetName(), metav1.GetOptions{})
@@ -221,7 +236,124 @@ func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
 	if _, err := r.apply(ctx, rel, d, []*unstructured.Unstructured{job}, false); err != nil {
 		return err
 	}
-	return r.waitJob(ctx, d.Namespace, job.GetName())
+	return r.waitJob(ctx, d.Namespace, job.GetName(), step)
+}
+
+// rehearsalSuffix ends the name of a rehearsal's Job made from a Job
+// template.
+const rehearsalSuffix = "-rehearsal"
+
+// rehearsalJob turns a migration Job rendered for a rehearsal (with
+// .SecretName the rehearsal's Secret) into the rehearsal's own: the
+// generated Job is named previewd-rehearse-<shortsha>, a template's keeps
+// its name with "-rehearsal" (cut to 63 characters, a label value's
+// limit, the suffix kept); it carries LabelRehearse instead of
+// LabelMigrate. Every reference of its pod template to the environment's
+// Secret (envFrom, env valueFrom, a volume), which a template may name
+// literally, is pointed at the rehearsal's; a pod template that then reads
+// nothing from it cannot be pointed at the copy of the database (it would
+// migrate whatever it reads instead), and is refused.
+func rehearsalJob(job *unstructured.Unstructured, short string, generated bool) error {
+	if generated {
+		job.SetName("previewd-rehearse-" + short)
+	} else {
+		name := job.GetName()
+		if max := 63 - len(rehearsalSuffix); len(name) > max {
+			name = strings.TrimRight(name[:max], "-.")
+		}
+		job.SetName(name + rehearsalSuffix)
+	}
+	l := job.GetLabels()
+	delete(l, LabelMigrate)
+	l[LabelRehearse] = short
+	job.SetLabels(l)
+	a := job.GetAnnotations()
+	delete(a, AnnotationMigrateHash)
+	job.SetAnnotations(a)
+	pt, ok, _ := unstructured.NestedFieldNoCopy(job.Object, "spec", "template")
+	if !ok || pointSecret(pt, SecretName, RehearsalSecretName) == 0 {
+		return fmt.Errorf("the migrate job reads nothing from the environment's Secret ({{.SecretName}}): a rehearsal cannot point it at the copy of the database")
+	}
+	return nil
+}
+
+// pointSecret replaces, in a pod template (or any part of it), the Secret
+// from by to wherever a Secret is named: secretRef and secretKeyRef
+// names, secret volumes and projected secret sources. It returns how many
+// references to to there then are.
+func pointSecret(v any, from, to string) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for k, c := range v {
+			if ref, ok := c.(map[string]any); ok && (k == "secretRef" || k == "secretKeyRef" || k == "secret") {
+				for _, f := range []string{"name", "secretName"} {
+					switch ref[f] {
+					case from:
+						ref[f] = to
+						n++
+					case to:
+						n++
+					}
+				}
+			}
+			n += pointSecret(c, from, to)
+		}
+	case []any:
+		for _, c := range v {
+			n += pointSecret(c, from, to)
+		}
+	}
+	return n
+}
+
+// rehearse runs a rehearsal's Job: afresh always (an earlier one of its
+// name is deleted first), with the namespace and the rehearsal's own
+// Secret (RehearsalSecretName, the rehearsal's variables) applied and
+// recorded in the inventory like everything else (a crash leaves them to
+// teardown or Collect). Whatever the Job does, it and its Secret are then
+// deleted, and leave the inventory; a failure is a StepError of step
+// "rehearse" with the tail of its pod's log.
+func (r *Runtime) rehearse(ctx context.Context, rel *env.Release, d Data, job *unstructured.Unstructured) (err error) {
+	cur, gerr := r.cs.BatchV1().Jobs(d.Namespace).Get(ctx, job.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(gerr):
+	case gerr != nil:
+		return fmt.Errorf("reading job %s: %w", job.GetName(), gerr)
+	default:
+		if err := r.deleteJob(ctx, cur); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		// Even when the apply failed halfway, or ctx is done.
+		err = errors.Join(err, r.cleanRehearsal(context.WithoutCancel(ctx), rel.Key, d.Namespace, job.GetName()))
+	}()
+	if _, err := r.apply(ctx, rel, d, []*unstructured.Unstructured{job}, false); err != nil {
+		return err
+	}
+	return r.waitJob(ctx, d.Namespace, job.GetName(), "rehearse")
+}
+
+// cleanRehearsal deletes a rehearsal's Job (with its pods, waiting until
+// it is gone) and Secret, and takes them out of the inventory.
+func (r *Runtime) cleanRehearsal(ctx context.Context, key, ns, name string) error {
+	jobRef := objRef{APIVersion: "batch/v1", Kind: "Job", Namespace: ns, Name: name}
+	secRef := objRef{APIVersion: "v1", Kind: "Secret", Namespace: ns, Name: RehearsalSecretName}
+	if err := r.deleteJob(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return fmt.Errorf("deleting the rehearsal's job: %w", err)
+	}
+	err := r.cs.CoreV1().Secrets(ns).Delete(ctx, RehearsalSecretName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the rehearsal's secret: %w", err)
+	}
+	var errs []error
+	for _, ref := range []objRef{jobRef, secRef} {
+		if err := r.inv.DeleteItem(ctx, key, ref.item()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func jobCondition(j *batchv1.Job, t batchv1.JobConditionType) bool {
@@ -257,7 +389,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *batchv1.Job) error {
 
 // waitJob waits for the Job to complete. A failed Job fails the step with
 // the tail of its pod's log (when the log can be read).
-func (r *Runtime) waitJob(ctx context.Context, ns, name string) error {
+func (r *Runtime) waitJob(ctx context.Context, ns, name, step string) error {
 	wctx, cancel := context.WithTimeout(ctx, r.o.MigrateTimeout)
 	defer cancel()
 	t := time.NewTicker(r.o.PollInterval)
@@ -278,7 +410,7 @@ func (r *Runtime) waitJob(ctx context.Context, ns, name string) error {
 						why = strings.TrimSpace(c.Reason + ": " + c.Message)
 					}
 				}
-				return &env.StepError{Step: "migrate", Err: fmt.Errorf("job %s: %s", name, why), Tail: r.jobLogTail(ctx, ns, name)}
+				return &env.StepError{Step: step, Err: fmt.Errorf("job %s: %s", name, why), Tail: r.jobLogTail(ctx, ns, name)}
 			}
 		}
 		select {
@@ -286,7 +418,7 @@ func (r *Runtime) waitJob(ctx context.Context, ns, name string) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &env.StepError{Step: "migrate", Err: fmt.Errorf("job %s did not finish in %s", name, r.o.MigrateTimeout), Tail: r.jobLogTail(ctx, ns, name)}
+			return &env.StepError{Step: step, Err: fmt.Errorf("job %s did not finish in %s", name, r.o.MigrateTimeout), Tail: r.jobLogTail(ctx, ns, name)}
 		case <-t.C:
 		}
 	}

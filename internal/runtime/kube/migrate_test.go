@@ -16,7 +16,11 @@ import (
 
 // finishJob plays the job controller: once the Job exists, it is marked
 // complete (ok) or failed.
-func (f *fixture) finishJob(ns, name string, ok bool) {
+func (f *fixture) finishJob(ns, name string, ok bool) { f.finishJobSeeing(ns, name, ok, nil) }
+
+// finishJobSeeing is finishJob that first calls see (when set) with the
+// Job about to be finished, from its goroutine.
+func (f *fixture) finishJobSeeing(ns, name string, ok bool, see func(*batchv1.Job)) {
 	ctx := context.Background()
 	go func() {
 		for i := 0; i < 200; i++ {
@@ -25,6 +29,10 @@ func (f *fixture) finishJob(ns, name string, ok bool) {
 				// Not there yet, or a previous run's Job.
 				time.Sleep(20 * time.Millisecond)
 				continue
+			}
+			if see != nil {
+				see(j)
+				see = nil
 			}
 			now := metav1.Now()
 			j.Status.StartTime = &now

@@ -27,6 +27,12 @@ import (
 // environment's namespace, holding every variable of the release.
 const SecretName = "previewd-env"
 
+// RehearsalSecretName is the Secret a migration rehearsal's Job reads
+// (env.Release.Rehearsal): the rehearsal's variables, pointing at
+// previewd's copy of the database. It lives beside SecretName, only while
+// the rehearsal runs.
+const RehearsalSecretName = SecretName + "-rehearsal"
+
 // The labels on everything previewd applies.
 const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
@@ -40,6 +46,10 @@ const (
 	// template (command, image, template): a Job of the same name with
 	// another hash is replaced, never taken as this migration's.
 	AnnotationMigrateHash = "previewd.dev/migrate-hash"
+	// LabelRehearse marks a migration rehearsal's Job, with the SHA it
+	// rehearses; it never carries LabelMigrate, so it is never taken for
+	// the environment's migration.
+	LabelRehearse = "previewd.dev/rehearse"
 )
 
 // Data is what every template sees (see internal/tmpl).
