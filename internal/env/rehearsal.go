@@ -1,12 +1,21 @@
 package env
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// ErrNotRehearsable is what a runtime's Migrate of a rehearsal release
+// (Release.Rehearsal) returns, wrapped, when it cannot point the migration
+// at the rehearsal's copy of the database (a Kubernetes Job template that
+// reads no variables previewd gives it): the rehearsal is reported as not
+// made, and the rollout goes on, rather than migrating whatever database
+// the migration reads.
+var ErrNotRehearsable = errors.New("the migration cannot be pointed at the rehearsal's copy")
 
 // Rehearsal is what a pull request's migrations did to a copy of the
 // reference database (the template, or a schema-only copy of production)

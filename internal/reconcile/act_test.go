@@ -25,6 +25,7 @@ type fakeRuntime struct {
 	running     map[string]string // key -> running SHA
 	prepareErr  error
 	migrateErr  error
+	rehearseErr error // Migrate of a rehearsal release (Release.Rehearsal)
 	deployErr   error
 	deleteFails int // how many Deletes fail before one works
 	prepared    int
@@ -51,6 +52,9 @@ func (f *fakeRuntime) Migrate(ctx context.Context, rel *env.Release) error {
 	defer f.mu.Unlock()
 	if rel.Vars["DATABASE_URL"] == "" {
 		return errors.New("migrate without the database's variables")
+	}
+	if rel.Rehearsal && f.rehearseErr != nil {
+		return f.rehearseErr
 	}
 	return f.migrateErr
 }

@@ -60,6 +60,12 @@ func (r *Reconciler) rehearse(ctx context.Context, p *progress, target database.
 		r.log.Warn("migration rehearsal not made", "env", key, "sha", short, "err", err)
 		rep = env.Rehearsal{Skipped: err.Error(), StatementCount: -1, At: r.o.Now().UTC()}
 	}
+	if errors.Is(merr, env.ErrNotRehearsable) {
+		// The runtime could not point migrate at the copy: nothing was
+		// rehearsed, and the rollout goes on.
+		r.log.Warn("migration rehearsal not made", "env", key, "sha", short, "err", merr)
+		rep = env.Rehearsal{Skipped: merr.Error(), StatementCount: -1, At: r.o.Now().UTC()}
+	}
 	rep.SHA = src.SHA
 	rep.Failing = rep.Judge(r.o.Rehearsal.FailOn)
 	if err := r.o.Store.SetRehearsal(ctx, key, rep); err != nil {

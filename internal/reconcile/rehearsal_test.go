@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -134,6 +135,30 @@ func TestActRehearsalSkipped(t *testing.T) {
 	rep, err := f.st.Rehearsal(f.ctx, "feat")
 	if err != nil || !strings.Contains(rep.Skipped, "permission denied") || rep.Judge(nil) != nil {
 		t.Errorf("report %+v, %v", rep, err)
+	}
+}
+
+// TestActNotRehearsable: a runtime that cannot point the migration at the
+// rehearsal's copy (env.ErrNotRehearsable) gets the rehearsal reported as
+// not made, and the rollout goes on with the real migration.
+func TestActNotRehearsable(t *testing.T) {
+	f, _ := rehearsalFixture(t)
+	f.rt.rehearseErr = &env.StepError{Step: "migrate", Err: fmt.Errorf("%w: the migrate job reads nothing from the environment's Secret", env.ErrNotRehearsable)}
+	f.want(branch("feat", shaA))
+	f.mustReconcile("feat")
+	if r := f.record("feat"); r.Status != env.StatusReady {
+		t.Fatalf("status %s: %s", r.Status, r.Message)
+	}
+	rep, err := f.st.Rehearsal(f.ctx, "feat")
+	if err != nil || !strings.Contains(rep.Skipped, "reads nothing from the environment's Secret") || rep.Error != "" || rep.Judge(nil) != nil {
+		t.Errorf("report %+v, %v", rep, err)
+	}
+	migrated := false
+	for _, ev := range f.events("feat") {
+		migrated = migrated || ev.Reason == ReasonMigrating
+	}
+	if !migrated {
+		t.Error("the real migration did not run")
 	}
 }
 

@@ -18,7 +18,8 @@
 // labelled previewd.dev/rehearse, not previewd.dev/migrate) reading its own
 // Secret (previewd-env-rehearsal: .SecretName when the template renders,
 // and any literal reference to previewd-env is pointed at it; a template
-// reading neither is refused), and both are deleted once it finished.
+// reading neither is not rehearsed: env.ErrNotRehearsable, the rollout
+// goes on), and both are deleted once it finished.
 // A rollout is done when every Deployment is Available. An environment's
 // logs are those of its Deployments' and its latest migration Job's pods;
 // Follow streams them and, from a watch of the environment's pods, those

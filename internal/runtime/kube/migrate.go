@@ -181,10 +181,9 @@ func (r *Runtime) migrateRef(rel *env.Release, tm *template.Template, d Data) *o
 // as rehearse describes, never touching the environment's Secret or
 // migration Job.
 func (r *Runtime) Migrate(ctx context.Context, rel *env.Release) error {
+	// A rehearsal's failure is still the migrate step's (the reconciler
+	// says it was the rehearsal's), as on the local runtime.
 	step := "migrate"
-	if rel.Rehearsal {
-		step = "rehearse"
-	}
 	d, err := r.dataFor(rel)
 	if err != nil {
 		return &env.StepError{Step: step, Err: err}
@@ -252,7 +251,8 @@ const rehearsalSuffix = "-rehearsal"
 // Secret (envFrom, env valueFrom, a volume), which a template may name
 // literally, is pointed at the rehearsal's; a pod template that then reads
 // nothing from it cannot be pointed at the copy of the database (it would
-// migrate whatever it reads instead), and is refused.
+// migrate whatever it reads instead): env.ErrNotRehearsable, reported as
+// not rehearsed.
 func rehearsalJob(job *unstructured.Unstructured, short string, generated bool) error {
 	if generated {
 		job.SetName("previewd-rehearse-" + short)
@@ -272,7 +272,7 @@ func rehearsalJob(job *unstructured.Unstructured, short string, generated bool) 
 	job.SetAnnotations(a)
 	pt, ok, _ := unstructured.NestedFieldNoCopy(job.Object, "spec", "template")
 	if !ok || pointSecret(pt, SecretName, RehearsalSecretName) == 0 {
-		return fmt.Errorf("the migrate job reads nothing from the environment's Secret ({{.SecretName}}): a rehearsal cannot point it at the copy of the database")
+		return fmt.Errorf("%w: the migrate job reads nothing from the environment's Secret ({{.SecretName}})", env.ErrNotRehearsable)
 	}
 	return nil
 }
@@ -313,7 +313,7 @@ func pointSecret(v any, from, to string) int {
 // recorded in the inventory like everything else (a crash leaves them to
 // teardown or Collect). Whatever the Job does, it and its Secret are then
 // deleted, and leave the inventory; a failure is a StepError of step
-// "rehearse" with the tail of its pod's log.
+// "migrate" with the tail of its pod's log.
 func (r *Runtime) rehearse(ctx context.Context, rel *env.Release, d Data, job *unstructured.Unstructured) (err error) {
 	cur, gerr := r.cs.BatchV1().Jobs(d.Namespace).Get(ctx, job.GetName(), metav1.GetOptions{})
 	switch {
@@ -332,7 +332,7 @@ func (r *Runtime) rehearse(ctx context.Context, rel *env.Release, d Data, job *u
 	if _, err := r.apply(ctx, rel, d, []*unstructured.Unstructured{job}, false); err != nil {
 		return err
 	}
-	return r.waitJob(ctx, d.Namespace, job.GetName(), "rehearse")
+	return r.waitJob(ctx, d.Namespace, job.GetName(), "migrate")
 }
 
 // cleanRehearsal deletes a rehearsal's Job (with its pods, waiting until

@@ -65,7 +65,7 @@ func TestRehearsalJob(t *testing.T) {
 			}
 			err := rehearsalJob(job, "abc1234", tc.generated)
 			if tc.want == "" {
-				if err == nil || !strings.Contains(err.Error(), "cannot point it at the copy") {
+				if !errors.Is(err, env.ErrNotRehearsable) {
 					t.Fatalf("rehearsalJob = %v; want a refusal", err)
 				}
 				return
@@ -262,7 +262,7 @@ func TestMigrateRehearsal(t *testing.T) {
 	rel3 := release(key, sha('c'))
 	_, err = rehearse(rel3, false)
 	var se *env.StepError
-	if !errors.As(err, &se) || se.Step != "rehearse" || !strings.Contains(se.Error(), "BackoffLimitExceeded") || se.Tail == "" {
+	if !errors.As(err, &se) || se.Step != "migrate" || !strings.Contains(se.Error(), "BackoffLimitExceeded") || se.Tail == "" {
 		t.Fatalf("failing rehearsal: %v; want a rehearse StepError with a tail", err)
 	}
 
@@ -367,7 +367,7 @@ spec:
 	r = f.runtime(Options{MigrateJob: write("other.yaml", other), MigrateTimeout: 20 * time.Second})
 	err := r.Migrate(ctx, rehearsalOf(rel))
 	var se *env.StepError
-	if !errors.As(err, &se) || se.Step != "rehearse" || !strings.Contains(se.Error(), "cannot point it at the copy") {
+	if !errors.As(err, &se) || se.Step != "migrate" || !strings.Contains(se.Error(), "cannot be pointed at the rehearsal") || !errors.Is(err, env.ErrNotRehearsable) {
 		t.Fatalf("Migrate = %v; want a refusal", err)
 	}
 	if js, err := f.cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{}); err != nil || len(js.Items) > 0 {
