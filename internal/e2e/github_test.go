@@ -303,7 +303,7 @@ func TestGitHubWaitForChecks(t *testing.T) {
 	w.deliver("check_run", w.fake.CheckRunEvent(sha, "ci"))
 	w.a.waitStatus("pr-4", env.StatusReady, sha)
 	w.waitComment(4, "Preview ready")
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		cs := w.fake.CommitStatuses(sha)
 		if len(cs) == 0 || cs[len(cs)-1].State != "success" || cs[len(cs)-1].Context != "previewd" {
 			return fmt.Sprintf("commit statuses %+v", cs)
