@@ -95,7 +95,7 @@ func (w *ghWorld) ourComments(n int) []ghtest.Comment {
 // containing every string in want.
 func (w *ghWorld) waitComment(n int, want ...string) {
 	w.t.Helper()
-	eventually(w.t, 30*time.Second, func() string {
+	eventually(w.t, 60*time.Second, func() string {
 		cs := w.ourComments(n)
 		if len(cs) != 1 {
 			return fmt.Sprintf("pr-%d has %d previewd comments", n, len(cs))
@@ -114,7 +114,7 @@ func (w *ghWorld) waitComment(n int, want ...string) {
 // "?" may also be no deployment at all.
 func (w *ghWorld) waitDeployments(envName string, want map[string]string) {
 	w.t.Helper()
-	eventually(w.t, 30*time.Second, func() string {
+	eventually(w.t, 60*time.Second, func() string {
 		got := map[string]string{}
 		for _, d := range w.fake.Deployments() {
 			if d.Environment != envName {
