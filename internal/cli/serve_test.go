@@ -36,13 +36,43 @@ func TestServeRefusesOpenListen(t *testing.T) {
 				t.Errorf("validate: exit %d, %q %q", code, out, errs)
 			}
 			// serve runs until its context ends, then exits 0.
-			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-			defer cancel()
-			var out, errb strings.Builder
-			if code := Run(ctx, []string{"serve", "--config", cfg}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "msg=serving") {
-				t.Errorf("serve: exit %d, stderr %q", code, errb.String())
+			if code, errs := serveUntil(t, cfg, "msg=serving"); code != 0 || !strings.Contains(errs, "msg=serving") {
+				t.Errorf("serve: exit %d, stderr %q", code, errs)
 			}
 		})
+	}
+}
+
+// serveUntil runs serve on cfg until its log has all of wants (or it
+// exits), at most a minute, then ends its context and returns its exit
+// code and log. What serve logs at startup may take a while on a loaded
+// machine (a PostgreSQL query runs beside the listener): a fixed run time
+// would cut it off.
+func serveUntil(t *testing.T, cfg string, wants ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, []string{"serve", "--config", cfg}, &out, &errb) }()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case code := <-done:
+			return code, errb.String()
+		case <-deadline:
+			cancel()
+			return <-done, errb.String()
+		case <-time.After(20 * time.Millisecond):
+		}
+		all := true
+		for _, w := range wants {
+			all = all && strings.Contains(errb.String(), w)
+		}
+		if all {
+			cancel()
+			return <-done, errb.String()
+		}
 	}
 }
 
@@ -77,13 +107,6 @@ func TestAdminForProduction(t *testing.T) {
 		return writeConfig(t, "listen: \""+listen+"\"\ndataDir: "+t.TempDir()+"\nforge: {git: {url: /tmp/repo}}\nauth: {anonymous: viewer}\n"+
 			"database:\n  kind: postgres\n  postgres: {adminURL: '"+pg.AdminURLFor(db)+"', passwordSecret: cli-test-secret-0123456789"+extra+"}\n")
 	}
-	serve := func(cfg string) (int, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		var out, errb strings.Builder
-		code := Run(ctx, []string{"serve", "--config", cfg}, &out, &errb)
-		return code, errb.String()
-	}
 
 	// Isolation database: serve also says, once, that preview roles may
 	// CONNECT to production's database, and how to close it.
@@ -95,7 +118,7 @@ func TestAdminForProduction(t *testing.T) {
 	if strings.Contains(errs, pg.Password()) {
 		t.Errorf("validate repeated the admin password")
 	}
-	if code, errs := serve(loop); code != 0 || !strings.Contains(errs, "database.postgres.productionURL: not set") || !strings.Contains(errs, "msg=serving") ||
+	if code, errs := serveUntil(t, loop, "msg=serving", "productionURL: not set", "REVOKE CONNECT"); code != 0 || !strings.Contains(errs, "database.postgres.productionURL: not set") || !strings.Contains(errs, "msg=serving") ||
 		strings.Count(errs, `REVOKE CONNECT ON DATABASE \"`+db+`\" FROM PUBLIC;`) != 1 {
 		t.Errorf("serve on loopback: exit %d, %q; want it to run and log both warnings once", code, errs)
 	}
@@ -111,7 +134,7 @@ func TestAdminForProduction(t *testing.T) {
 	if code, out, errs := run(t, "validate", "--config", allowed); code != 0 || errs != "" {
 		t.Errorf("validate allowed: exit %d, %q %q", code, out, errs)
 	}
-	if code, errs := serve(allowed); code != 0 || !strings.Contains(errs, "msg=serving") || strings.Contains(errs, "productionURL") {
+	if code, errs := serveUntil(t, allowed, "msg=serving"); code != 0 || !strings.Contains(errs, "msg=serving") || strings.Contains(errs, "productionURL") {
 		t.Errorf("serve allowed: exit %d, %q", code, errs)
 	}
 }

@@ -40,6 +40,8 @@ func TestArgoCDMode(t *testing.T) {
 	dir := t.TempDir()
 	repo, kc := repoAndKubeconfig(t, cp, dir, "feature-x")
 	suffix := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	// The lease is long enough that a loaded API server does not cost
+	// the only instance its leadership (which ends the daemon).
 	yaml := fmt.Sprintf(`
 domain: preview.example.com
 forge: {git: {url: %s, pollInterval: 200ms}}
@@ -51,7 +53,7 @@ runtime:
     namespace: "d%s-{{.Key}}"
     productionNamespace: "d%s-production"
     image: "ghcr.io/acme/shop:{{.SHA}}"
-    leaderElection: {enabled: true, namespace: default, name: "previewd-%s", leaseDuration: 3s, renewDeadline: 2s, retryPeriod: 500ms}
+    leaderElection: {enabled: true, namespace: default, name: "previewd-%s", leaseDuration: 15s, renewDeadline: 10s, retryPeriod: 500ms}
     argocd: {token: t0ken}
 `, repo, kc, suffix, suffix, suffix)
 	cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })

@@ -95,7 +95,7 @@ func (w *ghWorld) ourComments(n int) []ghtest.Comment {
 // containing every string in want.
 func (w *ghWorld) waitComment(n int, want ...string) {
 	w.t.Helper()
-	eventually(w.t, 30*time.Second, func() string {
+	eventually(w.t, 60*time.Second, func() string {
 		cs := w.ourComments(n)
 		if len(cs) != 1 {
 			return fmt.Sprintf("pr-%d has %d previewd comments", n, len(cs))
@@ -114,7 +114,7 @@ func (w *ghWorld) waitComment(n int, want ...string) {
 // "?" may also be no deployment at all.
 func (w *ghWorld) waitDeployments(envName string, want map[string]string) {
 	w.t.Helper()
-	eventually(w.t, 30*time.Second, func() string {
+	eventually(w.t, 60*time.Second, func() string {
 		got := map[string]string{}
 		for _, d := range w.fake.Deployments() {
 			if d.Environment != envName {
@@ -303,7 +303,7 @@ func TestGitHubWaitForChecks(t *testing.T) {
 	w.deliver("check_run", w.fake.CheckRunEvent(sha, "ci"))
 	w.a.waitStatus("pr-4", env.StatusReady, sha)
 	w.waitComment(4, "Preview ready")
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		cs := w.fake.CommitStatuses(sha)
 		if len(cs) == 0 || cs[len(cs)-1].State != "success" || cs[len(cs)-1].Context != "previewd" {
 			return fmt.Sprintf("commit statuses %+v", cs)

@@ -131,6 +131,9 @@ func TestHighAvailability(t *testing.T) {
 	r.commit("main", nil)
 	doomedSHA := r.commit(doomed, map[string]string{"banner.txt": "doomed"})
 	// Production and the later branch roll out; the doomed one never does.
+	// The lease (below) is long enough that a loaded API server does not
+	// cost the leader its leadership, which ends it; the standby takes
+	// over once the killed leader's lease has run out.
 	kubetest.MarkAvailable(t, cs, prodNS, "ha-"+later)
 
 	yaml := fmt.Sprintf(`
@@ -153,7 +156,7 @@ runtime:
     productionNamespace: %q
     image: "registry.example/markdown-editor:{{.SHA}}"
     rolloutTimeout: 10m
-    leaderElection: {enabled: true, namespace: default, name: %q, leaseDuration: 3s, renewDeadline: 2s, retryPeriod: 250ms}
+    leaderElection: {enabled: true, namespace: default, name: %q, leaseDuration: 10s, renewDeadline: 7s, retryPeriod: 250ms}
 `, r.bare, pg.AdminURLFor(storeDB), pg.AdminURLFor(appDB), kubeconfig,
 		filepath.Join(moduleRoot(), "examples", "markdown-editor", "deploy", "preview"), prodNS, lease)
 	replicas := []*replica{startReplica(t, "replica 0", yaml), startReplica(t, "replica 1", yaml)}

@@ -170,7 +170,9 @@ func start(t testing.TB, yaml string) *instance {
 		cancel()
 		t.Fatal(err)
 	}
-	in := &instance{t: t, d: d, base: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second}}
+	// A request may wake a preview (a process start, up to the wake
+	// timeout's minute on a loaded machine): the client waits longer.
+	in := &instance{t: t, d: d, base: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), client: &http.Client{Timeout: 90 * time.Second}}
 	go func() { in.done <- d.Run(ctx) }()
 	t.Cleanup(in.stop)
 	return in

@@ -57,7 +57,9 @@ func TestSleepAndWakeOnRequest(t *testing.T) {
 	mainSHA := r.commit("main", nil)
 	sha := r.commit("feature-a", map[string]string{"banner.txt": "A"})
 	dataDir := t.TempDir()
-	in := start(t, lifecycleYAML(dataDir, r.bare, app, "", "  sleepAfter: 1s\n"))
+	// Not less: a wake that takes longer than sleepAfter is idle again
+	// at once (its activity is the request that woke it).
+	in := start(t, lifecycleYAML(dataDir, r.bare, app, "", "  sleepAfter: 3s\n"))
 	a := in.api()
 	a.waitStatus("production", env.StatusReady, mainSHA)
 	a.waitStatus("feature-a", env.StatusReady, sha)
@@ -78,7 +80,7 @@ func TestSleepAndWakeOnRequest(t *testing.T) {
 	if _, err := os.Stat(dataDir + "/databases/feature-a.sqlite"); err != nil {
 		t.Fatalf("sleep lost the database: %v", err)
 	}
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		var audit struct {
 			Entries []struct{ Actor, Action, Key string } `json:"entries"`
 		}
@@ -223,6 +225,15 @@ func TestEvictLeastRecentlyUsed(t *testing.T) {
 	if !strings.Contains(e.Message, "make room for b") {
 		t.Errorf("a: %q", e.Message)
 	}
+	// Sleeping is said before the process stops: a request before it has
+	// stopped is answered by the old process, wakes nothing and evicts
+	// nothing, so wait for the stop.
+	eventually(t, 20*time.Second, func() string {
+		if pids := appPIDs(dataDir, "a"); len(pids) != 0 {
+			return fmt.Sprintf("evicted a still runs %v", pids)
+		}
+		return ""
+	})
 	if code, body := a.preview("a", "GET", "/healthz", ""); code != http.StatusOK || !strings.Contains(body, shaA) {
 		t.Fatalf("waking a: %d %s", code, body)
 	}
@@ -242,14 +253,14 @@ func TestTTLWarnRemoveRevive(t *testing.T) {
 	r := newRepo(t)
 	mainSHA := r.commit("main", nil)
 	dataDir := t.TempDir()
-	in := start(t, lifecycleYAML(dataDir, r.bare, app, "", "  ttl: 6s\n  warnBefore: 4s\n"))
+	in := start(t, lifecycleYAML(dataDir, r.bare, app, "", "  ttl: 15s\n  warnBefore: 12s\n"))
 	a := in.api()
 	sha := r.commit("old", nil)
 	in.sync()
 	a.waitStatus("old", env.StatusReady, sha)
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		// Saved just after the rollout's status.
-		if e, _ := a.environment("old"); e.ExpiresAt == nil || time.Until(*e.ExpiresAt) > 7*time.Second {
+		if e, _ := a.environment("old"); e.ExpiresAt == nil || time.Until(*e.ExpiresAt) > 16*time.Second {
 			return fmt.Sprintf("expiresAt %v", e.ExpiresAt)
 		}
 		return ""
@@ -267,8 +278,16 @@ func TestTTLWarnRemoveRevive(t *testing.T) {
 	if _, err := os.Stat(dataDir + "/databases/old.sqlite"); !os.IsNotExist(err) {
 		t.Errorf("the expired preview's database is still there: %v", err)
 	}
+	// A second branch pushed before the poll: once it has been ready, the
+	// listing that saw both has been reconciled (not a fixed sleep).
+	r.commit("probe", nil)
 	in.sync()
-	time.Sleep(500 * time.Millisecond) // a poll that would bring it back has run by now
+	eventually(t, 60*time.Second, func() string {
+		if !a.hasEvent("probe", "Ready") {
+			return "the probe branch has not been ready yet"
+		}
+		return ""
+	})
 	if e, _ := a.environment("old"); e.DeletedAt == nil {
 		t.Fatalf("a poll brought the expired preview back: %s", e.Status)
 	}
@@ -290,14 +309,33 @@ func TestKeepAndExtend(t *testing.T) {
 	a := in.api()
 	shaK, shaE, shaO := r.commit("kept", nil), r.commit("extended", nil), r.commit("other", nil)
 	in.sync()
-	for k, s := range map[string]string{"kept": shaK, "extended": shaE, "other": shaO} {
-		a.waitStatus(k, env.StatusReady, s)
+	// Kept and extended as soon as they exist: idle for a second after
+	// its push, a preview may sleep before the last of the three is
+	// ready, and a kept sleeper stays asleep.
+	var extend string
+	for _, req := range []struct{ key, action, body string }{{"kept", "keep", ""}, {"extended", "extend", `{"duration":"1h"}`}} {
+		eventually(t, 60*time.Second, func() string {
+			code, body := a.post("/api/v1/environments/"+req.key+"/"+req.action, req.body)
+			if code != http.StatusAccepted {
+				return fmt.Sprintf("%s %s: %d %s", req.action, req.key, code, body)
+			}
+			extend = body
+			return ""
+		})
 	}
-	if code, body := a.post("/api/v1/environments/kept/keep", ""); code != http.StatusAccepted {
-		t.Fatalf("keep: %d %s", code, body)
+	if !strings.Contains(extend, "expiresAt") {
+		t.Fatalf("extend: %s", extend)
 	}
-	if code, body := a.post("/api/v1/environments/extended/extend", `{"duration":"1h"}`); code != http.StatusAccepted || !strings.Contains(body, "expiresAt") {
-		t.Fatalf("extend: %d %s", code, body)
+	a.waitStatus("kept", env.StatusReady, shaK)
+	// The other two sleep a second after they are ready: that they have
+	// been is what counts.
+	for k, sha := range map[string]string{"extended": shaE, "other": shaO} {
+		eventually(t, 60*time.Second, func() string {
+			if e, _ := a.environment(k); e.SHA != sha || !a.hasEvent(k, "Ready") {
+				return fmt.Sprintf("%s has not been ready at %s: %s at %s", k, env.ShortSHA(sha), e.Status, env.ShortSHA(e.SHA))
+			}
+			return ""
+		})
 	}
 	for _, p := range []string{"keep", "extend", "sleep"} {
 		if code, _ := a.post("/api/v1/environments/production/"+p, `{"duration":"1h"}`); code != http.StatusConflict {
@@ -377,5 +415,10 @@ func TestLifecycleSurvivesKill9(t *testing.T) {
 	a.waitGone("b")
 	a.waitStatus("c", env.StatusReady, shas["c"])
 	a.waitStatus("a", env.StatusSleeping, shas["a"])
+	// Right after the restart the check above may run before a has been
+	// reconciled; by now it has (c took the slot b left).
+	if pids := appPIDs(p.dataDir, "a"); len(pids) != 0 {
+		t.Errorf("the sleeper runs %v after the restart", pids)
+	}
 	p.killApps("a", "c", "production")
 }

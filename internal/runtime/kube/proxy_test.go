@@ -185,14 +185,14 @@ func TestRouter(t *testing.T) {
 // handler.
 func waitProxy(t *testing.T, router *Router, key string, want bool) http.Handler {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		h, ok := router.Proxy(key)
 		if ok == want {
 			return h
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Proxy(%s) = %v after 10s, want %v", key, ok, want)
+			t.Fatalf("Proxy(%s) = %v after 30s, want %v", key, ok, want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

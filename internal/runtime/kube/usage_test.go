@@ -138,7 +138,7 @@ func TestUsage(t *testing.T) {
 	}
 	var after runtime.Sample
 	// The pod has no node: it goes at once.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		got, err := rt.Usage(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -187,7 +187,7 @@ func TestStepLeavesNothingRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGKILL)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for startTime(pid) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the build's background process %d still runs after the build", pid)

@@ -124,6 +124,9 @@ func TestSleepWillNotStop(t *testing.T) {
 		t.Errorf("process items after a failed sleep: %v, want %d kept", got, p.PID)
 	}
 	f.r.signal = killGroup
+	// The retried sleep stops it for real: 100 ms from SIGKILL to the
+	// reaped exit is too little for a loaded machine.
+	f.r.o.StopTimeout = 20 * time.Second
 	if err := f.r.Sleep(ctx, "feat"); err != nil {
 		t.Fatalf("retried sleep: %v", err)
 	}
