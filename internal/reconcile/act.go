@@ -315,6 +315,11 @@ func (r *Reconciler) deploy(ctx context.Context, o Observed, plan Plan) (res Res
 	for _, w := range rel.Warnings {
 		msg += "\n" + w
 	}
+	if !restart {
+		// Ready is activity: sleepAfter counts from when it can be
+		// used, not from a push a long build began with.
+		r.Touch(key)
+	}
 	ready := env.StatusReady
 	// The runtime may have found the real URL (e.g. an Ingress host).
 	out = &outcome{status: &ready, reason: ReasonReady, msg: msg,

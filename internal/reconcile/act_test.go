@@ -29,6 +29,7 @@ type fakeRuntime struct {
 	deployErr   error
 	deleteFails int // how many Deletes fail before one works
 	prepared    int
+	onPrepare   func() // called by Prepare (a test's clock moving during a build)
 	warnings    []string // Deploy sets them on the release
 }
 
@@ -41,6 +42,9 @@ func (f *fakeRuntime) Prepare(ctx context.Context, rel *env.Release) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.prepared++
+	if f.onPrepare != nil {
+		f.onPrepare()
+	}
 	if f.prepareErr != nil {
 		return f.prepareErr
 	}

@@ -156,6 +156,25 @@ func TestActSleepAndWake(t *testing.T) {
 	}
 }
 
+// TestActReadyIsActivity: a build longer than sleepAfter does not put the
+// preview to sleep the moment it is ready: sleepAfter counts from ready.
+func TestActReadyIsActivity(t *testing.T) {
+	f, rt, _ := newLifecycleFixture(t, env.Lifecycle{SleepAfter: 30 * time.Minute})
+	rt.onPrepare = func() { f.clock.add(40 * time.Minute) }
+	f.want(branch("a", shaA))
+	f.mustReconcile("a")
+	rt.onPrepare = nil
+	f.mustReconcile("a")
+	if r := f.record("a"); r.Status != env.StatusReady {
+		t.Fatalf("after a 40-minute build: %s %q, want ready", r.Status, r.Message)
+	}
+	f.clock.add(31 * time.Minute)
+	f.mustReconcile("a")
+	if s := f.status("a"); s != env.StatusSleeping {
+		t.Errorf("31 idle minutes after ready: %s, want sleeping", s)
+	}
+}
+
 // TestActSleepFailureIsRetried: a sleep that fails keeps the preview
 // ready, says so, and is retried.
 func TestActSleepFailureIsRetried(t *testing.T) {

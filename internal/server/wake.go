@@ -154,6 +154,11 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request, key string) bool {
 		case <-poll.C:
 			if h, ok := s.o.Router.Proxy(key); ok {
 				s.o.Logger.Debug("woken request served", "env", key, "took", time.Since(start))
+				if s.o.Touch != nil {
+					// Served is activity: a wake longer than sleepAfter
+					// must not leave it idle the moment it answers.
+					s.o.Touch(key)
+				}
 				h.ServeHTTP(w, r)
 				return true
 			}

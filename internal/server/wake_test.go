@@ -197,7 +197,7 @@ func notYet(t *testing.T, c <-chan answer, what string) {
 // TestWakeOnRequest: a request for a sleeping preview wakes it and is
 // held until the Router serves the key, then answered by the app; a
 // second request that arrives while it starts is held too and wakes
-// nothing more; both are activity.
+// nothing more; both are activity, when held and when served.
 func TestWakeOnRequest(t *testing.T) {
 	f := newWakeFixture(t, Options{})
 	f.st.set("pr-3", env.StatusSleeping, "sleeping since 10:00")
@@ -232,6 +232,11 @@ func TestWakeOnRequest(t *testing.T) {
 	}
 	if wakes, _ := f.calls(); len(wakes) != 1 {
 		t.Errorf("Wake called %v, want once", wakes)
+	}
+	// Served is activity too: a wake longer than sleepAfter does not
+	// leave the preview idle the moment it answers.
+	if _, touches := f.calls(); len(touches) != 4 {
+		t.Errorf("touches %v, want pr-3 twice while waking and twice when served", touches)
 	}
 }
 
