@@ -11,13 +11,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/previewd/previewd/internal/env"
 )
 
 // Cache is a bare repository that holds the commits fetched for every
 // environment, so each commit's objects are fetched once. One fetch (or
-// ref deletion) runs at a time.
+// ref deletion) runs at a time, also across processes sharing the
+// directory (previewd serve and a second previewd on one dataDir): they
+// take a flock on <dir>.lock.
 type Cache struct {
 	dir string
 	mu  sync.Mutex
@@ -59,8 +63,11 @@ func (c *Cache) Fetch(ctx context.Context, repo, ref, into, sha string, creds fu
 			return fmt.Errorf("%q is not a full ref name", r)
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if !c.exists() {
 		if _, err := Run(ctx, "", "init", "--quiet", "--bare", "--", c.dir); err != nil {
 			return err
@@ -89,12 +96,55 @@ func (c *Cache) Fetch(ctx context.Context, repo, ref, into, sha string, creds fu
 	return nil
 }
 
+// lock takes the cache for one fetch or ref deletion: the mutex within
+// this process, then the flock on <dir>.lock against other processes,
+// waiting while ctx lasts. The lock file is never removed, so everyone
+// locks the same file.
+func (c *Cache) lock(ctx context.Context) (unlock func(), err error) {
+	c.mu.Lock()
+	defer func() {
+		if err != nil {
+			c.mu.Unlock()
+		}
+	}()
+	if err := os.MkdirAll(filepath.Dir(c.dir), 0o755); err != nil {
+		return nil, fmt.Errorf("creating the object cache's directory: %w", err)
+	}
+	f, err := os.OpenFile(c.dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the object cache's lock: %w", err)
+	}
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking the object cache: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for the object cache (another process fetches): %w", ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+	return func() {
+		f.Close() // releases the flock
+		c.mu.Unlock()
+	}, nil
+}
+
 // DeleteRef removes ref from the cache, so the commits only it kept can be
 // pruned by git's automatic gc. A ref (or a cache) that is not there is no
 // error.
 func (c *Cache) DeleteRef(ctx context.Context, ref string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if !c.exists() {
 		return nil
 	}

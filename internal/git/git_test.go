@@ -2,9 +2,11 @@ package git
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -274,5 +276,71 @@ func TestFiles(t *testing.T) {
 	}
 	if _, err := c.Files(ctx, sha, "../x"); err == nil || errors.Is(err, ErrNoTree) {
 		t.Errorf("Files(../x) = %v, want a refusal", err)
+	}
+}
+
+// holdEnv makes the test binary, run again as a child, hold the object
+// cache's lock of the directory it names until its stdin closes: another
+// process sharing the cache.
+const holdEnv = "PREVIEWD_TEST_HOLD_CACHE"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(holdEnv); dir != "" {
+		unlock, err := NewCache(dir).lock(context.Background())
+		if err != nil {
+			os.Stderr.WriteString(err.Error())
+			os.Exit(1)
+		}
+		os.Stdout.WriteString("held\n")
+		io.Copy(io.Discard, os.Stdin)
+		unlock()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestCacheLockAcrossProcesses: while another process holds the object
+// cache (a second previewd on one dataDir), a fetch waits for it, and one
+// whose context ends first says why; once it lets go the fetch runs.
+func TestCacheLockAcrossProcesses(t *testing.T) {
+	dir, sha := repo(t)
+	cacheDir := filepath.Join(t.TempDir(), "cache.git")
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), holdEnv+"="+cacheDir)
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); child.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "held\n" {
+		t.Fatalf("the other process: %q %v", line, err)
+	}
+
+	c := NewCache(cacheDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Fetch(ctx, dir, "refs/heads/main", "refs/previewd/feat", sha, nil); err == nil || !strings.Contains(err.Error(), "another process fetches") {
+		t.Fatalf("a fetch while another process holds the cache = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Fetch(context.Background(), dir, "refs/heads/main", "refs/previewd/feat", sha, nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the fetch did not wait for the other process: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	stdin.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !c.Has(context.Background(), sha) {
+		t.Error("the fetch after the other process let go has not the commit")
 	}
 }
