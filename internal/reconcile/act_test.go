@@ -29,7 +29,7 @@ type fakeRuntime struct {
 	deployErr   error
 	deleteFails int // how many Deletes fail before one works
 	prepared    int
-	onPrepare   func() // called by Prepare (a test's clock moving during a build)
+	onPrepare   func()   // called by Prepare (a test's clock moving during a build)
 	warnings    []string // Deploy sets them on the release
 }
 
