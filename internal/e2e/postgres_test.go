@@ -35,17 +35,7 @@ func testPostgres(t *testing.T, isolation string) {
 	prodDB := pg.NewDatabase(t)
 	template := ""
 	if isolation == "database" {
-		template = pg.NewDatabase(t)
-		// The template holds the migrated schema and a row, as a seed
-		// database would.
-		migrate := exec.Command(app, "migrate")
-		migrate.Env = append(os.Environ(), "DATABASE_URL="+pg.AdminURLFor(template), "DATABASE_SCHEMA=public")
-		if out, err := migrate.CombinedOutput(); err != nil {
-			t.Fatalf("migrating the template: %v\n%s", err, out)
-		}
-		if err := pg.Exec(ctx, template, `INSERT INTO documents (title, content) VALUES ('from the template', 'seeded')`); err != nil {
-			t.Fatal(err)
-		}
+		template = seededTemplate(t, pg, app)
 	}
 	r := newRepo(t)
 	r.commit("main", map[string]string{"banner.txt": "production"})
@@ -293,4 +283,21 @@ func TestDBCommandsPostgres(t *testing.T) {
 	if left != 0 {
 		t.Errorf("drop left %d objects", left)
 	}
+}
+
+// seededTemplate returns a new database holding the example app's
+// migrated schema and one document, "from the template", as a seed
+// database would.
+func seededTemplate(t *testing.T, pg *pgtest.Cluster, app string) string {
+	t.Helper()
+	template := pg.NewDatabase(t)
+	migrate := exec.Command(app, "migrate")
+	migrate.Env = append(os.Environ(), "DATABASE_URL="+pg.AdminURLFor(template), "DATABASE_SCHEMA=public")
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrating the template: %v\n%s", err, out)
+	}
+	if err := pg.Exec(context.Background(), template, `INSERT INTO documents (title, content) VALUES ('from the template', 'seeded')`); err != nil {
+		t.Fatal(err)
+	}
+	return template
 }

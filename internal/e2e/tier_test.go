@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -26,15 +24,7 @@ func TestGitHubDBTierOnPostgres(t *testing.T) {
 	pg := pgtest.Shared(t)
 	app, _ := binaries(t)
 	ctx := context.Background()
-	prodDB, template := pg.NewDatabase(t), pg.NewDatabase(t)
-	migrate := exec.Command(app, "migrate")
-	migrate.Env = append(os.Environ(), "DATABASE_URL="+pg.AdminURLFor(template), "DATABASE_SCHEMA=public")
-	if out, err := migrate.CombinedOutput(); err != nil {
-		t.Fatalf("migrating the template: %v\n%s", err, out)
-	}
-	if err := pg.Exec(ctx, template, `INSERT INTO documents (title, content) VALUES ('from the template', 'seeded')`); err != nil {
-		t.Fatal(err)
-	}
+	prodDB, template := pg.NewDatabase(t), seededTemplate(t, pg, app)
 	w := &ghWorld{t: t, fake: ghtest.New(t, "octocat", "Hello-World"), repo: newRepo(t)}
 	mainSHA := w.repo.commit("main", map[string]string{"banner.txt": "production"})
 	w.fake.SetBranch("main", mainSHA)
