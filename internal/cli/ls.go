@@ -133,6 +133,7 @@ func printEnvironment(w io.Writer, e client.Environment, now time.Time) {
 	field("message", msg)
 	field("url", e.URL)
 	field("database", e.Database)
+	field("database tier", e.DBTier)
 	field("created", when(&e.CreatedAt))
 	field("updated", when(&e.UpdatedAt))
 	field("ready", when(e.ReadyAt))
