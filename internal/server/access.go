@@ -87,6 +87,18 @@ func (s *Server) protect(need auth.Role, page bool, h http.HandlerFunc) http.Han
 	})
 }
 
+// stillAllowed reports whether r's credentials still give role need. An
+// open stream asks at each heartbeat, so signing out, a revoked or an
+// expired session ends the streams it opened too, within a heartbeat.
+func (s *Server) stillAllowed(r *http.Request, need auth.Role) bool {
+	p, err := s.authenticate(r)
+	if err == nil && p.Role.Allows(need) {
+		return true
+	}
+	s.o.Logger.Info("stream ended: its credentials no longer hold", "path", r.URL.Path, "remote", remote(r), "reason", reason(err))
+	return false
+}
+
 // reason is what may be said of a refused credential: never its value.
 func reason(err error) string {
 	switch {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/previewd/previewd/internal/auth"
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/events"
 )
@@ -122,7 +123,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-beat.C:
-			if !send([]byte(": heartbeat\n\n")) {
+			if !s.stillAllowed(r, auth.Viewer) || !send([]byte(": heartbeat\n\n")) {
 				return
 			}
 		case c, ok := <-sub.C:

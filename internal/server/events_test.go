@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -434,5 +435,70 @@ func TestEventsSlowClient(t *testing.T) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("the stalled stream is still open: %v", err)
+	}
+}
+
+// TestStreamEndsOnSignOut: an event stream opened with a session ends
+// within a heartbeat of its sign-out (a revoked session), as it does when
+// the session expires; until then it stays open.
+func TestStreamEndsOnSignOut(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a := auth.New(auth.Options{Tokens: tokens(), Sessions: auth.NewSessions([]byte(sessionSecret), time.Hour, nil), Revocations: st})
+	hub := events.New(events.Options{Heartbeat: 50 * time.Millisecond})
+	srv := httptest.NewServer(New(Options{Store: st, Auth: a, Events: hub}))
+	t.Cleanup(func() { hub.Close(); srv.Close() })
+	post := func(path string, form url.Values, cookie *http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	cookie := sessionCookie(t, post("/signin", url.Values{"token": {viewerToken}, "next": {"/"}}, nil))
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, "GET", srv.URL+"/api/v1/events", nil)
+	req.AddCookie(cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %s", resp.Status)
+	}
+	br := bufio.NewReader(resp.Body)
+	beats := 0
+	for beats < 2 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended before the sign-out: %v", err)
+		}
+		if strings.HasPrefix(line, ": heartbeat") {
+			beats++
+		}
+	}
+	if resp := post("/signout", nil, cookie); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %s", resp.Status)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		t.Fatalf("the stream after the sign-out: %v, want it ended by the server", err)
+	}
+	if sctx.Err() != nil {
+		t.Fatal("the stream outlived its sign-out until the test gave up")
 	}
 }

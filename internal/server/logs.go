@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/previewd/previewd/internal/auth"
 	"github.com/previewd/previewd/internal/env"
 	"github.com/previewd/previewd/internal/runtime"
 	"github.com/previewd/previewd/internal/store"
@@ -195,7 +196,7 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, key string, 
 				return
 			}
 		case <-beat.C:
-			if !send([]byte(": heartbeat\n\n"), true) {
+			if !s.stillAllowed(r, auth.Viewer) || !send([]byte(": heartbeat\n\n"), true) {
 				return
 			}
 		}
