@@ -411,6 +411,7 @@ func (rf *RepoFile) Apply(base env.AppSpec, from string) env.AppSpec {
 	set(&s.Run, l.Run)
 	set(&s.HealthPath, l.HealthPath)
 	set(&s.Migrate, rf.Migrate)
+	s.MigrateSet = s.MigrateSet || rf.Migrate != nil
 	set(&s.Manifests, rf.Runtime.Kubernetes.Manifests)
 	if l.StartTimeout != nil {
 		s.StartTimeout = l.StartTimeout.Duration

@@ -38,7 +38,7 @@ runtime:
 	base := env.AppSpec{Build: "go build", Run: "./app", HealthPath: "/healthz", StartTimeout: time.Minute, Migrate: "old", Manifests: "deploy/x"}
 	got := rf.Apply(base, ".previewd.yaml at abc1234")
 	want := env.AppSpec{
-		Build: "", Run: "npm start -- -p $PORT", HealthPath: "/", StartTimeout: 90 * time.Second, Migrate: "./app migrate",
+		Build: "", Run: "npm start -- -p $PORT", HealthPath: "/", StartTimeout: 90 * time.Second, Migrate: "./app migrate", MigrateSet: true,
 		Paths:     []string{"apps/web/**", "packages/ui/**"},
 		Manifests: "deploy/preview",
 		Processes: map[string]env.AppProcess{"web": {Run: "npm start", HealthPath: "/", HTTP: true}, "worker": {Run: "node worker.js"}},
@@ -54,7 +54,7 @@ runtime:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rf.Apply(base, ""); got.Build != "go build" || got.Run != "./other" || got.HealthPath != "/healthz" || got.Migrate != "old" {
+	if got := rf.Apply(base, ""); got.Build != "go build" || got.Run != "./other" || got.HealthPath != "/healthz" || got.Migrate != "old" || got.MigrateSet {
 		t.Errorf("partial file: %+v", got)
 	}
 	for _, empty := range []string{"", "\n", "# nothing\n"} {

@@ -19,6 +19,10 @@ type AppSpec struct {
 	// Build, Run and Migrate are shell commands (runtime.local.build,
 	// runtime.local.run, migrate).
 	Build, Run, Migrate string
+	// MigrateSet is true when the repository's file sets migrate (to
+	// empty, too: no migrations), so a runtime with its own migrate
+	// command (runtime.kubernetes.migrate.command) yields to it.
+	MigrateSet bool
 	// HealthPath is polled until it answers 2xx.
 	HealthPath string
 	// StartTimeout bounds the wait for health; zero leaves the runtime's.

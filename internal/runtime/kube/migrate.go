@@ -34,14 +34,15 @@ type migration struct {
 }
 
 // migrationOf decides how a release whose app spec is spec migrates. The
-// commit's migrate (its .previewd.yaml's) applies when it differs from
-// the config's top-level migrate, configMigrate: it runs as "/bin/sh -c"
-// in the generated Job, and an empty one runs none. Otherwise command
+// commit's migrate (its .previewd.yaml's) applies when the file sets it
+// (spec.MigrateSet) or it differs from the config's top-level migrate,
+// configMigrate: it runs as "/bin/sh -c" in the generated Job, and an
+// empty one runs none. Otherwise command
 // (runtime.kubernetes.migrate.command, or the config's migrate) runs. A
 // Job template (job) always wins: the commit's different migrate is then
 // not applied, and the warning says so.
 func migrationOf(spec *env.AppSpec, configMigrate string, command []string, job bool) migration {
-	own := spec != nil && spec.Migrate != configMigrate
+	own := spec != nil && (spec.MigrateSet || spec.Migrate != configMigrate)
 	switch {
 	case job && own:
 		from := spec.From

@@ -30,6 +30,8 @@ func TestMigrationOf(t *testing.T) {
 		"the commit's empty":            {&env.AppSpec{Migrate: ""}, "./app migrate", argv, false, migration{}},
 		"the commit's blank":            {&env.AppSpec{Migrate: "  "}, "./app migrate", argv, false, migration{}},
 		"both empty keeps the argv":     {&env.AppSpec{}, "", argv, false, migration{command: argv}},
+		"the file's empty, both empty":  {&env.AppSpec{MigrateSet: true}, "", argv, false, migration{}},
+		"the file's, same as config's":  {&env.AppSpec{Migrate: "./app migrate", MigrateSet: true}, "./app migrate", argv, false, migration{command: []string{"/bin/sh", "-c", "./app migrate"}}},
 		"nothing configured":            {&env.AppSpec{}, "", nil, false, migration{}},
 		"a job template":                {&env.AppSpec{Migrate: "./app migrate"}, "./app migrate", nil, true, migration{template: true}},
 		"a job template, no spec":       {nil, "", nil, true, migration{template: true}},
