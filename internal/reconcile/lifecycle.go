@@ -49,13 +49,7 @@ func (r *Reconciler) Wake(key string) {
 		return
 	}
 	r.Touch(key)
-	r.mu.Lock()
-	r.seq++
-	q := r.requests[key]
-	q.wake = r.seq
-	r.requests[key] = q
-	r.mu.Unlock()
-	r.queue.Add(key)
+	r.ask(key, func(q *request, seq uint64) { q.wake = seq })
 }
 
 // Sleep asks for key to be put to sleep now, on actor's request. It counts
@@ -72,12 +66,7 @@ func (r *Reconciler) Sleep(ctx context.Context, key, actor string) error {
 // askSleep asks for key to sleep, saying why; evicted when it is to make
 // room for another.
 func (r *Reconciler) askSleep(key, why string, evicted bool) {
-	r.mu.Lock()
-	q := r.requests[key]
-	q.sleep, q.evicted = why, evicted
-	r.requests[key] = q
-	r.mu.Unlock()
-	r.queue.Add(key)
+	r.ask(key, func(q *request, _ uint64) { q.sleep, q.evicted = why, evicted })
 }
 
 // MaxExtend is the longest /preview extend.

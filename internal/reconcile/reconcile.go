@@ -206,35 +206,33 @@ func (r *Reconciler) Enqueue(key string) {
 // API's and the CLI's redeploy). The request is kept until a reconcile
 // handles it.
 func (r *Reconciler) Redeploy(key string) {
-	r.mu.Lock()
-	r.seq++
-	q := r.requests[key]
-	q.redeploy = r.seq
-	r.requests[key] = q
-	r.fresh[key] = true
-	r.mu.Unlock()
-	r.queue.Add(key)
+	r.ask(key, func(q *request, seq uint64) {
+		q.redeploy = seq
+		r.fresh[key] = true
+	})
 }
 
 // ResetDB asks for key's preview to get a fresh database (reset-db). The
 // request waits until the preview is ready, sleeping or failed, and is
 // dropped if the preview goes away.
 func (r *Reconciler) ResetDB(key string) {
-	r.mu.Lock()
-	r.seq++
-	q := r.requests[key]
-	q.reset = r.seq
-	r.requests[key] = q
-	r.mu.Unlock()
-	r.queue.Add(key)
+	r.ask(key, func(q *request, seq uint64) { q.reset = seq })
 }
 
 // Exited is the runtime's report that key's process exited on its own.
 // The reconcile it enqueues restarts it after a backoff, or gives up.
 func (r *Reconciler) Exited(key string) {
+	now := r.o.Now()
+	r.ask(key, func(q *request, _ uint64) { q.exited = now })
+}
+
+// ask changes key's pending request under r.mu (seq is a new sequence
+// number, for a request a reconcile must see once) and enqueues key.
+func (r *Reconciler) ask(key string, change func(q *request, seq uint64)) {
 	r.mu.Lock()
+	r.seq++
 	q := r.requests[key]
-	q.exited = r.o.Now()
+	change(&q, r.seq)
 	r.requests[key] = q
 	r.mu.Unlock()
 	r.queue.Add(key)
