@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -22,27 +21,13 @@ import (
 
 var _ database.Rehearser = (*Provider)(nil)
 
-// rehearsalPrefix starts the file a rehearsal runs on (".new-rehearsal-"
-// key ".sqlite"); rehearsalSuffix ends its inventory name (key +
-// rehearsalSuffix, never a key).
-const (
-	rehearsalPrefix = ".new-rehearsal-"
-	rehearsalSuffix = "$rehearsal"
-)
-
 // RehearsalPath returns the file the rehearsal of key runs on.
-func (p *Provider) RehearsalPath(key string) string {
-	return filepath.Join(p.dir, rehearsalPrefix+key+".sqlite")
-}
+func (p *Provider) RehearsalPath(key string) string { return p.auxPath(rehearsalFile, key) }
 
 // RehearsalItems implements database.Rehearser: the rehearsal's file,
 // named key$rehearsal in the inventory.
 func (p *Provider) RehearsalItems(t database.Target) []env.Item {
-	if t.Production || t.Key == env.ProductionKey || env.CheckKey(t.Key) != nil {
-		return nil
-	}
-	data, _ := json.Marshal(itemData{Path: p.RehearsalPath(t.Key)})
-	return []env.Item{{Kind: env.ItemSQLite, Name: t.Key + rehearsalSuffix, Data: data}}
+	return p.auxItems(rehearsalFile, t)
 }
 
 // Rehearse implements database.Rehearser for SQLite: time and destructive

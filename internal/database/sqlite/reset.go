@@ -2,12 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/previewd/previewd/internal/database"
 	"github.com/previewd/previewd/internal/env"
@@ -15,29 +13,12 @@ import (
 
 var _ database.Resetter = (*Provider)(nil)
 
-// nextPrefix starts the name of the file a Reset builds (".new-reset-"
-// key ".sqlite"): Collect takes ".new-" files for temporary ones, and
-// removes this one as soon as its key is not live.
-const nextPrefix = ".new-reset-"
-
-// nextSuffix ends the inventory name of the file a Reset builds: key +
-// nextSuffix, which is never a key.
-const nextSuffix = "$next"
-
 // NextPath returns the file Reset builds for key beside Path(key).
-func (p *Provider) NextPath(key string) string {
-	return filepath.Join(p.dir, nextPrefix+key+".sqlite")
-}
+func (p *Provider) NextPath(key string) string { return p.auxPath(nextFile, key) }
 
 // ResetItems implements database.Resetter: the file Reset builds, named
 // key$next in the inventory.
-func (p *Provider) ResetItems(t database.Target) []env.Item {
-	if t.Production || t.Key == env.ProductionKey || env.CheckKey(t.Key) != nil {
-		return nil
-	}
-	data, _ := json.Marshal(itemData{Path: p.NextPath(t.Key)})
-	return []env.Item{{Kind: env.ItemSQLite, Name: t.Key + nextSuffix, Data: data}}
-}
+func (p *Provider) ResetItems(t database.Target) []env.Item { return p.auxItems(nextFile, t) }
 
 // Reset implements database.Resetter. It builds NextPath(key) from the
 // seed (or empty) as Ensure would, gives it to prepare, and then renames
@@ -118,19 +99,6 @@ func removeAll(path string, suffixes ...string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// nextKey returns the key of a Reset's file name (NextPath's base).
-func nextKey(base string) (string, bool) {
-	rest, ok := strings.CutPrefix(base, nextPrefix)
-	if !ok {
-		return "", false
-	}
-	key, ok := strings.CutSuffix(rest, ".sqlite")
-	if !ok || env.CheckKey(key) != nil || key == env.ProductionKey {
-		return "", false
-	}
-	return key, true
 }
 
 // RestartAfterReset reports that an app must be restarted after Reset: a

@@ -162,19 +162,13 @@ func (p *Provider) drop(it env.Item) error {
 		d.Path = p.Path(it.Name)
 	}
 	base := filepath.Base(d.Path)
-	if key, ok := strings.CutSuffix(it.Name, rehearsalSuffix); ok {
-		// A rehearsal's file.
-		if base != rehearsalPrefix+key+".sqlite" || env.CheckKey(key) != nil || !filepath.IsAbs(d.Path) {
-			return fmt.Errorf("sqlite: %s is not the rehearsal file of %q, so it %w", d.Path, key, database.ErrForeign)
+	for _, a := range auxFiles {
+		if key, ok := strings.CutSuffix(it.Name, a.suffix); ok {
+			if k, ok := a.keyOf(base); !ok || k != key || !filepath.IsAbs(d.Path) {
+				return fmt.Errorf("sqlite: %s is not the %s file of %q, so it %w", d.Path, a.what, key, database.ErrForeign)
+			}
+			return removeAll(d.Path)
 		}
-		return removeAll(d.Path)
-	}
-	if key, ok := strings.CutSuffix(it.Name, nextSuffix); ok {
-		// A Reset's fresh file.
-		if k, ok := nextKey(base); !ok || k != key || !filepath.IsAbs(d.Path) {
-			return fmt.Errorf("sqlite: %s is not the reset file of %q, so it %w", d.Path, key, database.ErrForeign)
-		}
-		return removeAll(d.Path)
 	}
 	switch {
 	case it.Name == env.ProductionKey || base == env.ProductionKey+".sqlite":
@@ -212,7 +206,7 @@ func (p *Provider) Collect(ctx context.Context, live map[string]bool) ([]string,
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if key, ok := nextKey(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "-wal"), "-shm"), "-journal")); ok {
+		if key, ok := nextFile.keyOf(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "-wal"), "-shm"), "-journal")); ok {
 			// A Reset's fresh file: only a live environment's can be in
 			// progress.
 			if !live[key] {
