@@ -32,7 +32,8 @@ const maxExtend = 30 * 24 * time.Hour
 // reconciler's own words for it).
 var errProductionLifecycle = errors.New("production never sleeps or expires")
 
-// lifecycleError is a refused lifecycle action: the status to answer and why.
+// lifecycleError is a refused action (a lifecycle one, a tier): the status
+// to answer and why.
 type lifecycleError struct {
 	status int
 	err    error

@@ -25,61 +25,57 @@ func (s *Server) dbTier(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf(`the body is not {"tier": "clone"}: %w`, err))
 		return
 	}
-	ch, code, err := s.askTier(w, r, key, in.Tier)
-	if err != nil {
-		writeError(w, code, err)
-		return
+	ch, rerr := s.askTier(w, r, key, in.Tier)
+	switch {
+	case rerr != nil:
+		writeError(w, rerr.status, rerr)
+	case ch != nil:
+		writeJSON(w, http.StatusAccepted, env.Answer{Key: key, Action: ActionDBTier, Status: "accepted", DBTier: ch, Note: tierNote(*ch)})
 	}
-	if code == 0 {
-		return // the audit failed and answered
-	}
-	writeJSON(w, http.StatusAccepted, env.Answer{Key: key, Action: ActionDBTier, Status: "accepted", DBTier: &ch, Note: tierNote(ch)})
 }
 
 // dbTierPage is the dashboard's tier form.
 func (s *Server) dbTierPage(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	_, code, err := s.askTier(w, r, key, r.PostFormValue("tier"))
-	if err != nil {
-		http.Error(w, err.Error(), code)
-		return
+	ch, rerr := s.askTier(w, r, key, r.PostFormValue("tier"))
+	switch {
+	case rerr != nil:
+		http.Error(w, rerr.Error(), rerr.status)
+	case ch != nil:
+		http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
 	}
-	if code == 0 {
-		return
-	}
-	http.Redirect(w, r, "/environments/"+key, http.StatusSeeOther)
 }
 
 // askTier checks and audits a tier asked for key, then asks the
-// reconciler. It returns the choice and 202, or the status and error to
-// answer; 0 and no error when the audit failed and answered already.
-func (s *Server) askTier(w http.ResponseWriter, r *http.Request, key, tier string) (env.TierChoice, int, error) {
+// reconciler, as act does for the lifecycle's actions: the choice, or the
+// refusal to answer; neither when the audit failed and answered already.
+func (s *Server) askTier(w http.ResponseWriter, r *http.Request, key, tier string) (*env.TierChoice, *lifecycleError) {
 	tier = strings.ToLower(strings.TrimSpace(tier))
 	if tier == "" {
-		return env.TierChoice{}, http.StatusBadRequest, errors.New(`tier missing: send {"tier": "schema"}, "clone", "empty" or "default"`)
+		return nil, refuse(http.StatusBadRequest, errors.New(`tier missing: send {"tier": "schema"}, "clone", "empty" or "default"`))
 	}
 	e, err := s.environment(r.Context(), key)
 	switch {
 	case err != nil:
-		return env.TierChoice{}, statusOf(err), err
+		return nil, refuse(statusOf(err), err)
 	case e.Production():
-		return env.TierChoice{}, http.StatusConflict, errors.New("production's database never changes tier")
+		return nil, refuse(http.StatusConflict, errors.New("production's database never changes tier"))
 	case s.o.DBTier == nil:
-		return env.TierChoice{}, http.StatusServiceUnavailable, errNoReconciler
+		return nil, refuse(http.StatusServiceUnavailable, errNoReconciler)
 	}
 	if !s.recordDetail(w, r, auth.FromContext(r.Context()), ActionDBTier, key, tier) {
-		return env.TierChoice{}, 0, nil
+		return nil, nil
 	}
 	ch, err := s.o.DBTier(r.Context(), key, tier)
 	var te *env.TierError
 	switch {
 	case errors.As(err, &te):
-		return env.TierChoice{}, http.StatusBadRequest, te
+		return nil, refuse(http.StatusBadRequest, te)
 	case err != nil:
-		return env.TierChoice{}, statusOf(err), err
+		return nil, refuse(statusOf(err), err)
 	}
-	return ch, http.StatusAccepted, nil
+	return &ch, nil
 }
 
 // tiers are the tiers the dashboard offers: none without DBTier.
