@@ -63,6 +63,11 @@ func (c *Cache) Fetch(ctx context.Context, repo, ref, into, sha string, creds fu
 			return fmt.Errorf("%q is not a full ref name", r)
 		}
 	}
+	// A commit already cached needs no lock: git's readers are safe beside
+	// a fetch, and a long fetch of another commit does not hold this up.
+	if c.Has(ctx, sha) {
+		return nil
+	}
 	unlock, err := c.lock(ctx)
 	if err != nil {
 		return err

@@ -301,27 +301,12 @@ func TestMain(m *testing.M) {
 
 // TestCacheLockAcrossProcesses: while another process holds the object
 // cache (a second previewd on one dataDir), a fetch waits for it, and one
-// whose context ends first says why; once it lets go the fetch runs.
+// whose context ends first says why; once it lets go the fetch runs. A
+// commit already cached is there without waiting.
 func TestCacheLockAcrossProcesses(t *testing.T) {
 	dir, sha := repo(t)
 	cacheDir := filepath.Join(t.TempDir(), "cache.git")
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), holdEnv+"="+cacheDir)
-	stdin, err := child.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); child.Wait() })
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "held\n" {
-		t.Fatalf("the other process: %q %v", line, err)
-	}
+	release := holdCache(t, cacheDir)
 
 	c := NewCache(cacheDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -336,11 +321,43 @@ func TestCacheLockAcrossProcesses(t *testing.T) {
 		t.Fatalf("the fetch did not wait for the other process: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	stdin.Close()
+	release()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if !c.Has(context.Background(), sha) {
 		t.Error("the fetch after the other process let go has not the commit")
 	}
+
+	holdCache(t, cacheDir)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Fetch(ctx, dir, "refs/heads/main", "refs/previewd/feat", sha, nil); err != nil {
+		t.Errorf("a cached commit waited for the other process: %v", err)
+	}
+}
+
+// holdCache starts the test binary again holding cacheDir's lock until
+// the returned release (or the test's end).
+func holdCache(t *testing.T, cacheDir string) (release func()) {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), holdEnv+"="+cacheDir)
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	release = func() { stdin.Close(); child.Wait() }
+	t.Cleanup(release)
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "held\n" {
+		t.Fatalf("the other process: %q %v", line, err)
+	}
+	return release
 }
