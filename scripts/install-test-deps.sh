@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages: git, a
-# PostgreSQL server, PgBouncer, Chromium, and node and npm (the Node
-# example's tests). It only calls apt-get when
+# PostgreSQL server, PgBouncer, Chromium, node and npm (the Node
+# example's tests), and python3 with pip (the pip recipe's test). It only calls apt-get when
 # something is missing, so a warm machine pays nothing.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbounce
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

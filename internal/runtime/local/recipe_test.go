@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/env"
+	"github.com/previewd/previewd/internal/testsvc"
 )
 
 // The README's cache recipes (section Recipes), run as written through
@@ -105,16 +106,27 @@ func TestRecipeGoModules(t *testing.T) {
 	}
 }
 
+// pythonWithPip returns a python3 that has pip: the first on PATH, else
+// Debian's. Without one the test skips, except in CI, which installs
+// Debian's (scripts/install-test-deps.sh), where it fails.
+func pythonWithPip(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"python3", "/usr/bin/python3"} {
+		if py, err := exec.LookPath(name); err == nil && exec.Command(py, "-m", "pip", "--version").Run() == nil {
+			return py
+		}
+	}
+	if testsvc.InCI() {
+		t.Fatal("no python3 with pip (scripts/install-test-deps.sh installs Debian's python3-pip)")
+	}
+	t.Skip("no python3 with pip")
+	return ""
+}
+
 // TestRecipePip: pip install --target, keyed by requirements.txt; the app
 // imports from it through PYTHONPATH.
 func TestRecipePip(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("no python3")
-	}
-	if err := exec.Command(py, "-m", "pip", "--version").Run(); err != nil {
-		t.Skip("no pip")
-	}
+	py := pythonWithPip(t)
 	wheels := t.TempDir()
 	f, err := os.Create(filepath.Join(wheels, "greet-1.0.0-py3-none-any.whl"))
 	if err != nil {
@@ -144,7 +156,7 @@ func TestRecipePip(t *testing.T) {
 	r, _ := newRuntime(t, Options{
 		Env: map[string]string{"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": ".pydeps"},
 		Caching: Caching{Caches: []CacheSpec{{Path: ".pydeps", Key: []string{"requirements.txt"},
-			Run: "python3 -m pip install --target .pydeps -r requirements.txt && echo >> '" + marker + "'"}}},
+			Run: "'" + py + "' -m pip install --target .pydeps -r requirements.txt && echo >> '" + marker + "'"}}},
 		StepTimeout: 2 * time.Minute,
 	})
 	ctx := context.Background()
